@@ -1,0 +1,73 @@
+"""Adaptive LIF neuron (LSNN, Bellec et al. 2018/2020).
+
+a^t = ρ a^{t-1} + z^{t-1},  A^t = v_th + β a^t,  v^t = α v^{t-1} + I^t − v_th z^{t-1},
+z^t = H((v^t − A^t)/v_th) with the LIF refractory period; ρ = exp(−dt/τ_a).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+
+from l2l.cells.base import CellModel, RecurrentCell, cell_step
+from l2l.cells.lif import LIFParameters, spike_with_refractoriness
+from l2l.validation import require_nonnegative, require_positive
+
+
+@dataclass(frozen=True)
+class ALIFParameters(LIFParameters):
+    """LIF parameters plus the adaptation time constant τ_a (ms) and strength β >= 0."""
+
+    v_th: float = 0.6
+    tau_a: float = 2000.0
+    beta: float = 1.8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require_positive("tau_a", self.tau_a)
+        require_nonnegative("beta", self.beta)
+
+    @property
+    def rho(self) -> float:
+        """Adaptation decay per step, exp(−dt/τ_a)."""
+        return math.exp(-self.dt / self.tau_a)
+
+
+class ALIFState(NamedTuple):
+    """v, threshold adaptation a, z, refractory counter; each (B, n)."""
+
+    v: torch.Tensor
+    a: torch.Tensor
+    z: torch.Tensor
+    refractory: torch.Tensor
+
+
+def alif_dynamics(
+    current: torch.Tensor, z_prev_out: torch.Tensor, state: ALIFState, p: ALIFParameters, record: bool = False
+) -> tuple[torch.Tensor, ALIFState, dict[str, torch.Tensor]]:
+    """One step from I^t (B, n). The adaptation uses the within-neuron z^{t-1} (``state.z``)."""
+    a = p.rho * state.a + state.z
+    v = p.alpha * state.v + current - p.v_th * z_prev_out
+    scaled = (v - p.v_th - p.beta * a) / p.v_th
+    z, _, rec = spike_with_refractoriness(scaled, state.refractory, p.gamma, p.surrogate, p.v_th, record)
+    refractory = torch.clamp(state.refractory - 1, min=0) + p.n_ref * z.detach()
+    return z, ALIFState(v, a, z, refractory), rec
+
+
+MODEL = CellModel("alif", ALIFParameters, ALIFState, n_gates=1, has_bias=False, spiking=True, dynamics=alif_dynamics)
+
+
+def alif_step(
+    x: torch.Tensor, state: ALIFState, w_in: torch.Tensor, w_rec: torch.Tensor, p: ALIFParameters
+) -> tuple[torch.Tensor, ALIFState]:
+    """Pure step: x (B, n_in), weights (n, n_in)/(n, n) or per task (B, ·, ·) -> z (B, n), new state."""
+    return cell_step(MODEL, x, state, w_in, w_rec, p)
+
+
+class ALIFCell(RecurrentCell):
+    """ALIF layer: W_in (n, n_in), W_rec (n, n); ``forward(x (B, n_in), state) -> (z (B, n), state)``."""
+
+    model = MODEL

@@ -1,0 +1,199 @@
+"""A stack of recurrent layers (any cell type) with a leaky readout, run over whole trials.
+
+Weights may be shared, shape (n, m), or per task, shape (B, n, m): a batch of B
+tasks each with its own copy (the inner loop's adapted weights). Both give the
+same numbers as running the tasks one by one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from l2l.cells import CELLS, RecurrentCell
+from l2l.cells.base import recurrent_weight
+from l2l.filters import exp_filter
+from l2l.linear import synaptic_input
+from l2l.validation import require_choice, require_positive, require_size
+
+
+@dataclass
+class LayerActivity:
+    """One layer over one trial.
+
+    z: (B, T, n) observable output; z_prev: (B, T, n) the recurrent presynaptic input z^{t-1}
+    at each step (the initial state's z at t = 0); record: per-step quantities for the
+    eligibility traces, each (B, T, ...); final_state: the cell state after the last step.
+    """
+
+    z: torch.Tensor
+    z_prev: torch.Tensor
+    record: dict[str, torch.Tensor] = field(default_factory=dict)
+    final_state: Any = None
+
+
+@dataclass
+class Trial:
+    """inputs (B, T, n_in), one LayerActivity per layer, output y (B, T, n_out)."""
+
+    inputs: torch.Tensor
+    layers: list[LayerActivity]
+    output: torch.Tensor
+
+    def detached(self) -> Trial:
+        """A copy with every tensor detached (results never hold autograd graphs)."""
+        layers = [
+            LayerActivity(a.z.detach(), a.z_prev.detach(), {k: v.detach() for k, v in a.record.items()}, a.final_state)
+            for a in self.layers
+        ]
+        return Trial(self.inputs, layers, self.output.detach())
+
+
+class LeakyReadout(nn.Module):
+    """y^t = κ y^{t-1} + W_out z^t + b, κ = exp(−dt/τ_out). W_out (n_out, n) ~ scale·N(0, 1)/√n."""
+
+    def __init__(self, n: int, n_out: int, tau_out: float = 20.0, dt: float = 1.0, bias: bool = True,
+                 init_scale: float = 1.0) -> None:
+        super().__init__()
+        require_size("n_out", n_out)
+        require_positive("tau_out", tau_out)
+        require_positive("dt", dt)
+        self.tau_out, self.dt = tau_out, dt
+        self.w_out = nn.Parameter(init_scale * torch.randn(n_out, n) / math.sqrt(n))
+        self.bias = nn.Parameter(torch.zeros(n_out)) if bias else None
+
+    @property
+    def kappa(self) -> float:
+        """Readout decay per step."""
+        return math.exp(-self.dt / self.tau_out)
+
+
+def simulate_layer(
+    cell: RecurrentCell,
+    inputs: torch.Tensor,
+    w_in: torch.Tensor,
+    w_rec: torch.Tensor,
+    bias: torch.Tensor | None,
+    *,
+    initial_state: Any = None,
+    detach_recurrent: bool = False,
+    zeta: torch.Tensor | None = None,
+    record: bool = False,
+) -> LayerActivity:
+    """Run one layer over a trial. inputs (B, T, m) -> LayerActivity with z (B, T, n).
+
+    ``detach_recurrent`` cuts z^{t-1} where it enters the recurrent input and the reset (the
+    e-prop oracle); ``zeta`` (B, T, n), zeros requiring grad, is added to the output as it leaves
+    the neuron so that autograd yields the total derivative dE/dz^t of BPTT.
+    """
+    batch, steps = inputs.shape[:2]
+    model, p = cell.model, cell.params
+    current_in = synaptic_input(inputs, w_in)
+    if bias is not None:
+        current_in = current_in + (bias.unsqueeze(1) if bias.dim() == 2 else bias)
+    w_rec = recurrent_weight(w_rec, p)
+    state = initial_state if initial_state is not None else cell.init_state(batch, inputs.dtype, inputs.device)
+    z_prev = state.z
+    zs, z_prevs, records = [], [], []
+    for t in range(steps):
+        z_prevs.append(z_prev)
+        current = current_in[:, t] + synaptic_input(z_prev, w_rec)
+        z, state, rec = model.dynamics(current, z_prev, state, p, record)
+        if zeta is not None:
+            z = z + zeta[:, t]
+        zs.append(z)
+        records.append(rec)
+        z_prev = z.detach() if detach_recurrent else z
+    stacked = {k: torch.stack([r[k] for r in records], dim=1) for k in records[0]} if record else {}
+    return LayerActivity(torch.stack(zs, 1), torch.stack(z_prevs, 1), stacked, state)
+
+
+class RecurrentNetwork(nn.Module):
+    """L recurrent layers (cells ``lif``/``alif``/``lstm``/``rnn``, mixed allowed) and a leaky readout.
+
+    Parameters are named ``layers.<l>.w_in``, ``layers.<l>.w_rec``, ``layers.<l>.bias`` (LSTM/RNN),
+    ``readout.w_out`` and ``readout.bias``. ``run(inputs (B, T, n_in))`` returns a :class:`Trial`.
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        hidden: int | Sequence[int],
+        n_out: int,
+        cell: str | Sequence[str] = "lif",
+        cell_params: Any = None,
+        tau_out: float = 20.0,
+        dt: float = 1.0,
+        readout_bias: bool = True,
+        readout_init_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        require_size("n_in", n_in)
+        sizes = [hidden] if isinstance(hidden, int) else list(hidden)
+        if not sizes:
+            raise ValueError("hidden=[] is not allowed: give at least one layer size")
+        for l, n in enumerate(sizes):
+            require_size(f"hidden[{l}]", n)
+        cells = [cell] * len(sizes) if isinstance(cell, str) else list(cell)
+        params = cell_params if isinstance(cell_params, (list, tuple)) else [cell_params] * len(sizes)
+        if len(cells) != len(sizes) or len(params) != len(sizes):
+            raise ValueError(
+                f"cell={cell!r} / cell_params has {len(cells)}/{len(params)} entries but hidden={sizes!r} "
+                f"has {len(sizes)} layers: give one per layer or a single one"
+            )
+        layers = []
+        for l, (kind, n, p) in enumerate(zip(cells, sizes, params, strict=True)):
+            require_choice(f"cell[{l}]", kind, tuple(CELLS))
+            layers.append(CELLS[kind](n_in if l == 0 else sizes[l - 1], n, p))
+        self.n_in, self.sizes, self.n_out = n_in, sizes, n_out
+        self.layers = nn.ModuleList(layers)
+        self.readout = LeakyReadout(sizes[-1], n_out, tau_out, dt, readout_bias, readout_init_scale)
+
+    def parameter_dict(self) -> dict[str, torch.Tensor]:
+        """The trainable tensors by name (the keys every learning rule returns gradients for)."""
+        return dict(self.named_parameters())
+
+    def check_inputs(self, inputs: torch.Tensor) -> None:
+        """Raise ValueError unless inputs is (B, T, n_in) with B, T >= 1."""
+        if inputs.dim() != 3 or inputs.shape[-1] != self.n_in or inputs.shape[0] < 1 or inputs.shape[1] < 1:
+            raise ValueError(
+                f"inputs has shape {tuple(inputs.shape)}: expected (B, T, n_in={self.n_in}) with B, T >= 1"
+            )
+
+    def run(
+        self,
+        inputs: torch.Tensor,
+        params: Mapping[str, torch.Tensor] | None = None,
+        *,
+        detach_recurrent: bool = False,
+        zeta: Sequence[torch.Tensor | None] | None = None,
+        record: bool = False,
+        initial_states: Sequence[Any] | None = None,
+    ) -> Trial:
+        """Simulate a trial. inputs (B, T, n_in); ``params`` overrides any named tensor (shared or per task)."""
+        self.check_inputs(inputs)
+        own = self.parameter_dict()
+        get = (lambda name: params.get(name, own.get(name))) if params is not None else own.get
+        x, activities = inputs, []
+        for l, cell in enumerate(self.layers):
+            activity = simulate_layer(
+                cell, x, get(f"layers.{l}.w_in"), get(f"layers.{l}.w_rec"), get(f"layers.{l}.bias"),
+                initial_state=initial_states[l] if initial_states is not None else None,
+                detach_recurrent=detach_recurrent, zeta=zeta[l] if zeta is not None else None, record=record,
+            )
+            activities.append(activity)
+            x = activity.z
+        drive = synaptic_input(x, get("readout.w_out"))
+        b_out = get("readout.bias")
+        if b_out is not None:
+            drive = drive + (b_out.unsqueeze(1) if b_out.dim() == 2 else b_out)
+        return Trial(inputs, activities, exp_filter(drive, self.readout.kappa))
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """inputs (B, T, n_in) -> readout y (B, T, n_out)."""
+        return self.run(inputs).output

@@ -1,0 +1,72 @@
+"""e-prop 1 (Bellec et al. 2020): eligibility traces × learning signals, online and local.
+
+dE/dW_ji ≈ Σ_t L_j^t F_κ(e_ji)^t with L_j^t = Σ_k B_jk δ_k^t (+ the rate regularizer's ∂E/∂z_j^t).
+The κ filter is moved onto the learning signal (Σ_t L^t F_κ(e)^t = Σ_t F_κ^←(L)^t e^t), which
+keeps the LIF update a single contraction. The readout weights get their exact gradient.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+
+from l2l.feedback import Feedback, make_feedback
+from l2l.filters import reverse_exp_filter
+from l2l.linear import contract_over_time, synaptic_input
+from l2l.network import RecurrentNetwork
+from l2l.regularization import RateRegularization
+from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error
+from l2l.traces import eligibility_gradient
+
+
+class EProp(LearningRule):
+    """e-prop for a single recurrent layer with ``symmetric``, ``random`` or ``adaptive`` feedback.
+
+    ``per_task=True`` returns one gradient per task (leading B) for per-task weights; the loss must
+    then be a sum over tasks for the gradients to be those of each task's own loss.
+    """
+
+    name = "eprop"
+
+    def __init__(
+        self,
+        feedback: str | Feedback = "symmetric",
+        rate_regularization: RateRegularization | None = None,
+        per_task: bool = False,
+        **feedback_options,
+    ) -> None:
+        super().__init__(rate_regularization)
+        self.feedback = make_feedback(feedback, **feedback_options) if isinstance(feedback, str) else feedback
+        self.per_task = per_task
+
+    def gradients(
+        self,
+        network: RecurrentNetwork,
+        inputs: torch.Tensor,
+        loss_fn: LossFn,
+        params: Mapping[str, torch.Tensor] | None = None,
+    ) -> GradientResult:
+        if len(network.layers) != 1:
+            raise ValueError(
+                f"rule eprop takes a single recurrent layer, the network has {len(network.layers)}: "
+                "use deep_eprop for stacks"
+            )
+        params = dict(params) if params is not None else network.parameter_dict()
+        with torch.no_grad():
+            trial = network.run(inputs, params, record=True)
+        task_loss, delta = output_error(loss_fn, trial.output)
+        with torch.no_grad():
+            delta_back = reverse_exp_filter(delta, network.readout.kappa)
+            (activity,), cell = trial.layers, network.layers[0]
+            w_out = params["readout.w_out"]
+            signal = synaptic_input(delta_back, self.feedback.matrix(w_out))
+            reg_loss = self.regularization_loss(network, trial)
+            if self.rate_regularization is not None and cell.model.spiking:
+                signal = signal + self.rate_regularization.gradient_wrt_spikes(activity.z)
+            layer_grads = eligibility_gradient(cell, activity, inputs, signal, self.per_task)
+            grads = {f"layers.0.{k}": v for k, v in layer_grads.items()}
+            grads["readout.w_out"] = contract_over_time(delta_back, activity.z, self.per_task)
+            if "readout.bias" in params:
+                grads["readout.bias"] = delta_back.sum(1) if self.per_task else delta_back.sum((0, 1))
+        return GradientResult(task_loss + reg_loss, task_loss, grads, trial)

@@ -1,0 +1,50 @@
+"""Single-layer eligibility traces, one module per neuron model (DESIGN §3).
+
+``eligibility_gradient`` computes Σ_t dE_dz_j^t e_ji^t for every weight of a layer from
+the forward record; it is the e-prop update when dE_dz is a learning signal and
+equals BPTT when dE_dz is BPTT's total derivative (Bellec eq. 1). To use a leaky
+readout's learning signal L, pass ``reverse_exp_filter(L, κ)``: Σ_t L^t F_κ(e)^t is
+the same sum. ``eligibility_traces`` returns the dense e^t for small networks.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+import torch
+
+from l2l.cells import RecurrentCell
+from l2l.network import LayerActivity
+from l2l.traces import alif, lif, lstm, rnn
+from l2l.traces.presynaptic import PresynapticInputs
+
+TRACE_MODULES: dict[str, ModuleType] = {"lif": lif, "alif": alif, "lstm": lstm, "rnn": rnn}
+
+
+def eligibility_gradient(
+    cell: RecurrentCell, activity: LayerActivity, inputs: torch.Tensor, dE_dz: torch.Tensor, per_task: bool = False
+) -> dict[str, torch.Tensor]:
+    """Σ_t dE_dz^t · e^t. inputs (B, T, n_in), dE_dz (B, T, n) -> {"w_in", "w_rec"(, "bias")}.
+
+    Sums over tasks unless ``per_task`` (then each gradient has a leading B). ``activity`` must come
+    from a run with ``record=True``. The W_rec diagonal is zero when the cell has no autapses.
+    """
+    pre = PresynapticInputs(inputs, activity.z_prev)
+    grads = TRACE_MODULES[cell.model.name].gradient(cell.params, activity.record, pre, dE_dz, per_task)
+    if getattr(cell.params, "no_autapses", False):
+        n = grads["w_rec"].shape[-1]
+        grads["w_rec"] = grads["w_rec"] * (1 - torch.eye(n, dtype=dE_dz.dtype, device=dE_dz.device))
+    return grads
+
+
+def eligibility_traces(cell: RecurrentCell, activity: LayerActivity, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Dense traces e^t per weight: {"w_in": (B, T, G·n, n_in), "w_rec": (B, T, G·n, n)(, "bias": (B, T, G·n))}.
+
+    For inspection and tests on small networks only; apply ``exp_filter(e, κ)`` for F_κ(e).
+    """
+    pre = PresynapticInputs(inputs, activity.z_prev)
+    module = TRACE_MODULES[cell.model.name]
+    return pre.split(module.traces(cell.params, activity.record, pre), with_bias=cell.model.has_bias)
+
+
+__all__ = ["eligibility_gradient", "eligibility_traces", "PresynapticInputs", "TRACE_MODULES"]

@@ -1,0 +1,39 @@
+"""ALIF eligibility traces (Bellec et al. 2020, eqs. 25-27).
+
+Hidden state (v, a); the within-neuron Jacobian includes the adaptation a^t ← z^{t-1}:
+ε^v_t = ū^t,  ε^a_t = ψ^{t-1} ε^v_{t-1} + (ρ − β ψ^{t-1}) ε^a_{t-1},  e^t = ψ^t (ε^v_t − β ε^a_t).
+ε^a does not factorize; it is carried online with O(B·n·m) memory, never (B, T, n, m).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from l2l.filters import exp_filter
+from l2l.traces.presynaptic import PresynapticInputs
+
+
+def trace_steps(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> Iterator[torch.Tensor]:
+    """Yield e^t (B, n, n_in + n) for t = 0..T-1."""
+    psi = record["psi"]
+    u_bar = exp_filter(pre.concatenated(with_bias=False), params.alpha)
+    eps_a = torch.zeros(psi.shape[0], psi.shape[2], u_bar.shape[2], dtype=psi.dtype, device=psi.device)
+    for t in range(psi.shape[1]):
+        if t > 0:
+            psi_prev = psi[:, t - 1].unsqueeze(-1)
+            eps_a = psi_prev * u_bar[:, t - 1].unsqueeze(-2) + (params.rho - params.beta * psi_prev) * eps_a
+        yield psi[:, t].unsqueeze(-1) * (u_bar[:, t].unsqueeze(-2) - params.beta * eps_a)
+
+
+def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE_dz: torch.Tensor,
+             per_task: bool) -> dict[str, torch.Tensor]:
+    """Σ_t dE_dz^t e^t for W_in and W_rec. dE_dz: (B, T, n)."""
+    total = sum(dE_dz[:, t].unsqueeze(-1) * e for t, e in enumerate(trace_steps(params, record, pre)))
+    return pre.split(total if per_task else total.sum(0), with_bias=False)
+
+
+def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> torch.Tensor:
+    """Dense e^t (B, T, n, n_in + n) for diagnostics on small networks."""
+    return torch.stack(list(trace_steps(params, record, pre)), dim=1)

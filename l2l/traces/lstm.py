@@ -1,0 +1,45 @@
+"""LSTM eligibility traces along the cell state (REFERENCE.md, "LSTM e-prop").
+
+For the input, forget and candidate gates, ε^t = f^t ε^{t-1} + (∂c^t/∂I^t) u^t with
+∂c/∂I_i = g i(1−i), ∂c/∂I_f = c^{t-1} f(1−f), ∂c/∂I_g = i(1−g²), and
+e^t = o^t (1 − tanh² c^t) ε^t; the output gate has e_o^t = tanh(c^t) o(1−o) u^t.
+u^t = [x^t, m^{t-1}, 1]; recurrent paths through m^{t-1} are left to the learning signal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from l2l.traces.presynaptic import PresynapticInputs
+
+
+def trace_steps(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> Iterator[torch.Tensor]:
+    """Yield e^t (B, 4n, n_in + n + 1), gate rows in the order (i, f, g, o)."""
+    i, f, g, o, c, c_prev = (record[k] for k in ("i", "f", "g", "o", "c", "c_prev"))
+    u = pre.concatenated(with_bias=True)
+    # ∂c^t/∂I^t for the gates that feed the cell state: (B, T, 3, n)
+    dc_dI = torch.stack([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g)], dim=2)
+    tanh_c = torch.tanh(c)
+    dm_dc = o * (1 - tanh_c * tanh_c)
+    dm_dIo = tanh_c * o * (1 - o)
+    eps = None
+    for t in range(u.shape[1]):
+        source = dc_dI[:, t].unsqueeze(-1) * u[:, t, None, None, :]
+        eps = source if eps is None else f[:, t, None, :, None] * eps + source
+        e_cell = (dm_dc[:, t, None, :, None] * eps).flatten(1, 2)
+        e_out = dm_dIo[:, t].unsqueeze(-1) * u[:, t].unsqueeze(-2)
+        yield torch.cat([e_cell, e_out], dim=1)
+
+
+def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE_dz: torch.Tensor,
+             per_task: bool) -> dict[str, torch.Tensor]:
+    """Σ_t dE_dz^t e^t for W_in (4n, n_in), W_rec (4n, n) and bias (4n). dE_dz: (B, T, n)."""
+    total = sum(dE_dz[:, t].repeat(1, 4).unsqueeze(-1) * e for t, e in enumerate(trace_steps(params, record, pre)))
+    return pre.split(total if per_task else total.sum(0), with_bias=True)
+
+
+def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> torch.Tensor:
+    """Dense e^t (B, T, 4n, n_in + n + 1) for diagnostics on small networks."""
+    return torch.stack(list(trace_steps(params, record, pre)), dim=1)
