@@ -14,6 +14,7 @@ from types import ModuleType
 import torch
 
 from l2l.cells import RecurrentCell
+from l2l.cells.base import recurrent_weight
 from l2l.network import LayerActivity
 from l2l.traces import alif, lif, lstm, rnn
 from l2l.traces.presynaptic import PresynapticInputs
@@ -30,11 +31,8 @@ def eligibility_gradient(
     from a run with ``record=True``. The W_rec diagonal is zero when the cell has no autapses.
     """
     pre = PresynapticInputs(inputs, activity.z_prev)
-    grads = TRACE_MODULES[cell.model.name].gradient(cell.params, activity.record, pre, dE_dz, per_task)
-    if getattr(cell.params, "no_autapses", False):
-        n = grads["w_rec"].shape[-1]
-        grads["w_rec"] = grads["w_rec"] * (1 - torch.eye(n, dtype=dE_dz.dtype, device=dE_dz.device))
-    return grads
+    return without_autapses(cell, TRACE_MODULES[cell.model.name].gradient(cell.params, activity.record, pre, dE_dz,
+                                                                           per_task))
 
 
 def eligibility_traces(cell: RecurrentCell, activity: LayerActivity, inputs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -44,7 +42,14 @@ def eligibility_traces(cell: RecurrentCell, activity: LayerActivity, inputs: tor
     """
     pre = PresynapticInputs(inputs, activity.z_prev)
     module = TRACE_MODULES[cell.model.name]
-    return pre.split(module.traces(cell.params, activity.record, pre), with_bias=cell.model.has_bias)
+    return without_autapses(cell, pre.split(module.traces(cell.params, activity.record, pre), cell.model.has_bias))
+
+
+def without_autapses(cell: RecurrentCell, per_weight: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Zero the W_rec diagonal (..., n, n) when the cell has no autapses: those synapses do not exist."""
+    if getattr(cell.params, "no_autapses", False):
+        per_weight["w_rec"] = recurrent_weight(per_weight["w_rec"], cell.params)
+    return per_weight
 
 
 __all__ = ["eligibility_gradient", "eligibility_traces", "PresynapticInputs", "TRACE_MODULES"]

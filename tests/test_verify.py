@@ -1,0 +1,71 @@
+"""l2l-verify: every row passes, and the checks fail when the math is broken."""
+
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from l2l import verify
+from l2l.traces import TRACE_MODULES
+
+ROWS = [(check, cell) for check in verify.CHECKS for cell in verify.CELL_NAMES]
+
+
+@pytest.mark.parametrize(("check", "cell"), ROWS, ids=[f"{a}/{b}" for a, b in ROWS])
+def test_verify_row(check, cell):
+    (row,) = verify.run_checks([cell], [check])
+    assert row["ok"], row
+    assert row["rel_err"] <= 1e-9
+
+
+class WrongTraces:
+    """A trace module computed with a wrong parameter (the kind of bug verify must catch)."""
+
+    def __init__(self, module, **wrong):
+        self.module, self.wrong = module, wrong
+
+    def gradient(self, params, *args):
+        return self.module.gradient(dataclasses.replace(params, **self.wrong), *args)
+
+
+@pytest.mark.parametrize(("cell", "wrong"), [("lif", {"tau_m": 10.0}), ("alif", {"beta": 0.0}),
+                                             ("alif", {"tau_a": 1e9}), ("rnn", {"tau": 4.0})])
+def test_wrong_trace_fails_both_trace_checks(monkeypatch, cell, wrong):
+    monkeypatch.setitem(TRACE_MODULES, cell, WrongTraces(TRACE_MODULES[cell], **wrong))
+    rows = verify.run_checks([cell], ["eprop_vs_autodiff", "factorization_vs_bptt"])
+    assert not any(r["ok"] for r in rows), rows
+
+
+def test_lstm_without_forget_gate_carry_fails(monkeypatch):
+    original = TRACE_MODULES["lstm"]
+
+    class NoCarry:
+        @staticmethod
+        def gradient(params, record, pre, dE_dz, per_task):
+            return original.gradient(params, {**record, "f": torch.zeros_like(record["f"])}, pre, dE_dz, per_task)
+
+    monkeypatch.setitem(TRACE_MODULES, "lstm", NoCarry)
+    assert not verify.run_checks(["lstm"], ["eprop_vs_autodiff"])[0]["ok"]
+
+
+def test_a_spiking_check_without_spikes_fails(monkeypatch):
+    make = verify.make_case
+
+    def silent(cell, **kw):
+        case = make(cell, **kw)
+        return dataclasses.replace(case, inputs=torch.zeros_like(case.inputs))
+
+    monkeypatch.setattr(verify, "make_case", silent)
+    (row,) = verify.run_checks(["lif"], ["rtrl_vs_bptt"])
+    assert not row["ok"] and row["spikes"] == 0 and "no neuron spiked" in row["reason"]
+
+
+def test_cli_json_and_exit_status(capsys, monkeypatch):
+    assert verify.main(["--json", "--cells", "lif", "rnn"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in report["checks"]} >= {"eprop_vs_autodiff/lif", "rtrl_vs_bptt/rnn"}
+    assert all(set(r) >= {"name", "rel_err", "tol", "ok"} for r in report["checks"])
+    monkeypatch.setitem(TRACE_MODULES, "lif", WrongTraces(TRACE_MODULES["lif"], tau_m=3.0))
+    assert verify.main(["--cells", "lif"]) == 1
+    assert "FAIL eprop_vs_autodiff/lif" in capsys.readouterr().out
