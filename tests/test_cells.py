@@ -144,6 +144,7 @@ def test_modules_wrap_the_step_functions():
         (lambda: ALIFParameters(tau_a=0.0), "tau_a", "0.0"),
         (lambda: ALIFParameters(beta=-1.0), "beta", "-1.0"),
         (lambda: RNNParameters(tau=-1.0), "tau", "-1.0"),
+        (lambda: ALIFParameters(adaptive_fraction=1.5), "adaptive_fraction", "1.5"),
         (lambda: LIFCell(0, 5), "n_in", "0"),
         (lambda: LIFCell(3, 0), "n", "0"),
         (lambda: LSTMCell(3, -2), "n", "-2"),

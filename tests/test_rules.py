@@ -105,3 +105,17 @@ def test_rule_errors_are_clear():
 def test_make_rule_builds_each_rule():
     assert isinstance(make_rule("eprop", feedback="adaptive", decay=0.1).feedback, AdaptiveFeedback)
     assert isinstance(make_rule("bptt"), BPTT) and isinstance(make_rule("rtrl"), RTRL)
+
+
+def test_mixed_lif_alif_population_matches_the_oracle():
+    """ALIFParameters(adaptive_fraction=0.5): half LIF, half ALIF in one layer (the LSNN)."""
+    from l2l import verify
+    from l2l.cells import ALIFParameters
+
+    case = verify.make_case("alif")
+    cell = case.network.layers[0]
+    cell.params = ALIFParameters(tau_m=20.0, v_th=0.4, n_ref=2, tau_a=40.0, beta=0.6, adaptive_fraction=0.5)
+    assert verify.eprop_vs_autodiff(case) < 1e-9
+    assert verify.factorization_vs_bptt(case) < 1e-9
+    betas = cell.params.betas(8, torch.zeros(1, dtype=torch.float64))
+    assert betas.tolist() == [0.0] * 4 + [0.6] * 4

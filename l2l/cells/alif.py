@@ -19,16 +19,33 @@ from l2l.validation import require_nonnegative, require_positive
 
 @dataclass(frozen=True)
 class ALIFParameters(LIFParameters):
-    """LIF parameters plus the adaptation time constant τ_a (ms) and strength β >= 0."""
+    """LIF parameters plus the adaptation time constant τ_a (ms), strength β >= 0 and the adaptive fraction."""
 
     v_th: float = 0.6
     tau_a: float = 2000.0
     beta: float = 1.8
+    adaptive_fraction: float = 1.0
 
     def __post_init__(self) -> None:
         super().__post_init__()
         require_positive("tau_a", self.tau_a)
         require_nonnegative("beta", self.beta)
+        if not 0.0 <= self.adaptive_fraction <= 1.0:
+            raise ValueError(
+                f"adaptive_fraction={self.adaptive_fraction!r} is not allowed: it must be in [0, 1]"
+            )
+
+    def betas(self, n: int, like: torch.Tensor) -> float | torch.Tensor:
+        """β per neuron: the last round(adaptive_fraction·n) neurons adapt, the others are LIF (β = 0).
+
+        A float when every neuron adapts, else a (n,) tensor (the LSNN's mixed LIF + ALIF population).
+        """
+        if self.adaptive_fraction == 1.0:
+            return self.beta
+        n_adaptive = round(self.adaptive_fraction * n)
+        beta = torch.zeros(n, dtype=like.dtype, device=like.device)
+        beta[n - n_adaptive:] = self.beta
+        return beta
 
     @property
     def rho(self) -> float:
@@ -51,7 +68,7 @@ def alif_dynamics(
     """One step from I^t (B, n). The adaptation uses the within-neuron z^{t-1} (``state.z``)."""
     a = p.rho * state.a + state.z
     v = p.alpha * state.v + current - p.v_th * z_prev_out
-    scaled = (v - p.v_th - p.beta * a) / p.v_th
+    scaled = (v - p.v_th - p.betas(v.shape[-1], v) * a) / p.v_th
     z, _, rec = spike_with_refractoriness(scaled, state.refractory, p.gamma, p.surrogate, p.v_th, record)
     refractory = torch.clamp(state.refractory - 1, min=0) + p.n_ref * z.detach()
     return z, ALIFState(v, a, z, refractory), rec

@@ -19,12 +19,14 @@ def trace_steps(params, record: dict[str, torch.Tensor], pre: PresynapticInputs)
     """Yield e^t (B, n, n_in + n) for t = 0..T-1."""
     psi = record["psi"]
     u_bar = exp_filter(pre.concatenated(with_bias=False), params.alpha)
+    beta = params.betas(psi.shape[2], psi)
+    beta = beta.unsqueeze(-1) if isinstance(beta, torch.Tensor) else beta  # per neuron j: (n, 1)
     eps_a = torch.zeros(psi.shape[0], psi.shape[2], u_bar.shape[2], dtype=psi.dtype, device=psi.device)
     for t in range(psi.shape[1]):
         if t > 0:
             psi_prev = psi[:, t - 1].unsqueeze(-1)
-            eps_a = psi_prev * u_bar[:, t - 1].unsqueeze(-2) + (params.rho - params.beta * psi_prev) * eps_a
-        yield psi[:, t].unsqueeze(-1) * (u_bar[:, t].unsqueeze(-2) - params.beta * eps_a)
+            eps_a = psi_prev * u_bar[:, t - 1].unsqueeze(-2) + (params.rho - beta * psi_prev) * eps_a
+        yield psi[:, t].unsqueeze(-1) * (u_bar[:, t].unsqueeze(-2) - beta * eps_a)
 
 
 def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE_dz: torch.Tensor,
