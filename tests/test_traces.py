@@ -76,3 +76,26 @@ def test_lif_eprop_never_builds_a_BTnm_tensor():
     with LargestTensor() as probe:
         EProp("random").gradients(net, x, lambda y: ((y - target) ** 2).mean())
     assert probe.largest <= batch * steps * max(n, n_in)  # (B, T, n) at most; (B, T, n, m) would be 36000
+
+
+@pytest.mark.parametrize("cell", CELLS)
+def test_current_signal_is_the_adjoint_of_the_forward_traces(cell):
+    """Σ_t current_signal^t ⊗ u^t (backwards in time) == Σ_t dE_dz^t e^t (forward traces)."""
+    from l2l.linear import contract_over_time
+    from l2l.traces import current_signal
+    from l2l.traces.presynaptic import PresynapticInputs
+
+    case = make_case(cell)
+    net, x = case.network, case.inputs
+    cell_module = net.layers[0]
+    activity = net.run(x, record=True).layers[0]
+    G = torch.randn_like(activity.z)
+    forward = eligibility_gradient(cell_module, activity, x, G)
+    pre = PresynapticInputs(x, activity.z_prev)
+    backward = pre.split(contract_over_time(current_signal(cell_module, activity, G), pre.concatenated(
+        cell_module.model.has_bias), per_task=False), cell_module.model.has_bias)
+    for k in forward:
+        expected = forward[k]
+        got = backward[k] if k != "w_rec" or not getattr(cell_module.params, "no_autapses", False) else \
+            backward[k] * (1 - torch.eye(expected.shape[-1], dtype=expected.dtype))
+        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)

@@ -8,16 +8,29 @@ keeps the LIF update a single contraction. The readout weights get their exact g
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 
 import torch
 
 from l2l.feedback import Feedback, make_feedback
 from l2l.filters import reverse_exp_filter
 from l2l.linear import contract_over_time, synaptic_input
-from l2l.network import RecurrentNetwork
+from l2l.network import RecurrentNetwork, Trial
 from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error
 from l2l.traces import eligibility_gradient
+
+
+@dataclass
+class ReadoutSignals:
+    """What the readout tells the network: losses, exact readout gradients, and the learning signal
+    per layer (B, T, n_k): feedback of the κ-filtered error at the top, the rate regularizer's
+    ∂E/∂z in every spiking layer."""
+
+    task_loss: torch.Tensor
+    reg_loss: torch.Tensor
+    readout_grads: dict[str, torch.Tensor]
+    signals: list[torch.Tensor | None]
 
 
 class EProp(LearningRule):
@@ -40,6 +53,25 @@ class EProp(LearningRule):
         self.feedback = make_feedback(feedback, **feedback_options) if isinstance(feedback, str) else feedback
         self.per_task = per_task
 
+    def readout_signals(self, network: RecurrentNetwork, params: Mapping[str, torch.Tensor], trial: Trial,
+                        loss_fn: LossFn) -> ReadoutSignals:
+        """Loss, readout gradients and learning signals from a recorded trial."""
+        task_loss, delta = output_error(loss_fn, trial.output)
+        with torch.no_grad():
+            delta_back = reverse_exp_filter(delta, network.readout.kappa)
+            top = trial.layers[-1]
+            signals: list[torch.Tensor | None] = [None] * len(network.layers)
+            signals[-1] = synaptic_input(delta_back, self.feedback.matrix(params["readout.w_out"]))
+            if self.rate_regularization is not None:
+                for k, (cell, activity) in enumerate(zip(network.layers, trial.layers, strict=True)):
+                    if cell.model.spiking:
+                        reg = self.rate_regularization.gradient_wrt_spikes(activity.z)
+                        signals[k] = reg if signals[k] is None else signals[k] + reg
+            grads = {"readout.w_out": contract_over_time(delta_back, top.z, self.per_task)}
+            if "readout.bias" in params:
+                grads["readout.bias"] = delta_back.sum(1) if self.per_task else delta_back.sum((0, 1))
+        return ReadoutSignals(task_loss, self.regularization_loss(network, trial), grads, signals)
+
     def gradients(
         self,
         network: RecurrentNetwork,
@@ -55,18 +87,8 @@ class EProp(LearningRule):
         params = dict(params) if params is not None else network.parameter_dict()
         with torch.no_grad():
             trial = network.run(inputs, params, record=True)
-        task_loss, delta = output_error(loss_fn, trial.output)
+        out = self.readout_signals(network, params, trial, loss_fn)
         with torch.no_grad():
-            delta_back = reverse_exp_filter(delta, network.readout.kappa)
-            (activity,), cell = trial.layers, network.layers[0]
-            w_out = params["readout.w_out"]
-            signal = synaptic_input(delta_back, self.feedback.matrix(w_out))
-            reg_loss = self.regularization_loss(network, trial)
-            if self.rate_regularization is not None and cell.model.spiking:
-                signal = signal + self.rate_regularization.gradient_wrt_spikes(activity.z)
-            layer_grads = eligibility_gradient(cell, activity, inputs, signal, self.per_task)
-            grads = {f"layers.0.{k}": v for k, v in layer_grads.items()}
-            grads["readout.w_out"] = contract_over_time(delta_back, activity.z, self.per_task)
-            if "readout.bias" in params:
-                grads["readout.bias"] = delta_back.sum(1) if self.per_task else delta_back.sum((0, 1))
-        return GradientResult(task_loss + reg_loss, task_loss, grads, trial)
+            layer = eligibility_gradient(network.layers[0], trial.layers[0], inputs, out.signals[0], self.per_task)
+        grads = {**{f"layers.0.{k}": v for k, v in layer.items()}, **out.readout_grads}
+        return GradientResult(out.task_loss + out.reg_loss, out.task_loss, grads, trial)

@@ -45,6 +45,16 @@ def eligibility_traces(cell: RecurrentCell, activity: LayerActivity, inputs: tor
     return without_autapses(cell, pre.split(module.traces(cell.params, activity.record, pre), cell.model.has_bias))
 
 
+def current_signal(cell: RecurrentCell, activity: LayerActivity, dE_dz: torch.Tensor) -> torch.Tensor:
+    """The signal on the layer's input currents, Σ_{t'≥t} dE_dz^{t'} ∂z^{t'}/∂I^t (within-neuron paths).
+
+    dE_dz (B, T, n) -> (B, T, G·n). Σ_t current_signal^t ⊗ u^t equals ``eligibility_gradient`` (the same
+    sum taken backwards in time), and current_signal @ U is what a layer passes to the layer below
+    through its feedforward weights U: the depth step of deep eligibility traces.
+    """
+    return TRACE_MODULES[cell.model.name].current_signal(cell.params, activity.record, dE_dz)
+
+
 def without_autapses(cell: RecurrentCell, per_weight: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Zero the W_rec diagonal (..., n, n) when the cell has no autapses: those synapses do not exist."""
     if getattr(cell.params, "no_autapses", False):
@@ -52,4 +62,4 @@ def without_autapses(cell: RecurrentCell, per_weight: dict[str, torch.Tensor]) -
     return per_weight
 
 
-__all__ = ["eligibility_gradient", "eligibility_traces", "PresynapticInputs", "TRACE_MODULES"]
+__all__ = ["current_signal", "eligibility_gradient", "eligibility_traces", "PresynapticInputs", "TRACE_MODULES"]

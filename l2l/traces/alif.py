@@ -39,3 +39,22 @@ def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE
 def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> torch.Tensor:
     """Dense e^t (B, T, n, n_in + n) for diagnostics on small networks."""
     return torch.stack(list(trace_steps(params, record, pre)), dim=1)
+
+
+def current_signal(params, record: dict[str, torch.Tensor], dE_dz: torch.Tensor) -> torch.Tensor:
+    """Σ_{t'≥t} dE_dz^{t'} ∂z^{t'}/∂I^t through the neuron's (v, a) dynamics, by the transposed recursion.
+
+    λ^v_t = g^t + α λ^v_{t+1} + ψ^t λ^a_{t+1},  λ^a_t = −β g^t + (ρ − β ψ^t) λ^a_{t+1},  g = dE_dz·ψ;
+    the current enters v with coefficient 1, so the result is λ^v. (B, T, n) -> (B, T, n).
+    """
+    psi = record["psi"]
+    beta = params.betas(psi.shape[2], psi)
+    g = dE_dz * psi
+    lam_v = torch.zeros_like(g[:, 0])
+    lam_a = torch.zeros_like(g[:, 0])
+    out = []
+    for t in reversed(range(g.shape[1])):
+        lam_v, lam_a = g[:, t] + params.alpha * lam_v + psi[:, t] * lam_a, -beta * g[:, t] + (
+            params.rho - beta * psi[:, t]) * lam_a
+        out.append(lam_v)
+    return torch.stack(out[::-1], dim=1)

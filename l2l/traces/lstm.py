@@ -43,3 +43,22 @@ def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE
 def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> torch.Tensor:
     """Dense e^t (B, T, 4n, n_in + n + 1) for diagnostics on small networks."""
     return torch.stack(list(trace_steps(params, record, pre)), dim=1)
+
+
+def current_signal(params, record: dict[str, torch.Tensor], dE_dz: torch.Tensor) -> torch.Tensor:
+    """Σ_{t'≥t} dE_dz^{t'} ∂m^{t'}/∂I^t along the cell state: λ_t = dE_dz^t ∂m^t/∂c^t + f^{t+1} λ_{t+1}.
+
+    (B, T, n) -> (B, T, 4n) in the gate order (i, f, g, o).
+    """
+    i, f, g, o, c, c_prev = (record[k] for k in ("i", "f", "g", "o", "c", "c_prev"))
+    tanh_c = torch.tanh(c)
+    source = dE_dz * o * (1 - tanh_c * tanh_c)
+    lam = torch.zeros_like(source[:, 0])
+    lams = []
+    for t in reversed(range(source.shape[1])):
+        carry = f[:, t + 1] * lam if t + 1 < source.shape[1] else lam
+        lam = source[:, t] + carry
+        lams.append(lam)
+    lam = torch.stack(lams[::-1], dim=1)
+    return torch.cat([lam * g * i * (1 - i), lam * c_prev * f * (1 - f), lam * i * (1 - g * g),
+                      dE_dz * tanh_c * o * (1 - o)], dim=-1)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from l2l.filters import exp_filter
+from l2l.filters import exp_filter, reverse_exp_filter
 from l2l.linear import contract_over_time
 from l2l.traces.presynaptic import PresynapticInputs
 
@@ -24,3 +24,8 @@ def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> t
     """Dense e^t (B, T, n, n_in + n + 1) for diagnostics on small networks."""
     u_bar = exp_filter(pre.concatenated(with_bias=True), params.alpha)
     return (1 - params.alpha) * record["psi"].unsqueeze(-1) * u_bar.unsqueeze(-2)
+
+
+def current_signal(params, record: dict[str, torch.Tensor], dE_dz: torch.Tensor) -> torch.Tensor:
+    """Σ_{t'≥t} dE_dz^{t'} ∂z^{t'}/∂I^t: (1 − α)·F_α^←(dE_dz·ψ). (B, T, n) -> (B, T, n)."""
+    return (1 - params.alpha) * reverse_exp_filter(dE_dz * record["psi"], params.alpha)
