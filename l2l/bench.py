@@ -85,8 +85,49 @@ def run_benchmark(batch: int, steps: int, n_in: int, hidden: int, n_out: int, re
     }
 
 
+def alignment_main(argv: list[str]) -> int:
+    """``l2l-bench alignment``: the gradient alignment study; writes alignment.json and alignment.png."""
+    from pathlib import Path
+
+    from l2l.alignment import plot_alignment, run_alignment
+
+    parser = argparse.ArgumentParser(prog="l2l-bench alignment", description="cosine to BPTT per layer and rule")
+    parser.add_argument("--json", action="store_true", help="print the table as JSON")
+    parser.add_argument("--out", default=".", help="directory for alignment.json and alignment.png")
+    parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=80)
+    parser.add_argument("--hidden", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=4)
+    args = parser.parse_args(argv)
+    for key in ("steps", "hidden", "batch"):
+        if getattr(args, key) < 1:
+            parser.error(f"--{key}={getattr(args, key)} is not allowed: it must be >= 1")
+    if any(d < 1 for d in args.depths):
+        parser.error(f"--depths={args.depths} is not allowed: every depth must be >= 1")
+    report = run_alignment(args.depths, args.seeds, args.batch, args.steps, hidden=args.hidden)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "alignment.json").write_text(json.dumps(report, indent=2))
+    plot_alignment(report, str(out / "alignment.png"))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        for name, per_depth in report["table"].items():
+            cells = "  ".join(f"{d}: " + "/".join(f"{m:.2f}" for m in e["mean"]) for d, e in per_depth.items())
+            print(f"  {name:<12} {cells}")
+        print(f"wrote {out / 'alignment.json'} and {out / 'alignment.png'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="l2l-bench", description=__doc__.splitlines()[0])
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "alignment":
+        return alignment_main(argv[1:])
+    parser = argparse.ArgumentParser(
+        prog="l2l-bench", description=__doc__.splitlines()[0],
+        epilog="`l2l-bench alignment --help`: the gradient alignment study (cosine to BPTT per layer).",
+    )
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK} instead of {DEFAULT}")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--repeats", type=int, default=5)
