@@ -93,7 +93,7 @@ def plot_alignment(report: dict, path: str) -> None:
 
     depths = report["config"]["depths"]
     methods = list(report["table"])
-    fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 3.6), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(1, len(depths), figsize=(4.2 * len(depths), 4.0), sharey=True, squeeze=False)
     width = 0.8 / len(methods)
     for ax, depth in zip(axes[0], depths, strict=True):
         for i, name in enumerate(methods):
@@ -103,10 +103,11 @@ def plot_alignment(report: dict, path: str) -> None:
         ax.set_xticks(range(depth), [f"layer {k + 1}" for k in range(depth)])
         ax.set_title(f"depth {depth}")
         ax.axhline(0, color="black", linewidth=0.5)
-        ax.set_ylim(-0.2, 1.05)
+        ax.set_ylim(-1.05, 1.05)
     axes[0][0].set_ylabel("cosine similarity to BPTT")
-    axes[0][-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Gradient alignment on LIF stacks (float64)")
-    fig.tight_layout()
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=len(methods), fontsize=9)
+    fig.suptitle("Gradient alignment on LIF stacks (float64; mean ± std over seeds)")
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
