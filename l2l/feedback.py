@@ -42,15 +42,16 @@ class RandomFeedback(Feedback):
         self.seed = seed
         self.b: torch.Tensor | None = None
 
-    def _initial(self, w_out: torch.Tensor) -> torch.Tensor:
-        n_out, n = w_out.shape[-2:]
-        g = torch.Generator().manual_seed(self.seed)
-        return (torch.randn(n, n_out, generator=g, dtype=torch.float64) / math.sqrt(n)).to(w_out)
+    def fixed(self, n: int, n_out: int, like: torch.Tensor) -> torch.Tensor:
+        """The fixed B (n, n_out), drawn from ``seed`` on first use, in ``like``'s dtype and device."""
+        if self.b is None or self.b.shape != (n, n_out):
+            g = torch.Generator().manual_seed(self.seed)
+            self.b = torch.randn(n, n_out, generator=g, dtype=torch.float64) / math.sqrt(n)
+        return self.b.to(like)
 
     def matrix(self, w_out: torch.Tensor) -> torch.Tensor:
-        if self.b is None or self.b.shape != w_out.shape[-1:] + w_out.shape[-2:-1]:
-            self.b = self._initial(w_out)
-        return self.b.to(w_out)
+        n_out, n = w_out.shape[-2:]
+        return self.fixed(n, n_out, w_out)
 
 
 class AdaptiveFeedback(RandomFeedback):

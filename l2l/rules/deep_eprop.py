@@ -89,8 +89,7 @@ class DeepEProp(EProp):
             delta_back = reverse_exp_filter(delta, network.readout.kappa)
             for k in range(len(network.layers) - 1):
                 feedback = self._local.setdefault(k, RandomFeedback(seed=1000 + k))
-                local = synaptic_input(delta_back, feedback.matrix(params[f"layers.{k}.w_in"].new_zeros(
-                    network.n_out, network.layers[k].n)))
+                local = synaptic_input(delta_back, feedback.fixed(network.layers[k].n, network.n_out, delta_back))
                 out.signals[k] = local if out.signals[k] is None else out.signals[k] + local
         with torch.no_grad():
             grads = deep_eligibility_gradients(network, trial, out.signals, params, self.per_task, self.across_layers)
