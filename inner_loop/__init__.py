@@ -1,1 +1,1 @@
-"""inner_loop."""
+"""inner_loop: one-shot adaptation (demonstration -> learning signals -> e-prop update -> test)."""
