@@ -1,1 +1,1 @@
-"""outer_loop."""
+"""The `l2l-train` Hydra app: configs, direct training, loggers, plots (meta-training arrives here too)."""

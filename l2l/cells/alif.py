@@ -19,7 +19,12 @@ from l2l.validation import require_nonnegative, require_positive
 
 @dataclass(frozen=True)
 class ALIFParameters(LIFParameters):
-    """LIF parameters plus the adaptation time constant τ_a (ms), strength β >= 0 and the adaptive fraction."""
+    """LIF parameters plus the adaptation time constant τ_a (ms), strength β >= 0 and the adaptive fraction.
+
+    a^t = ρ a^{t-1} + z^{t-1} has no (1 − ρ) factor here: each spike raises the threshold by β, so
+    the reference's β_ref (with (1 − ρ)) is β = β_ref·(1 − ρ) in this convention (the evidence
+    accumulation config uses 0.0174).
+    """
 
     v_th: float = 0.6
     tau_a: float = 2000.0

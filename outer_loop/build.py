@@ -1,0 +1,76 @@
+"""Build the objects of a run from its config nodes: task family, network, learning rule.
+
+Each builder takes the plain config node (an OmegaConf DictConfig or any object with the fields of
+the matching schema in :mod:`outer_loop.config`) and raises ``ValueError`` naming the bad field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from l2l.cells import ALIFParameters, LIFParameters, LSTMParameters, RNNParameters
+from l2l.network import RecurrentNetwork
+from l2l.regularization import RateRegularization
+from l2l.rules import LearningRule, make_rule
+from l2l.validation import require_choice
+from tasks import TaskFamily, make_family
+
+
+def _plain(node: Any) -> dict[str, Any]:
+    """A config node as a plain dict (lists stay lists)."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_container(node, resolve=True)
+    if isinstance(node, Mapping):
+        return dict(node)
+    return dict(vars(node))
+
+
+def build_task(cfg: Any) -> TaskFamily:
+    """The task family named ``cfg.name`` with the other fields as its parameters (lists become tuples)."""
+    params = _plain(cfg)
+    name = params.pop("name")
+    params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
+    return make_family(name, **params)
+
+
+def cell_parameters(cfg: Any) -> Any:
+    """The cell parameter object for ``cfg.cell`` (lif | alif | rnn | lstm) from a NetworkConfig node."""
+    require_choice("network.cell", cfg.cell, ("lif", "alif", "rnn", "lstm"))
+    if cfg.cell == "lif":
+        return LIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
+                             surrogate=cfg.surrogate, dt=cfg.dt)
+    if cfg.cell == "alif":
+        return ALIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
+                              surrogate=cfg.surrogate, dt=cfg.dt, tau_a=cfg.tau_a, beta=cfg.beta,
+                              adaptive_fraction=cfg.adaptive_fraction)
+    if cfg.cell == "rnn":
+        return RNNParameters(tau=cfg.tau_m, dt=cfg.dt)
+    return LSTMParameters()
+
+
+def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:
+    """One recurrent layer of ``cfg.n_hidden`` cells sized for ``family`` (n_in, n_out). Uses torch's global RNG."""
+    return RecurrentNetwork(
+        family.n_inputs, cfg.n_hidden, family.n_outputs, cell=cfg.cell, cell_params=cell_parameters(cfg),
+        tau_out=cfg.tau_out, dt=cfg.dt, readout_bias=cfg.readout_bias, readout_init_scale=cfg.readout_init_scale,
+    )
+
+
+def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
+    """The learning rule ``cfg.name`` (bptt | rtrl | eprop) with rate regularization if ``cfg.rate_weight`` > 0."""
+    require_choice("rule.name", cfg.name, ("bptt", "rtrl", "eprop"))
+    options: dict[str, Any] = {}
+    if cfg.rate_weight > 0:
+        options["rate_regularization"] = RateRegularization(target_hz=cfg.rate_target_hz, weight=cfg.rate_weight,
+                                                            dt=dt)
+    elif cfg.rate_weight < 0:
+        raise ValueError(f"rule.rate_weight={cfg.rate_weight!r} is not allowed: it must be >= 0")
+    if cfg.name == "eprop":
+        require_choice("rule.feedback", cfg.feedback, ("symmetric", "random", "adaptive"))
+        options["feedback"] = cfg.feedback
+        if cfg.feedback != "symmetric":
+            options["seed"] = cfg.feedback_seed if cfg.feedback_seed is not None else seed
+    return make_rule(cfg.name, **options)

@@ -1,0 +1,196 @@
+"""Structured config schemas of the ``l2l-train`` Hydra app, registered with Hydra's ConfigStore.
+
+Every config node is typed by a dataclass, so an override with a typo (``train.iteratons=5``) or the
+wrong type (``train.iterations=abc``) fails at start naming the key. The defaults here are the
+reference values; the YAML files in ``conf/`` select a schema and set what an experiment changes.
+
+Groups: ``task/`` (one schema per family: ``arm``, ``pattern``, ``evidence``, ``copy_repeat``),
+``network/``, ``rule/``, ``logger/`` and ``experiment/`` (``# @package _global_`` overrides). The
+meta-training issue adds ``error_module/``, ``inner/``, ``outer/`` and ``mode: meta``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class ArmTaskConfig:
+    """tasks.ArmTrajectories (e-prop 2 reference protocol)."""
+
+    name: str = "arm"
+    n_steps: int = 500
+    dt: float = 1.0
+    lengths: list[float] = field(default_factory=lambda: [0.5, 0.5])
+    start_angles: list[float] = field(default_factory=lambda: [0.0, math.pi / 2])
+    n_sines: int = 5
+    period_range: list[float] = field(default_factory=lambda: [0.3, 1.0])
+    phase_range: list[float] = field(default_factory=lambda: [0.0, 2 * math.pi])
+    shoulder_amplitude_range: list[float] = field(default_factory=lambda: [0.0, 30.0])
+    elbow_amplitude_range: list[float] = field(default_factory=lambda: [0.0, 1.5])
+    elbow_peak_to_peak: float | None = 20.0
+    angle_limit: float = math.pi / 2
+    clock_groups: int = 5
+    clock_neurons_per_group: int = 2
+    clock_spike_every: int = 10
+    omega_weight: float = 0.1
+    task_seed: int | None = None
+
+
+@dataclass
+class PatternTaskConfig:
+    """tasks.PatternGeneration (e-prop 1 regression)."""
+
+    name: str = "pattern"
+    n_inputs: int = 100
+    n_outputs: int = 1
+    n_steps: int = 1000
+    dt: float = 1.0
+    input_rate_hz: float = 50.0
+    periods_ms: list[float] = field(default_factory=lambda: [1000.0, 500.0, 333.0, 200.0])
+    amplitude_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
+    phase_range: list[float] = field(default_factory=lambda: [0.0, 2 * math.pi])
+    normalize: bool = True
+    task_seed: int | None = None
+
+
+@dataclass
+class EvidenceTaskConfig:
+    """tasks.EvidenceAccumulation (e-prop 1 classification with ALIF memory)."""
+
+    name: str = "evidence"
+    n_inputs: int = 40
+    n_cues: int = 7
+    cue_duration: int = 100
+    cue_interval: int = 150
+    delay: int = 1050
+    recall_duration: int = 150
+    input_rate_hz: float = 40.0
+    noise_rate_hz: float = 10.0
+    p_majority: float = 0.7
+    dt: float = 1.0
+    n_steps: int | None = None
+    task_seed: int | None = None
+
+
+@dataclass
+class CopyRepeatTaskConfig:
+    """tasks.CopyRepeat (e-prop 3 demonstration)."""
+
+    name: str = "copy_repeat"
+    width: int = 4
+    length: int = 5
+    max_repeats: int = 3
+    min_repeats: int = 1
+    step_duration: int = 1
+    n_steps: int | None = None
+    task_seed: int | None = None
+
+
+TASK_SCHEMAS: dict[str, type] = {
+    "arm": ArmTaskConfig,
+    "pattern": PatternTaskConfig,
+    "evidence": EvidenceTaskConfig,
+    "copy_repeat": CopyRepeatTaskConfig,
+}
+
+
+@dataclass
+class NetworkConfig:
+    """One recurrent layer and a leaky readout (l2l.network.RecurrentNetwork); n_in/n_out come from the task.
+
+    ``cell``: lif | alif | rnn | lstm. ``tau_m`` is the membrane (LIF/ALIF) or leak (RNN) time constant;
+    ``tau_a``, ``beta``, ``adaptive_fraction`` are read for ALIF only. Weights start as N(0, 1)/√fan_in.
+    """
+
+    cell: str = "lif"
+    n_hidden: int = 100
+    tau_m: float = 20.0
+    v_th: float = 0.4
+    n_ref: int = 5
+    gamma: float = 0.3
+    surrogate: str = "piecewise_linear"
+    tau_a: float = 2000.0
+    beta: float = 1.8
+    adaptive_fraction: float = 1.0
+    tau_out: float = 20.0
+    dt: float = 1.0
+    readout_bias: bool = True
+    readout_init_scale: float = 1.0
+
+
+@dataclass
+class RuleConfig:
+    """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop.
+
+    ``feedback`` (eprop): symmetric | random | adaptive; ``feedback_seed`` draws the random B (default: ``seed``).
+    Rate regularization weight·Σ_j (f̄_j − target)² is on when ``rate_weight`` > 0.
+    """
+
+    name: str = "eprop"
+    feedback: str = "symmetric"
+    feedback_seed: int | None = None
+    rate_target_hz: float = 10.0
+    rate_weight: float = 0.0
+
+
+@dataclass
+class TrainConfig:
+    """The direct (non-meta) training loop (outer_loop.direct).
+
+    ``optimizer``: adam | sgd. Metrics are logged every ``log_every`` iterations (and at the last);
+    the held-out evaluation batch (``eval_batch_size`` episodes from ``seed`` + 2) is scored every
+    ``eval_every`` iterations (0: only at the end). ``threads`` > 0 sets torch's CPU threads.
+    """
+
+    iterations: int = 200
+    batch_size: int = 16
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    log_every: int = 10
+    eval_every: int = 0
+    eval_batch_size: int = 64
+    progress: bool = True
+    threads: int = 0
+    device: str = "cpu"
+    plots: bool = True
+    checkpoint: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    """``name``: none (metrics.jsonl only) | wandb (W&B too; ``mode`` offline by default: online only if asked)."""
+
+    name: str = "none"
+    project: str = "l2l"
+    mode: str = "offline"
+    entity: str | None = None
+    group: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Config:
+    """The whole ``l2l-train`` config. ``mode``: direct (this issue); the meta-training issue adds ``meta``."""
+
+    task: Any = MISSING
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    rule: RuleConfig = field(default_factory=RuleConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    mode: str = "direct"
+    name: str = "default"
+    seed: int = 0
+
+
+def register_configs() -> None:
+    """Register the top-level schema (``config_schema``) and one schema per task family (``task/<name>_schema``)."""
+    cs = ConfigStore.instance()
+    cs.store(name="config_schema", node=Config)
+    for name, schema in TASK_SCHEMAS.items():
+        cs.store(group="task", name=f"{name}_schema", node=schema)

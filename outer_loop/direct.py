@@ -1,0 +1,127 @@
+"""Direct (non-meta) training of a network on a task family with any learning rule.
+
+One iteration: sample a batch of episodes, let the rule put its gradient into ``p.grad``
+(``rule.backward``; e-prop, BPTT or RTRL), step the optimizer. Every ``log_every`` iterations a
+record goes to the logger: the training batch's loss (task + regularization) and task loss as the
+rule computed them before the step, the family's metrics on that batch, the mean firing rate (Hz)
+and the elapsed wall time; the held-out evaluation batch (``eval_*`` keys) is scored every
+``eval_every`` iterations, at the last one, and once more after training (``final_eval``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from tqdm import tqdm
+
+from l2l.network import RecurrentNetwork
+from l2l.rules import LearningRule
+from l2l.validation import require_nonnegative_int, require_size
+from outer_loop.loggers import MetricsLogger
+from tasks.base import Episode, TaskFamily
+
+
+@dataclass
+class TrainingResult:
+    """history: the logged records (dicts, one per logged iteration); final_eval: metrics on the eval batch."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    final_eval: dict[str, float] = field(default_factory=dict)
+    wall_time_s: float = 0.0
+
+
+def evaluate(network: RecurrentNetwork, family: TaskFamily, episode: Episode) -> tuple[dict[str, float], torch.Tensor]:
+    """Loss and metrics (means over tasks) of ``network`` on ``episode``, and its output (B, T, n_out)."""
+    with torch.no_grad():
+        trial = network.run(episode.inputs)
+        summary = family.loss(trial.output, episode).summary()
+    summary["rate_hz"] = mean_rate_hz(trial.layers, network)
+    return summary, trial.output
+
+
+def mean_rate_hz(layers: list, network: RecurrentNetwork) -> float:
+    """Mean firing rate (Hz) over the spiking layers' neurons, tasks and time; NaN without spiking layers."""
+    rates = [a.z.float().mean() * 1000.0 / cell.params.dt for a, cell in zip(layers, network.layers, strict=True)
+             if cell.model.spiking]
+    return float(torch.stack(rates).mean()) if rates else float("nan")
+
+
+def train_direct(
+    network: RecurrentNetwork,
+    rule: LearningRule,
+    family: TaskFamily,
+    optimizer: torch.optim.Optimizer,
+    *,
+    iterations: int,
+    batch_size: int,
+    generator: torch.Generator,
+    eval_episode: Episode | None = None,
+    log_every: int = 10,
+    eval_every: int = 0,
+    logger: MetricsLogger | None = None,
+    metric: str | None = None,
+    progress: bool = True,
+    device: torch.device | str = "cpu",
+    on_log: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainingResult:
+    """Train ``network`` for ``iterations`` steps of ``optimizer`` on batches of ``batch_size`` episodes.
+
+    ``generator`` draws the training episodes (same seed, same batches). ``metric`` (a key of the
+    family's metrics) is shown in the progress bar. Returns the logged history and the final evaluation.
+    """
+    require_size("iterations", iterations)
+    require_size("batch_size", batch_size)
+    require_size("log_every", log_every)
+    require_nonnegative_int("eval_every", eval_every)
+    result = TrainingResult()
+    start = time.perf_counter()
+    bar = tqdm(total=iterations, disable=not progress, desc=family.name, dynamic_ncols=True, leave=True)
+    try:
+        for it in range(iterations):
+            episode = family.sample(batch_size, generator).to(device)
+
+            def loss_fn(y: torch.Tensor, episode: Episode = episode) -> torch.Tensor:
+                return family.loss(y, episode).mean
+
+            optimizer.zero_grad(set_to_none=True)
+            grad = rule.backward(network, episode.inputs, loss_fn)
+            optimizer.step()
+            last = it == iterations - 1
+            if it % log_every == 0 or last:
+                record: dict[str, Any] = {"iteration": it, "loss": float(grad.loss), "task_loss": float(grad.task_loss)}
+                metrics = family.loss(grad.trial.output, episode).summary()
+                record.update({k: v for k, v in metrics.items() if k != "loss"})
+                record["rate_hz"] = mean_rate_hz(grad.trial.layers, network)
+                if eval_episode is not None and eval_every > 0 and (it % eval_every == 0 or last):
+                    summary, _ = evaluate(network, family, eval_episode)
+                    record.update({f"eval_{k}": v for k, v in summary.items()})
+                record["time_s"] = time.perf_counter() - start
+                result.history.append(record)
+                if logger is not None:
+                    logger.log(record)
+                if on_log is not None:
+                    on_log(record)
+                shown = {"loss": f"{record['task_loss']:.4g}"}
+                if metric is not None and metric in record:
+                    shown[metric] = f"{record[metric]:.3g}"
+                bar.set_postfix(shown, refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+    if eval_episode is not None:
+        result.final_eval, _ = evaluate(network, family, eval_episode)
+    result.wall_time_s = time.perf_counter() - start
+    return result
+
+
+def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
+    """``adam`` or ``sgd`` over ``parameters`` with learning rate ``lr``."""
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr)
+    raise ValueError(f"train.optimizer={name!r} is not allowed: choose one of ['adam', 'sgd']")

@@ -1,0 +1,101 @@
+"""Where metrics go: ``metrics.jsonl`` in the run dir always, W&B (offline by default) when asked.
+
+``make_logger(cfg, run_dir, config)`` returns a :class:`MetricsLogger`; call ``log(record)`` once per
+logged iteration (a flat dict of numbers with an ``iteration`` key) and ``finish(exit_code)`` at the
+end — for W&B that is ``wandb.finish``, which keeps Hydra multirun jobs in separate W&B runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from l2l.validation import require_choice
+
+WANDB_MODES = ("offline", "disabled", "online")
+
+
+def _jsonable(value: Any) -> Any:
+    """Python scalars for JSON; non-finite floats become null (JSON has no NaN)."""
+    if hasattr(value, "item"):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+class MetricsLogger:
+    """Base: writes nothing."""
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        """Record one logged iteration."""
+
+    def finish(self, exit_code: int = 0) -> None:
+        """Close the logger (0: success)."""
+
+
+class JsonlLogger(MetricsLogger):
+    """Appends one JSON object per logged iteration to ``path`` (flushed at once, so a crash keeps the lines)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+        self._file.flush()
+
+    def finish(self, exit_code: int = 0) -> None:
+        if not self._file.closed:
+            self._file.close()
+
+
+class WandbLogger(MetricsLogger):
+    """Weights & Biases run stored under ``run_dir/wandb``; ``mode`` offline (default), disabled or online."""
+
+    def __init__(self, run_dir: str | Path, config: Mapping[str, Any], project: str = "l2l", mode: str = "offline",
+                 name: str | None = None, entity: str | None = None, group: str | None = None,
+                 tags: list[str] | None = None) -> None:
+        require_choice("logger.mode", mode, WANDB_MODES)
+        import wandb  # imported here: runs without W&B never pay for the import
+
+        self._wandb = wandb
+        self.run = wandb.init(project=project, entity=entity, name=name, group=group, tags=list(tags or []),
+                              dir=str(run_dir), mode=mode, config=dict(config), reinit="finish_previous")
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        step = record.get("iteration")
+        values = {k: _jsonable(v) for k, v in record.items() if k != "iteration"}
+        self.run.log(values, step=int(step) if step is not None else None)
+
+    def finish(self, exit_code: int = 0) -> None:
+        self.run.finish(exit_code=exit_code)
+
+
+class CompositeLogger(MetricsLogger):
+    """Sends every record to each of ``loggers``."""
+
+    def __init__(self, loggers: list[MetricsLogger]) -> None:
+        self.loggers = loggers
+
+    def log(self, record: Mapping[str, Any]) -> None:
+        for logger in self.loggers:
+            logger.log(record)
+
+    def finish(self, exit_code: int = 0) -> None:
+        for logger in self.loggers:
+            logger.finish(exit_code)
+
+
+def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_name: str | None = None) -> MetricsLogger:
+    """``metrics.jsonl`` in ``run_dir``, plus W&B when ``cfg.name == "wandb"``. cfg: a LoggerConfig node."""
+    require_choice("logger.name", cfg.name, ("none", "wandb"))
+    loggers: list[MetricsLogger] = [JsonlLogger(Path(run_dir) / "metrics.jsonl")]
+    if cfg.name == "wandb":
+        loggers.append(WandbLogger(run_dir, config, project=cfg.project, mode=cfg.mode, name=run_name,
+                                   entity=cfg.entity, group=cfg.group, tags=list(cfg.tags)))
+    return CompositeLogger(loggers)

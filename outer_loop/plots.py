@@ -1,0 +1,97 @@
+"""Figures from finished runs, pyplot-free: learning curves (``metrics.jsonl``) and episodes (checkpoints).
+
+``python -m outer_loop.plots curves OUT.png LABEL=RUN_DIR ...`` overlays the learning curves of several
+runs; ``python -m outer_loop.plots episode OUT.png RUN_DIR`` redraws the evaluation episode of a run from
+its ``checkpoints/last.pt``. This is how the figures in ``docs/figures`` are made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from matplotlib.figure import Figure
+
+LOG_SCALE = ("loss", "task_loss", "mse", "nmse", "mse_xy", "mse_omega", "ce", "bce")
+
+
+def read_history(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (or of the one in a run directory)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "metrics.jsonl"
+    with path.open(encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def learning_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Sequence[str] = ("task_loss",),
+                    title: str | None = None) -> Figure:
+    """One panel per key (e.g. ``task_loss``, ``accuracy``), one line per run, against the iteration."""
+    fig = Figure(figsize=(4.2 * len(keys), 3.2), layout="constrained")
+    axes = fig.subplots(1, len(keys), squeeze=False)[0]
+    for ax, key in zip(axes, keys, strict=True):
+        for label, history in runs.items():
+            points = [(r["iteration"], r[key]) for r in history
+                      if r.get(key) is not None and math.isfinite(r[key])]
+            if points:
+                ax.plot(*zip(*points, strict=True), label=label, lw=1.2)
+        if key.removeprefix("eval_") in LOG_SCALE:
+            ax.set_yscale("log")
+        ax.set(xlabel="iteration", ylabel=key)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def episode_figure(run_dir: str | Path, index: int = 0) -> Figure:
+    """Target vs produced on evaluation episode ``index`` of a finished run (network from checkpoints/last.pt)."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from outer_loop.build import build_network, build_task
+
+    checkpoint = torch.load(Path(run_dir) / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    cfg = OmegaConf.create(checkpoint["config"])
+    family = build_task(cfg.task)
+    network = build_network(cfg.network, family)
+    network.load_state_dict(checkpoint["network"])
+    episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2)).select(index)
+    with torch.no_grad():
+        output = network(episode.inputs)
+    return family.plot(episode, output)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """CLI: ``curves OUT.png LABEL=RUN_DIR ...`` or ``episode OUT.png RUN_DIR``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    curves = commands.add_parser("curves", help="overlay learning curves of runs")
+    curves.add_argument("out", help="output PNG")
+    curves.add_argument("runs", nargs="+", help="LABEL=RUN_DIR (a directory with metrics.jsonl)")
+    curves.add_argument("--keys", default="task_loss", help="comma-separated keys to plot (default task_loss)")
+    curves.add_argument("--title", default=None)
+    episode = commands.add_parser("episode", help="redraw a run's evaluation episode from its checkpoint")
+    episode.add_argument("out", help="output PNG")
+    episode.add_argument("run_dir")
+    episode.add_argument("--index", type=int, default=0, help="which evaluation episode (default 0)")
+    args = parser.parse_args(argv)
+    if args.command == "episode":
+        episode_figure(args.run_dir, args.index).savefig(args.out, dpi=110)
+        return
+    runs = {}
+    for spec in args.runs:
+        label, _, run_dir = spec.partition("=")
+        if not run_dir:
+            parser.error(f"run {spec!r} is not allowed: write LABEL=RUN_DIR")
+        runs[label] = read_history(run_dir)
+    learning_curves(runs, args.keys.split(","), args.title).savefig(args.out, dpi=120)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,121 @@
+"""``l2l-train``: the Hydra app. ``mode=direct`` trains a network on a task family with a learning rule.
+
+    l2l-train experiment=pattern_eprop            # e-prop 1 pattern generation
+    l2l-train experiment=evidence_eprop train.iterations=50 logger=wandb
+    l2l-train -m rule=eprop,bptt seed=0,1         # a sweep
+
+Writes into the Hydra run dir: ``metrics.jsonl`` (one JSON object per logged iteration),
+``summary.json`` (final metrics, wall time), ``learning_curve.png``, ``episode.png`` (target vs
+produced on an evaluation episode), ``checkpoints/last.pt`` and Hydra's ``.hydra/`` config record.
+The meta-training issue adds ``mode=meta`` to the same app.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, OmegaConf
+
+from outer_loop.build import build_network, build_rule, build_task
+from outer_loop.config import register_configs
+from outer_loop.direct import TrainingResult, evaluate, make_optimizer, train_direct
+from outer_loop.loggers import make_logger
+from outer_loop.plots import learning_curves
+
+log = logging.getLogger(__name__)
+
+register_configs()
+
+MODES = ("direct",)
+CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+"""The app's configs: ``conf/`` beside the packages (an absolute path, so that it is found whatever the caller)."""
+
+
+def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
+    """Run the job described by ``cfg`` writing into ``run_dir``; returns the summary (also in summary.json)."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.train.threads > 0:
+        torch.set_num_threads(cfg.train.threads)
+    torch.manual_seed(cfg.seed)                                       # network initialization
+    family = build_task(cfg.task)
+    network = build_network(cfg.network, family).to(cfg.train.device)
+    rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
+    optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr)
+    data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
+    eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
+    eval_episode = eval_episode.to(cfg.train.device)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}")
+    try:
+        result = train_direct(
+            network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
+            generator=data, eval_episode=eval_episode, log_every=cfg.train.log_every,
+            eval_every=cfg.train.eval_every, logger=logger, metric=family.metric, progress=cfg.train.progress,
+            device=cfg.train.device,
+        )
+        summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result)
+    except BaseException:
+        logger.finish(exit_code=1)
+        raise
+    logger.finish()
+    return summary
+
+
+def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, eval_episode,
+                  result: TrainingResult) -> dict[str, Any]:
+    """summary.json, learning_curve.png, episode.png and checkpoints/last.pt."""
+    last = result.history[-1]
+    summary = {
+        "name": cfg.name, "task": cfg.task.name, "rule": cfg.rule.name,
+        "feedback": cfg.rule.feedback if cfg.rule.name == "eprop" else None,
+        "seed": cfg.seed, "iterations": cfg.train.iterations, "batch_size": cfg.train.batch_size,
+        "wall_time_s": round(result.wall_time_s, 2), "final_train": last,
+        "final_eval": result.final_eval, "eval_batch_size": cfg.train.eval_batch_size,
+        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(cfg.train.device),
+        "machine": platform.machine(),
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    if cfg.train.plots:
+        keys = ["task_loss"] + ([family.metric] if family.metric != "loss" else [])
+        fig = learning_curves(train_and_eval(result.history), keys, title=cfg.name)
+        fig.savefig(run_dir / "learning_curve.png", dpi=110)
+        _, output = evaluate(network, family, eval_episode.select(0))
+        family.plot(eval_episode.select(0), output).savefig(run_dir / "episode.png", dpi=110)
+    if cfg.train.checkpoint:
+        (run_dir / "checkpoints").mkdir(exist_ok=True)
+        final, partial = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.pt.tmp"
+        torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                    "iteration": cfg.train.iterations, "config": OmegaConf.to_container(cfg, resolve=True)},
+                   partial)
+        os.replace(partial, final)  # atomic: a crash never leaves a half-written last.pt
+    log.info("final train %s | eval %s | %.1f s", last, result.final_eval, result.wall_time_s)
+    return summary
+
+
+def train_and_eval(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """The history as two curves: ``train`` (training batches) and ``eval`` (held-out batch, where scored)."""
+    evals = [{"iteration": r["iteration"], "task_loss": r["eval_loss"],
+              **{k[len("eval_"):]: v for k, v in r.items() if k.startswith("eval_")}}
+             for r in history if "eval_loss" in r]
+    return {"train": history, "eval": evals} if evals else {"train": history}
+
+
+@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Entry point of ``l2l-train``."""
+    run(cfg, HydraConfig.get().runtime.output_dir)
+
+
+if __name__ == "__main__":
+    main()

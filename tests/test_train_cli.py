@@ -1,0 +1,57 @@
+"""The l2l-train console script end to end (subprocesses): run dir outputs, bad overrides, W&B offline, sweeps."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = shutil.which("l2l-train") or str(Path(sys.executable).parent / "l2l-train")
+SMALL = ["task.n_steps=60", "task.n_inputs=10", "network.n_hidden=10", "train.iterations=3", "train.log_every=1",
+         "train.batch_size=1", "train.eval_batch_size=2", "train.progress=false", "train.threads=1"]
+
+
+def l2l_train(*args, cwd, env_extra=None, timeout=300):
+    env = {**os.environ, "WANDB_MODE": "disabled", "HYDRA_FULL_ERROR": "0", **(env_extra or {})}
+    return subprocess.run([SCRIPT, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_experiment_runs_and_writes_the_run_dir(tmp_path):
+    run_dir = tmp_path / "run"
+    done = l2l_train("experiment=pattern_eprop_random", *SMALL, f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert [r["iteration"] for r in records] == [0, 1, 2]
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["rule"], summary["feedback"], summary["task"]) == ("eprop", "random", "pattern")
+    for name in ("learning_curve.png", "episode.png", "checkpoints/last.pt", ".hydra/config.yaml"):
+        assert (run_dir / name).exists(), name
+
+
+def test_bad_override_fails_at_start_naming_the_key(tmp_path):
+    done = l2l_train("experiment=evidence_eprop", "train.iteratons=5", cwd=tmp_path)
+    assert done.returncode != 0
+    assert "iteratons" in done.stderr + done.stdout
+    assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("metrics.jsonl"))
+
+
+def test_wandb_offline_run_is_stored_locally(tmp_path):
+    run_dir = tmp_path / "run"
+    done = l2l_train("logger=wandb", *SMALL, f"hydra.run.dir={run_dir}", cwd=tmp_path,
+                     env_extra={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    offline_runs = list((run_dir / "wandb").glob("offline-run-*"))
+    assert len(offline_runs) == 1
+    assert (run_dir / "metrics.jsonl").exists()
+
+
+@pytest.mark.slow
+def test_multirun_sweep_gives_one_run_dir_per_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = l2l_train("-m", "rule=eprop,bptt", *SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rules = sorted(json.loads((sweep / str(i) / "summary.json").read_text())["rule"] for i in range(2))
+    assert rules == ["bptt", "eprop"]
