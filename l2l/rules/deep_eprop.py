@@ -21,11 +21,10 @@ from collections.abc import Mapping
 import torch
 
 from l2l.feedback import Feedback, RandomFeedback
-from l2l.filters import reverse_exp_filter
 from l2l.linear import synaptic_input
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
-from l2l.rules.base import GradientResult, LossFn, output_error
+from l2l.rules.base import GradientResult, LossFn
 from l2l.rules.eprop import EProp
 from l2l.rules.influence import forward_influence
 from l2l.rules.rtrl import RTRL
@@ -85,11 +84,9 @@ class DeepEProp(EProp):
             trial = network.run(inputs, params, record=True)
         out = self.readout_signals(network, params, trial, loss_fn)
         if self.local_feedback is not None:
-            _, delta = output_error(loss_fn, trial.output)
-            delta_back = reverse_exp_filter(delta, network.readout.kappa)
             for k in range(len(network.layers) - 1):
                 feedback = self._local.setdefault(k, RandomFeedback(seed=1000 + k))
-                local = synaptic_input(delta_back, feedback.fixed(network.layers[k].n, network.n_out, delta_back))
+                local = synaptic_input(out.error, feedback.fixed(network.layers[k].n, network.n_out, out.error))
                 out.signals[k] = local if out.signals[k] is None else out.signals[k] + local
         with torch.no_grad():
             grads = deep_eligibility_gradients(network, trial, out.signals, params, self.per_task, self.across_layers)

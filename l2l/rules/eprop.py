@@ -23,13 +23,14 @@ from l2l.traces import eligibility_gradient
 
 @dataclass
 class ReadoutSignals:
-    """What the readout tells the network: losses, exact readout gradients, and the learning signal
-    per layer (B, T, n_k): feedback of the κ-filtered error at the top, the rate regularizer's
-    ∂E/∂z in every spiking layer."""
+    """What the readout tells the network: losses, exact readout gradients, the output error filtered
+    backwards by κ (B, T, n_out), and the learning signal per layer (B, T, n_k): feedback of that error
+    at the top, the rate regularizer's ∂E/∂z in every spiking layer."""
 
     task_loss: torch.Tensor
     reg_loss: torch.Tensor
     readout_grads: dict[str, torch.Tensor]
+    error: torch.Tensor
     signals: list[torch.Tensor | None]
 
 
@@ -70,7 +71,7 @@ class EProp(LearningRule):
             grads = {"readout.w_out": contract_over_time(delta_back, top.z, self.per_task)}
             if "readout.bias" in params:
                 grads["readout.bias"] = delta_back.sum(1) if self.per_task else delta_back.sum((0, 1))
-        return ReadoutSignals(task_loss, self.regularization_loss(network, trial), grads, signals)
+        return ReadoutSignals(task_loss, self.regularization_loss(network, trial), grads, delta_back, signals)
 
     def gradients(
         self,
