@@ -82,3 +82,34 @@ def test_bad_adapt_weights():
         adapt(learner, module, inputs, code, 0.1, adapt_weights=("w_out",))
     with pytest.raises(ValueError, match="signal_layers='some'"):
         ErrorModule(4, [10], 5, signal_layers="some")
+
+
+@pytest.mark.parametrize(("depth", "first_order"), [(1, False), (2, False), (2, True)])
+def test_higher_backend_gives_the_same_adaptation_and_meta_gradients(depth, first_order):
+    from inner_loop.higher_backend import adapt_with_higher
+
+    learner, module, inputs, code, target = setup(depth, "all" if depth > 1 else "top", batch=2)
+    meta = [*learner.parameters(), *module.parameters()]
+
+    def meta_gradients(adaptation):
+        loss = 0.5 * ((learner.run(inputs, adaptation.params).output - target) ** 2).mean()
+        return torch.autograd.grad(loss, meta, allow_unused=True)
+
+    explicit = adapt(learner, module, inputs, code, 0.3, first_order=first_order)
+    patched = adapt_with_higher(learner, module, inputs, code, 0.3, first_order=first_order)
+    for name in explicit.update:
+        torch.testing.assert_close(patched.params[name], explicit.params[name], rtol=1e-10, atol=1e-12)
+    for a, b in zip(meta_gradients(patched), meta_gradients(explicit), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_higher_backend_runs_an_inner_adam():
+    from inner_loop.higher_backend import adapt_with_higher
+
+    learner, module, inputs, code, target = setup(batch=2)
+    result = adapt_with_higher(learner, module, inputs, code, 1e-2, inner_optimizer="adam")
+    loss = 0.5 * ((learner.run(inputs, result.params).output - target) ** 2).mean()
+    grads = torch.autograd.grad(loss, [learner.layers[0].w_rec, *module.parameters()], allow_unused=True)
+    assert all(g is not None and g.abs().sum() > 0 for g in grads)
+    with pytest.raises(ValueError, match="inner_optimizer='rmsprop'"):
+        adapt_with_higher(learner, module, inputs, code, 1e-2, inner_optimizer="rmsprop")
