@@ -122,7 +122,7 @@ def deep_eprop_vs_autodiff(case: Case) -> float:
 
 @dataclass(frozen=True)
 class Check:
-    """A named identity: ``compare(case, reg)`` returns the relative error on a case of this depth and length."""
+    """A named identity: ``compare(case)`` returns the relative error on a case of this depth and length."""
 
     name: str
     compare: Callable[[Case], float]

@@ -74,7 +74,7 @@ def alif_dynamics(
     a = p.rho * state.a + state.z
     v = p.alpha * state.v + current - p.v_th * z_prev_out
     scaled = (v - p.v_th - p.betas(v.shape[-1], v) * a) / p.v_th
-    z, _, rec = spike_with_refractoriness(scaled, state.refractory, p.gamma, p.surrogate, p.v_th, record)
+    z, rec = spike_with_refractoriness(scaled, state.refractory, p.gamma, p.surrogate, p.v_th, record)
     refractory = torch.clamp(state.refractory - 1, min=0) + p.n_ref * z.detach()
     return z, ALIFState(v, a, z, refractory), rec
 

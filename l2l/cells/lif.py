@@ -54,12 +54,12 @@ class LIFState(NamedTuple):
 
 def spike_with_refractoriness(
     scaled: torch.Tensor, refractory: torch.Tensor, gamma: float, surrogate: str, v_th: float, record: bool
-) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
-    """z = H(scaled) outside the refractory period; returns z, the new counter and ψ = dz/dv if recorded."""
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """z = H(scaled) outside the refractory period; returns z and, if recorded, ψ = dz/dv."""
     free = (refractory <= 0).to(scaled.dtype)
     z = spike(scaled, gamma, surrogate) * free
     rec = {"psi": surrogate_derivative(scaled, gamma, surrogate) * free / v_th} if record else {}
-    return z, free, rec
+    return z, rec
 
 
 def lif_dynamics(
@@ -67,7 +67,7 @@ def lif_dynamics(
 ) -> tuple[torch.Tensor, LIFState, dict[str, torch.Tensor]]:
     """One step from the input current I^t (B, n). Records ψ^t = dz^t/dv^t (B, n) if asked."""
     v = p.alpha * state.v + current - p.v_th * z_prev_out
-    z, _, rec = spike_with_refractoriness((v - p.v_th) / p.v_th, state.refractory, p.gamma, p.surrogate, p.v_th, record)
+    z, rec = spike_with_refractoriness((v - p.v_th) / p.v_th, state.refractory, p.gamma, p.surrogate, p.v_th, record)
     refractory = torch.clamp(state.refractory - 1, min=0) + p.n_ref * z.detach()
     return z, LIFState(v, z, refractory), rec
 
