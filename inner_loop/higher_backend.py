@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import higher
 import torch
 
-from inner_loop.one_shot import Adaptation, adapted_names
+from inner_loop.one_shot import Adaptation, InnerStep, adapted_names
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork, Trial
 from l2l.traces.deep import deep_eligibility_gradients
@@ -52,7 +52,8 @@ def adapt_with_higher(
             demo = learner.run(inputs[b:b + 1], params, record=True)
             seen = demo.detached() if first_order else demo
             signals, error_trial = error_module.run(code[b:b + 1], seen)
-            grads = deep_eligibility_gradients(learner, seen, signals, params)
+            grads = deep_eligibility_gradients(
+                learner, seen, signals, {n: p.detach() for n, p in params.items()} if first_order else params)
             zero = sum((p * 0).sum() for p in fast.parameters())
             diff_opt.step(zero, grad_callback=lambda autograd_grads, grads=grads: [
                 grads[n] if n in adapted else g for n, g in zip(names, autograd_grads, strict=True)])
@@ -66,7 +67,7 @@ def adapt_with_higher(
     update = {n: torch.stack([u[n] for u in updates]) for n in adapted}
     demo = _stack_trials(demos)
     signals = [None if s[0] is None else torch.cat(s) for s in zip(*signal_list, strict=True)]
-    return Adaptation(stacked, update, demo, signals, _stack_trials(error_trials))
+    return Adaptation(stacked, [InnerStep(demo, signals, _stack_trials(error_trials), update)])
 
 
 def _stack_trials(trials: list[Trial]) -> Trial:

@@ -1,9 +1,10 @@
 """One-shot adaptation (e-prop 2's inner loop): demonstration → learning signals → one e-prop update.
 
 ``adapt`` returns an :class:`Adaptation` value (as learn2learn's clone/adapt): the per-task adapted
-weights W_task = W_init − η·ΔW (B, ...), differentiable w.r.t. the learner's initial weights and the
-error module, without changing either module. ΔW = Σ_t L^t · e^t with the deep eligibility traces of
-``l2l.traces.deep`` (the ordinary e-prop traces for a one-layer learner).
+weights W_task = W_init − η·ΔW (B, ...), differentiable w.r.t. the learner's initial weights, the
+error module and learned rates, without changing any module. ΔW = Σ_t L^t · e^t with the deep
+eligibility traces of ``l2l.traces.deep`` (the ordinary e-prop traces for a one-layer learner).
+With ``n_demos`` > 1 the demonstration is shown again after each update, to the updated weights.
 """
 
 from __future__ import annotations
@@ -16,24 +17,59 @@ import torch
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork, Trial
 from l2l.traces.deep import deep_eligibility_gradients
+from l2l.validation import require_size
+
+LearningRate = float | Mapping[str, float | torch.Tensor]
+
+
+@dataclass
+class InnerStep:
+    """One demonstration and its update. demo: the learner's trial; signals: learning signals per
+    learner layer ((B, T, n_k) or None); error_trial: the error module's trial; update: ΔW per name (B, ...)."""
+
+    demo: Trial
+    signals: list[torch.Tensor | None]
+    error_trial: Trial
+    update: dict[str, torch.Tensor]
 
 
 @dataclass
 class Adaptation:
-    """params: the learner's per-task weights (every adapted tensor with a leading B);
-    update: ΔW per adapted name (B, ...); demo: the learner's demonstration trial;
-    signals: learning signals per learner layer; error_trial: the error module's trial."""
+    """params: the learner's per-task weights after every step (adapted tensors with a leading B);
+    steps: one :class:`InnerStep` per demonstration, in order."""
 
     params: dict[str, torch.Tensor]
-    update: dict[str, torch.Tensor]
-    demo: Trial
-    signals: list[torch.Tensor | None]
-    error_trial: Trial
+    steps: list[InnerStep]
+
+    @property
+    def demo(self) -> Trial:
+        """The first demonstration trial (the learner before any update)."""
+        return self.steps[0].demo
+
+    @property
+    def signals(self) -> list[torch.Tensor | None]:
+        """The learning signals of the first demonstration, per learner layer."""
+        return self.steps[0].signals
+
+    @property
+    def error_trial(self) -> Trial:
+        """The error module's trial during the first demonstration."""
+        return self.steps[0].error_trial
+
+    @property
+    def update(self) -> dict[str, torch.Tensor]:
+        """ΔW summed over the steps, per adapted name (B, ...)."""
+        total = dict(self.steps[0].update)
+        for step in self.steps[1:]:
+            total = {name: total[name] + step.update[name] for name in total}
+        return total
 
 
 def adapted_names(learner: RecurrentNetwork, weights: Sequence[str]) -> list[str]:
     """Parameter names of the learner's recurrent layers whose kind (``w_in``, ``w_rec``, ``bias``) adapts."""
     allowed = ("w_in", "w_rec", "bias")
+    if not weights:
+        raise ValueError("adapt_weights=[] is not allowed: name at least one of " + str(list(allowed)))
     for w in weights:
         if w not in allowed:
             raise ValueError(f"adapt_weights contains {w!r}: choose from {list(allowed)}")
@@ -46,27 +82,39 @@ def adapt(
     error_module: ErrorModule,
     inputs: torch.Tensor,
     code: torch.Tensor,
-    learning_rate: float | Mapping[str, torch.Tensor],
+    learning_rate: LearningRate,
     adapt_weights: Sequence[str] = ("w_in", "w_rec"),
     first_order: bool = False,
+    n_demos: int = 1,
 ) -> Adaptation:
-    """One e-prop update per task from one demonstration.
+    """``n_demos`` e-prop updates per task, one after each demonstration.
 
     inputs (B, T, n_in) task input; code (B, T, n_code) the coded target shown to the error module;
-    learning_rate: η, a float or per adapted name a tensor broadcastable to the weight (learned rates).
+    learning_rate: η, a float or per adapted name a float or tensor broadcastable to the weight
+    (learned rates, :class:`inner_loop.learning_rates.InnerLearningRates`).
     ``first_order`` drops the terms of ΔW's derivative w.r.t. the learner's weights (the traces and
     the spikes the error module sees are detached); the error module still gets its meta-gradient.
     """
+    require_size("n_demos", n_demos)
     params = learner.parameter_dict()
-    demo = learner.run(inputs, params, record=True)
-    seen = demo.detached() if first_order else demo
-    signals, error_trial = error_module.run(code, seen)
-    grads = deep_eligibility_gradients(learner, seen, signals, params, per_task=True)
-    batch = inputs.shape[0]
     names = adapted_names(learner, adapt_weights)
-    update = {name: grads[name] for name in names}
-    adapted = dict(params)
+    batch = inputs.shape[0]
+    current = dict(params)
     for name in names:
-        eta = learning_rate if isinstance(learning_rate, (int, float)) else learning_rate[name]
-        adapted[name] = params[name].expand(batch, *params[name].shape) - eta * update[name]
-    return Adaptation(adapted, update, demo, signals, error_trial)
+        current[name] = params[name].expand(batch, *params[name].shape)
+    steps: list[InnerStep] = []
+    for _ in range(n_demos):
+        demo = learner.run(inputs, current if steps else params, record=True)
+        seen = demo.detached() if first_order else demo
+        signals, error_trial = error_module.run(code, seen)
+        weights = current if steps else params
+        if first_order:
+            weights = {name: w.detach() for name, w in weights.items()}
+        grads = deep_eligibility_gradients(learner, seen, signals, weights, per_task=True)
+        update = {name: grads[name] for name in names}
+        current = dict(current)
+        for name in names:
+            eta = learning_rate if isinstance(learning_rate, (int, float)) else learning_rate[name]
+            current[name] = current[name] - eta * update[name]
+        steps.append(InnerStep(demo, signals, error_trial, update))
+    return Adaptation(current, steps)

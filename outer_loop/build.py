@@ -11,12 +11,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from inner_loop.learning_rates import InnerLearningRates
+from inner_loop.one_shot import adapted_names
 from l2l.cells import ALIFParameters, LIFParameters, LSTMParameters, RNNParameters
+from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import LearningRule, make_rule
-from l2l.validation import require_choice
+from l2l.validation import require_choice, require_size
+from outer_loop.meta import InnerSettings, MetaLearner, RateTargets
 from tasks import TaskFamily, make_family
+from tasks.encoders import PopulationCode
 
 
 def _plain(node: Any) -> dict[str, Any]:
@@ -36,9 +41,9 @@ def build_task(cfg: Any) -> TaskFamily:
     return make_family(name, **params)
 
 
-def cell_parameters(cfg: Any) -> Any:
-    """The cell parameter object for ``cfg.cell`` (lif | alif | rnn | lstm) from a NetworkConfig node."""
-    require_choice("network.cell", cfg.cell, ("lif", "alif", "rnn", "lstm"))
+def cell_parameters(cfg: Any, node: str = "network") -> Any:
+    """The cell parameter object for ``cfg.cell`` (lif | alif | rnn | lstm) from a CellConfig node named ``node``."""
+    require_choice(f"{node}.cell", cfg.cell, ("lif", "alif", "rnn", "lstm"))
     if cfg.cell == "lif":
         return LIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
                              surrogate=cfg.surrogate, dt=cfg.dt)
@@ -52,9 +57,12 @@ def cell_parameters(cfg: Any) -> Any:
 
 
 def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:
-    """One recurrent layer of ``cfg.n_hidden`` cells sized for ``family`` (n_in, n_out). Uses torch's global RNG."""
+    """``cfg.layers`` recurrent layers of ``cfg.n_hidden`` cells sized for ``family`` (n_in, n_out).
+
+    Uses torch's global RNG."""
+    require_size("network.layers", cfg.layers)
     return RecurrentNetwork(
-        family.n_inputs, cfg.n_hidden, family.n_outputs, cell=cfg.cell, cell_params=cell_parameters(cfg),
+        family.n_inputs, [cfg.n_hidden] * cfg.layers, family.n_outputs, cell=cfg.cell, cell_params=cell_parameters(cfg),
         tau_out=cfg.tau_out, dt=cfg.dt, readout_bias=cfg.readout_bias, readout_init_scale=cfg.readout_init_scale,
     )
 
@@ -74,3 +82,30 @@ def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
         if cfg.feedback != "symmetric":
             options["seed"] = cfg.feedback_seed if cfg.feedback_seed is not None else seed
     return make_rule(cfg.name, **options)
+
+
+def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:
+    """The e-prop 2 meta-learner of a ``mode=meta`` config (nodes network, error_module, inner, outer).
+
+    Uses torch's global RNG for every initial weight (seed it first)."""
+    learner = build_network(cfg.network, family)
+    em = cfg.error_module
+    require_size("error_module.n_hidden", em.n_hidden)
+    require_size("error_module.code_neurons", em.code_neurons)
+    if len(em.code_range) != 2:
+        raise ValueError(f"error_module.code_range={list(em.code_range)!r} is not allowed: give [low, high]")
+    code = PopulationCode(n_neurons=em.code_neurons, sigma=em.code_sigma, low=em.code_range[0], high=em.code_range[1],
+                          peak_rate_hz=em.code_peak_hz, dt=cfg.network.dt)
+    error_module = ErrorModule(
+        family.n_outputs * em.code_neurons, learner.sizes, family.n_inputs, hidden=em.n_hidden, cell=em.cell,
+        cell_params=cell_parameters(em, "error_module"), signal_layers=em.signal_layers, tau_filter=em.tau_filter,
+        dt=cfg.network.dt,
+    )
+    inner = InnerSettings(backend=cfg.inner.backend, optimizer=cfg.inner.optimizer,
+                          adapt_weights=tuple(cfg.inner.adapt_weights), n_demos=cfg.inner.n_demos,
+                          first_order=cfg.inner.first_order)
+    shapes = {name: p.shape for name, p in learner.named_parameters()
+              if name in adapted_names(learner, inner.adapt_weights)}
+    rates = InnerLearningRates(shapes, cfg.inner.lr_mode, cfg.inner.lr)
+    targets = RateTargets(cfg.outer.rate_weight, cfg.outer.learner_rate_hz, cfg.outer.error_module_rate_hz)
+    return MetaLearner(family, learner, error_module, rates, code, inner, targets)

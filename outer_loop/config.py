@@ -5,8 +5,9 @@ wrong type (``train.iterations=abc``) fails at start naming the key. The default
 reference values; the YAML files in ``conf/`` select a schema and set what an experiment changes.
 
 Groups: ``task/`` (one schema per family: ``arm``, ``pattern``, ``evidence``, ``copy_repeat``),
-``network/``, ``rule/``, ``logger/`` and ``experiment/`` (``# @package _global_`` overrides). The
-meta-training issue adds ``error_module/``, ``inner/``, ``outer/`` and ``mode: meta``.
+``network/``, ``rule/``, ``error_module/``, ``inner/``, ``outer/``, ``logger/`` and ``experiment/``
+(``# @package _global_`` overrides); ``mode: meta`` reads error_module/inner/outer/eval, ``mode: direct``
+rule/train.
 """
 
 from __future__ import annotations
@@ -101,12 +102,9 @@ TASK_SCHEMAS: dict[str, type] = {
 
 
 @dataclass
-class NetworkConfig:
-    """One recurrent layer and a leaky readout (l2l.network.RecurrentNetwork); n_in/n_out come from the task.
-
-    ``cell``: lif | alif | rnn | lstm. ``tau_m`` is the membrane (LIF/ALIF) or leak (RNN) time constant;
-    ``tau_a``, ``beta``, ``adaptive_fraction`` are read for ALIF only. Weights start as N(0, 1)/√fan_in.
-    """
+class CellConfig:
+    """The neurons of a recurrent layer. ``cell``: lif | alif | rnn | lstm. ``tau_m`` is the membrane
+    (LIF/ALIF) or leak (RNN) time constant; ``tau_a``, ``beta``, ``adaptive_fraction`` are read for ALIF only."""
 
     cell: str = "lif"
     n_hidden: int = 100
@@ -118,10 +116,95 @@ class NetworkConfig:
     tau_a: float = 2000.0
     beta: float = 1.8
     adaptive_fraction: float = 1.0
-    tau_out: float = 20.0
     dt: float = 1.0
+
+
+@dataclass
+class NetworkConfig(CellConfig):
+    """``layers`` recurrent layers of ``n_hidden`` cells and a leaky readout (l2l.network.RecurrentNetwork);
+    n_in/n_out come from the task. Weights start as N(0, 1)/√fan_in, W_out scaled by ``readout_init_scale``."""
+
+    layers: int = 1
+    tau_out: float = 20.0
     readout_bias: bool = True
     readout_init_scale: float = 1.0
+
+
+@dataclass
+class ErrorModuleConfig(CellConfig):
+    """The e-prop 2 error module (l2l.error_module.ErrorModule): ``n_hidden`` cells fed the population-coded
+    target, the learner's spikes and the task input; its spikes filtered with ``tau_filter`` and projected
+    by a learned P to one signal per learner neuron of the top layer (``signal_layers: top``) or of every
+    layer (``all``). The target code: ``code_neurons`` Gaussian-tuned neurons per target coordinate
+    (width ``code_sigma``, peak ``code_peak_hz``, values clipped to ``code_range``)."""
+
+    n_hidden: int = 300
+    signal_layers: str = "top"
+    tau_filter: float = 20.0
+    code_neurons: int = 100
+    code_sigma: float = 0.2
+    code_peak_hz: float = 200.0
+    code_range: list[float] = field(default_factory=lambda: [-1.0, 1.0])
+
+
+@dataclass
+class InnerConfig:
+    """The one-shot inner loop (inner_loop/). ``backend``: explicit (W − η·ΔW, default) | higher (its
+    differentiable ``optimizer`` sgd | adam). ``lr``: η (the initial value when learned); ``lr_mode``:
+    fixed | per_layer | per_synapse (learned, meta-parameters). ``adapt_weights``: which of w_in, w_rec,
+    bias adapt. ``n_demos`` demonstrations, one update after each. ``first_order``: no second-order terms."""
+
+    backend: str = "explicit"
+    optimizer: str = "sgd"
+    lr: float = 4e-5
+    lr_mode: str = "fixed"
+    adapt_weights: list[str] = field(default_factory=lambda: ["w_in", "w_rec"])
+    n_demos: int = 1
+    first_order: bool = False
+
+
+@dataclass
+class OuterConfig:
+    """The outer (meta-training) loop (outer_loop/meta_train.py).
+
+    Adam (or sgd) with ``lr`` on batches of ``batch_size`` tasks for ``iterations``; ``grad_clip`` > 0 clips
+    the global gradient norm. Outer loss: test-trial task loss + ``rate_weight``·Σ (f̄ − f_target)² for the
+    learner (``learner_rate_hz``) and the error module (``error_module_rate_hz``), rates in spikes/ms.
+    A record goes to metrics.jsonl every ``log_every`` iterations; ``checkpoints/last.pt`` is rewritten every
+    ``checkpoint_every`` iterations (and a numbered copy kept when ``keep_checkpoints``); ``figure_every`` > 0
+    saves (and logs) an arm figure. ``resume``: a checkpoint path to continue from. ``threads`` > 0 sets torch's
+    CPU threads."""
+
+    iterations: int = 20000
+    batch_size: int = 100
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    grad_clip: float = 0.0
+    rate_weight: float = 100.0
+    learner_rate_hz: float = 20.0
+    error_module_rate_hz: float = 10.0
+    log_every: int = 10
+    checkpoint_every: int = 100
+    keep_checkpoints: bool = False
+    figure_every: int = 0
+    resume: str | None = None
+    progress: bool = True
+    threads: int = 0
+    device: str = "cpu"
+
+
+@dataclass
+class EvalConfig:
+    """Held-out evaluation of a meta-trained model (``l2l-eval`` and the end of ``mode=meta``): ``tasks`` tasks
+    drawn from ``seed`` (independent of the training seed); baselines one BPTT step and one e-prop step
+    (symmetric feedback, true error) on the demonstration, each with the best learning rate of its grid."""
+
+    tasks: int = 64
+    seed: int = 20261122
+    bptt_lrs: list[float] = field(default_factory=lambda: [10.0 ** (k / 2) for k in range(-10, 3)])
+    eprop1_lrs: list[float] = field(default_factory=lambda: [10.0 ** (k / 2) for k in range(-10, 3)])
+    figure_tasks: int = 3
+    enabled: bool = True
 
 
 @dataclass
@@ -176,12 +259,17 @@ class LoggerConfig:
 
 @dataclass
 class Config:
-    """The whole ``l2l-train`` config. ``mode``: direct (this issue); the meta-training issue adds ``meta``."""
+    """The whole ``l2l-train`` config. ``mode``: direct (task/network/rule/train) | meta (e-prop 2:
+    task/network/error_module/inner/outer/eval)."""
 
     task: Any = MISSING
     network: NetworkConfig = field(default_factory=NetworkConfig)
     rule: RuleConfig = field(default_factory=RuleConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    error_module: ErrorModuleConfig = field(default_factory=ErrorModuleConfig)
+    inner: InnerConfig = field(default_factory=InnerConfig)
+    outer: OuterConfig = field(default_factory=OuterConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     mode: str = "direct"
     name: str = "default"

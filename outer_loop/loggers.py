@@ -33,6 +33,9 @@ class MetricsLogger:
     def log(self, record: Mapping[str, Any]) -> None:
         """Record one logged iteration."""
 
+    def image(self, key: str, figure: Any, iteration: int) -> None:
+        """Record a matplotlib figure (e.g. an arm trajectory) at ``iteration``."""
+
     def finish(self, exit_code: int = 0) -> None:
         """Close the logger (0: success)."""
 
@@ -72,6 +75,9 @@ class WandbLogger(MetricsLogger):
         values = {k: _jsonable(v) for k, v in record.items() if k != "iteration"}
         self.run.log(values, step=int(step) if step is not None else None)
 
+    def image(self, key: str, figure: Any, iteration: int) -> None:
+        self.run.log({key: self._wandb.Image(figure_pixels(figure))}, step=int(iteration))
+
     def finish(self, exit_code: int = 0) -> None:
         self.run.finish(exit_code=exit_code)
 
@@ -86,16 +92,36 @@ class CompositeLogger(MetricsLogger):
         for logger in self.loggers:
             logger.log(record)
 
+    def image(self, key: str, figure: Any, iteration: int) -> None:
+        for logger in self.loggers:
+            logger.image(key, figure, iteration)
+
     def finish(self, exit_code: int = 0) -> None:
         for logger in self.loggers:
             logger.finish(exit_code)
 
 
-def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_name: str | None = None) -> MetricsLogger:
-    """``metrics.jsonl`` in ``run_dir``, plus W&B when ``cfg.name == "wandb"``. cfg: a LoggerConfig node."""
+def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_name: str | None = None,
+                default_group: str | None = None, default_tags: list[str] | None = None) -> MetricsLogger:
+    """``metrics.jsonl`` in ``run_dir``, plus W&B when ``cfg.name == "wandb"``. cfg: a LoggerConfig node.
+
+    The W&B group is ``cfg.group`` or ``default_group`` (the experiment or sweep name); the tags are
+    ``cfg.tags`` plus ``default_tags`` (the command-line overrides), each cut to W&B's 64 characters.
+    """
     require_choice("logger.name", cfg.name, ("none", "wandb"))
     loggers: list[MetricsLogger] = [JsonlLogger(Path(run_dir) / "metrics.jsonl")]
     if cfg.name == "wandb":
+        tags = [str(t)[:64] for t in [*cfg.tags, *(default_tags or [])]]
         loggers.append(WandbLogger(run_dir, config, project=cfg.project, mode=cfg.mode, name=run_name,
-                                   entity=cfg.entity, group=cfg.group, tags=list(cfg.tags)))
+                                   entity=cfg.entity, group=cfg.group or default_group, tags=tags))
     return CompositeLogger(loggers)
+
+
+def figure_pixels(figure: Any) -> Any:
+    """A matplotlib Figure rendered to an (H, W, 4) uint8 array (no pyplot, no display needed)."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba()).copy()

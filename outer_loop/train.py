@@ -1,13 +1,16 @@
-"""``l2l-train``: the Hydra app. ``mode=direct`` trains a network on a task family with a learning rule.
+"""``l2l-train``: the Hydra app. ``mode=direct`` trains a network on a task family with a learning rule;
+``mode=meta`` meta-trains e-prop 2 (learner, error module, inner rates) for one-shot learning.
 
-    l2l-train experiment=pattern_eprop            # e-prop 1 pattern generation
+    l2l-train experiment=arm_one_shot              # e-prop 2 on the CPU (about 10 minutes)
+    l2l-train experiment=smoke                     # e-prop 2 end to end in under a minute
+    l2l-train experiment=pattern_eprop             # e-prop 1 pattern generation
     l2l-train experiment=evidence_eprop train.iterations=50 logger=wandb
-    l2l-train -m rule=eprop,bptt seed=0,1         # a sweep
+    l2l-train -m rule=eprop,bptt seed=0,1          # a sweep
 
 Writes into the Hydra run dir: ``metrics.jsonl`` (one JSON object per logged iteration),
-``summary.json`` (final metrics, wall time), ``learning_curve.png``, ``episode.png`` (target vs
-produced on an evaluation episode), ``checkpoints/last.pt`` and Hydra's ``.hydra/`` config record.
-The meta-training issue adds ``mode=meta`` to the same app.
+``summary.json`` (final metrics, wall time), ``learning_curve.png``, ``checkpoints/last.pt`` and
+Hydra's ``.hydra/`` config record; direct runs add ``episode.png`` (target vs produced), meta runs
+``eval.json`` and ``eval.png`` (held-out tasks before/after the one-shot update, with baselines).
 """
 
 from __future__ import annotations
@@ -24,17 +27,19 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from outer_loop.build import build_network, build_rule, build_task
+from outer_loop.build import build_meta, build_network, build_rule, build_task
 from outer_loop.config import register_configs
 from outer_loop.direct import TrainingResult, evaluate, make_optimizer, train_direct
+from outer_loop.eval_cli import EVAL_KEYS, evaluate_run
 from outer_loop.loggers import make_logger
+from outer_loop.meta_train import train_meta
 from outer_loop.plots import learning_curves
 
 log = logging.getLogger(__name__)
 
 register_configs()
 
-MODES = ("direct",)
+MODES = ("direct", "meta")
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 """The app's configs: ``conf/`` beside the packages (an absolute path, so that it is found whatever the caller)."""
 
@@ -45,6 +50,8 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.mode == "meta":
+        return run_meta(cfg, run_dir)
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)                                       # network initialization
@@ -56,7 +63,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
     eval_episode = eval_episode.to(cfg.train.device)
     config = OmegaConf.to_container(cfg, resolve=True)
-    logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}")
+    logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
     try:
         result = train_direct(
             network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
@@ -70,6 +77,61 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         raise
     logger.finish()
     return summary
+
+
+def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``mode=meta``: meta-train, checkpoint, evaluate on held-out tasks; returns the summary (summary.json)."""
+    if cfg.outer.threads > 0:
+        torch.set_num_threads(cfg.outer.threads)
+    torch.manual_seed(cfg.seed)                                       # initial meta-parameters
+    family = build_task(cfg.task)
+    meta = build_meta(cfg, family).to(cfg.outer.device)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
+
+    def on_figure(name: str, figure: Any, iteration: int) -> None:
+        (run_dir / "figures").mkdir(exist_ok=True)
+        figure.savefig(run_dir / "figures" / f"{name}_{iteration:06d}.png", dpi=90)
+        logger.image(name, figure, iteration)
+
+    try:
+        result = train_meta(meta, cfg, run_dir, logger, on_figure)
+        history = result.history
+        fig = learning_curves({"train": history}, ["task_loss", "demo_mse", "test_mse"], title=cfg.name)
+        fig.savefig(run_dir / "learning_curve.png", dpi=110)
+        evaluation = evaluate_run(meta, cfg, run_dir) if cfg.eval.enabled else None
+        if evaluation is not None:
+            logger.log({"iteration": cfg.outer.iterations,
+                        **{f"eval/{k}": evaluation[k] for k in ("demo_mse", "test_mse", "bptt_step_mse",
+                                                                "eprop1_step_mse")}})
+        last = history[-1] if history else {}
+        summary = {
+            "name": cfg.name, "mode": "meta", "task": cfg.task.name, "seed": cfg.seed,
+            "iterations": cfg.outer.iterations, "batch_size": cfg.outer.batch_size,
+            "wall_time_s": round(result.wall_time_s, 2),
+            "seconds_per_iteration": round(result.wall_time_s / max(1, result.iterations - result.first), 4),
+            "final_train": last, "eval": {k: evaluation[k] for k in EVAL_KEYS} if evaluation else None,
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(cfg.outer.device),
+            "machine": platform.machine(),
+        }
+        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    except BaseException:
+        logger.finish(exit_code=1)
+        raise
+    logger.finish()
+    if evaluation is not None:
+        log.info("held-out tasks: demo (before) %.4g, test (after) %.4g, one BPTT step %.4g, one e-prop step %.4g",
+                 *(evaluation[k] for k in EVAL_KEYS))
+    return summary
+
+
+def logger_defaults(cfg: DictConfig) -> dict[str, Any]:
+    """W&B group (the experiment name, or the sweep's) and tags (the command-line overrides) of this job."""
+    if not HydraConfig.initialized():
+        return {"default_group": cfg.name, "default_tags": []}
+    hydra_cfg = HydraConfig.get()
+    group = cfg.name if hydra_cfg.mode.name == "RUN" else f"{cfg.name}-sweep-{Path(hydra_cfg.sweep.dir).name}"
+    return {"default_group": group, "default_tags": list(hydra_cfg.overrides.task)}
 
 
 def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, eval_episode,
@@ -112,9 +174,12 @@ def train_and_eval(history: list[dict[str, Any]]) -> dict[str, list[dict[str, An
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Entry point of ``l2l-train``."""
-    run(cfg, HydraConfig.get().runtime.output_dir)
+def main(cfg: DictConfig) -> float | None:
+    """Entry point of ``l2l-train``. Returns the held-out test MSE of a meta run (the Optuna sweeper's objective)."""
+    summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    if summary.get("mode") == "meta":
+        return summary["eval"]["test_mse"] if summary["eval"] else summary["final_train"].get("test_mse")
+    return None
 
 
 if __name__ == "__main__":

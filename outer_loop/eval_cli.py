@@ -1,0 +1,115 @@
+"""``l2l-eval``: score a meta-trained e-prop 2 model on held-out tasks and draw them.
+
+    l2l-eval outputs/arm_one_shot/2026-11-22_10-00-00            # a run dir (uses checkpoints/last.pt)
+    l2l-eval path/to/last.pt --tasks 128 --seed 7 --out results/
+
+Writes ``eval.json`` (``demo_mse``: Cartesian MSE of the demonstration, before the update; ``test_mse``:
+of the test trial after one update; ``bptt_step_mse`` and ``eprop1_step_mse``: one BPTT step and one
+e-prop step with symmetric feedback and the true error on the demonstration, best learning rate of a
+grid; per-task values and standard deviations) and ``eval.png`` (target vs before vs after) into the
+run dir or ``--out``. The held-out tasks come from ``eval.seed``, independent of the training seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from outer_loop.checkpoint import load_checkpoint
+from outer_loop.config import Config
+from outer_loop.evaluation import evaluate_one_shot, one_shot_figure
+from outer_loop.meta import MetaLearner
+
+log = logging.getLogger(__name__)
+
+EVAL_KEYS = ("demo_mse", "test_mse", "bptt_step_mse", "eprop1_step_mse")
+
+
+def held_out_tasks(meta: MetaLearner, cfg: DictConfig) -> tuple[Any, torch.Tensor]:
+    """``eval.tasks`` episodes and their coded targets from ``eval.seed`` (the same for every run and model)."""
+    if cfg.eval.tasks < 1:
+        raise ValueError(f"eval.tasks={cfg.eval.tasks!r} is not allowed: it must be >= 1")
+    generator = torch.Generator().manual_seed(int(cfg.eval.seed))
+    episode = meta.family.sample(cfg.eval.tasks, generator)
+    return episode, meta.encode(episode, generator)
+
+
+def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
+    """Evaluate ``meta`` on held-out tasks; writes eval.json and eval.png into ``out_dir``; returns eval.json's dict."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = next(meta.parameters()).device
+    episode, code = held_out_tasks(meta, cfg)
+    episode, code = episode.to(device), code.to(device)
+    result = evaluate_one_shot(meta, episode, code, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs))
+    result["eval_seed"] = int(cfg.eval.seed)
+    (out_dir / "eval.json").write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
+    shown = tuple(range(min(cfg.eval.figure_tasks, cfg.eval.tasks)))
+    if shown:
+        with torch.set_grad_enabled(meta.inner.backend == "higher"):  # higher's optimizers need autograd
+            step = meta(episode.select(slice(0, len(shown))), code[: len(shown)])
+        figure = one_shot_figure(meta, episode.select(slice(0, len(shown))), step.adaptation.demo.output,
+                                 step.test_output, shown)
+        figure.savefig(out_dir / "eval.png", dpi=110)
+    return result
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with non-finite floats (a diverged baseline learning rate) as None: strict JSON."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[MetaLearner, DictConfig]:
+    """The meta-learner of a checkpoint (or run dir) and its config, with ``overrides`` (e.g. ``eval.tasks=8``)."""
+    from outer_loop.build import build_meta, build_task
+
+    state = load_checkpoint(path)
+    cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    if overrides:
+        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    if cfg.mode != "meta":
+        raise ValueError(f"checkpoint {str(path)!r} comes from a mode={cfg.mode!r} run: l2l-eval needs mode=meta")
+    family = build_task(cfg.task)
+    meta = build_meta(cfg, family)
+    meta.load_state_dict(state["meta"])
+    return meta.eval(), cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``l2l-eval``."""
+    parser = argparse.ArgumentParser(prog="l2l-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("run", help="a meta-training run dir or a checkpoint file (checkpoints/last.pt)")
+    parser.add_argument("--tasks", type=int, default=None, help="number of held-out tasks (default: eval.tasks)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks (default: eval.seed)")
+    parser.add_argument("--out", default=None, help="where eval.json and eval.png go (default: the run dir)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    overrides = [f"eval.tasks={args.tasks}"] if args.tasks is not None else []
+    overrides += [f"eval.seed={args.seed}"] if args.seed is not None else []
+    meta, cfg = load_meta(args.run, overrides)
+    run = Path(args.run)
+    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent.parent)
+    result = evaluate_run(meta, cfg, out)
+    print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))
+    print(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

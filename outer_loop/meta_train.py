@@ -1,0 +1,173 @@
+"""The outer loop of e-prop 2: meta-training with checkpoints, resume, NaN guard and a progress bar.
+
+One iteration: draw B tasks and their coded targets from the data generator (seed + 1), compute the
+outer loss (:class:`outer_loop.meta.MetaLearner`), backpropagate through both trials and the update,
+clip (optional) and step. ``checkpoints/last.pt`` holds everything a resumed run needs to continue
+bit for bit: meta-parameters, optimizer state, the data generator's and torch's RNG states, the
+iteration, the resolved config and the logged history (so that a resumed run's metrics.jsonl is whole).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+
+from l2l.validation import require_nonnegative, require_nonnegative_int, require_size
+from outer_loop.checkpoint import load_checkpoint, save_checkpoint
+from outer_loop.direct import make_optimizer
+from outer_loop.loggers import MetricsLogger
+from outer_loop.meta import MetaLearner
+
+log = logging.getLogger(__name__)
+
+RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
+                     "outer.lr", "outer.grad_clip", "outer.rate_weight", "outer.learner_rate_hz",
+                     "outer.error_module_rate_hz")
+"""Config entries a resumed run must share with its checkpoint (others, e.g. outer.iterations, may change)."""
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The outer loss or its gradient became NaN/inf; the last good checkpoint is kept."""
+
+
+@dataclass
+class MetaTrainingResult:
+    """history: the logged records; first: the iteration this process started at (> 0 when resumed);
+    iterations: completed iterations; wall_time_s: this process's training time."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    first: int = 0
+    iterations: int = 0
+    wall_time_s: float = 0.0
+
+
+def check_outer_config(outer: Any) -> None:
+    """Raise ValueError naming the field if an ``outer`` node has an impossible value."""
+    require_size("outer.iterations", outer.iterations)
+    require_size("outer.batch_size", outer.batch_size)
+    require_size("outer.log_every", outer.log_every)
+    require_size("outer.checkpoint_every", outer.checkpoint_every)
+    require_nonnegative_int("outer.figure_every", outer.figure_every)
+    require_nonnegative("outer.grad_clip", outer.grad_clip)
+    if not outer.lr > 0:
+        raise ValueError(f"outer.lr={outer.lr!r} is not allowed: it must be > 0")
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The entries of RESUME_MUST_MATCH that differ between two resolved configs, as 'key: saved -> current'."""
+    diffs = []
+    for key in RESUME_MUST_MATCH:
+        a, b = saved, current
+        for part in key.split("."):
+            a = a.get(part) if isinstance(a, Mapping) else None
+            b = b.get(part) if isinstance(b, Mapping) else None
+        if a != b:
+            diffs.append(f"{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def train_meta(
+    meta: MetaLearner,
+    cfg: DictConfig,
+    run_dir: str | Path,
+    logger: MetricsLogger | None = None,
+    on_figure: Callable[[str, Any, int], None] | None = None,
+) -> MetaTrainingResult:
+    """Meta-train ``meta`` per ``cfg.outer`` writing checkpoints into ``run_dir/checkpoints``.
+
+    ``meta`` must be freshly built from ``cfg`` (seeded); with ``cfg.outer.resume`` its state, the
+    optimizer's and the RNGs' are replaced by the checkpoint's. ``on_figure(name, figure, iteration)``
+    receives the arm figures every ``outer.figure_every`` iterations.
+    """
+    outer = cfg.outer
+    check_outer_config(outer)
+    run_dir = Path(run_dir)
+    checkpoints = run_dir / "checkpoints"
+    device = torch.device(outer.device)
+    optimizer = make_optimizer(outer.optimizer, meta.parameters(), outer.lr)
+    data = torch.Generator().manual_seed(int(cfg.seed) + 1)
+    config = OmegaConf.to_container(cfg, resolve=True)
+    result = MetaTrainingResult()
+    start = 0
+    if outer.resume:
+        state = load_checkpoint(outer.resume)
+        diffs = config_differences(state["config"], config)
+        if diffs:
+            raise ValueError(f"outer.resume={outer.resume!r}: the checkpoint was trained with another config "
+                             f"({'; '.join(diffs)}); resume with the same settings")
+        meta.load_state_dict(state["meta"])
+        optimizer.load_state_dict(state["optimizer"])
+        data.set_state(state["data_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        start = int(state["iteration"])
+        result.history = list(state.get("history", []))
+        if logger is not None:
+            for record in result.history:
+                logger.log(record)
+        log.info("resumed from %s at iteration %d", outer.resume, start)
+    elapsed_before = result.history[-1]["seconds"] if result.history else 0.0
+    begin = time.perf_counter()
+
+    def checkpoint(done: int) -> None:
+        state = {"meta": meta.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
+                 "data_rng": data.get_state(), "torch_rng": torch.get_rng_state(), "config": config,
+                 "history": result.history}
+        save_checkpoint(checkpoints / "last.pt", state)
+        if outer.keep_checkpoints:
+            save_checkpoint(checkpoints / f"iteration_{done:06d}.pt", state)
+
+    bar = tqdm(total=outer.iterations, initial=start, disable=not outer.progress, desc="meta-train", dynamic_ncols=True)
+    try:
+        for it in range(start, outer.iterations):
+            episode = meta.family.sample(outer.batch_size, data).to(device)
+            code = meta.encode(episode, data).to(device)
+            step = meta(episode, code)
+            if not torch.isfinite(step.loss):
+                raise NonFiniteLossError(_stop_message(it, "the outer loss", step.loss, checkpoints))
+            optimizer.zero_grad(set_to_none=True)
+            step.loss.backward()
+            parameters = [p for p in meta.parameters() if p.grad is not None]
+            limit = outer.grad_clip if outer.grad_clip > 0 else math.inf
+            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, limit)
+            if not torch.isfinite(grad_norm):
+                raise NonFiniteLossError(_stop_message(it, "the gradient norm", grad_norm, checkpoints))
+            optimizer.step()
+            done = it + 1
+            if it % outer.log_every == 0 or done == outer.iterations:
+                record = {"iteration": it, **step.metrics, "grad_norm": float(grad_norm),
+                          **{f"inner_lr/{k}": v for k, v in meta.rates.summary().items()},
+                          "seconds": elapsed_before + time.perf_counter() - begin}
+                result.history.append(record)
+                if logger is not None:
+                    logger.log(record)
+                bar.set_postfix({"loss": f"{record['loss']:.4g}", "demo": f"{record['demo_mse']:.4g}",
+                                 "test": f"{record['test_mse']:.4g}"}, refresh=False)
+            if on_figure is not None and outer.figure_every and done % outer.figure_every == 0:
+                figure = meta.family.plot(episode.select(0), step.test_output.detach()[:1])
+                on_figure("arm", figure, it)
+            if done % outer.checkpoint_every == 0 or done == outer.iterations:
+                checkpoint(done)
+            bar.update(1)
+    finally:
+        bar.close()
+    result.first, result.iterations = start, outer.iterations
+    result.wall_time_s = time.perf_counter() - begin
+    return result
+
+
+def _stop_message(iteration: int, what: str, value: torch.Tensor, checkpoints: Path) -> str:
+    last = checkpoints / "last.pt"
+    kept = (f"the last good checkpoint is {str(last)!r} (resume with outer.resume=...)" if last.exists()
+            else "no checkpoint was written yet")
+    return (f"iteration {iteration}: {what} is {float(value.detach())}; stopping instead of training on garbage. "
+            f"{kept}. "
+            "Try a smaller outer.lr or inner.lr, or outer.grad_clip > 0.")
