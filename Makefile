@@ -20,9 +20,11 @@ test: install
 test-all: install
 	$(BIN)/python -m pytest -q -m ''
 
+RUN_DIR ?= outputs/arm_one_shot/make_run
+
 run: install
-	$(BIN)/l2l-verify
-	$(BIN)/l2l-bench --quick
+	$(BIN)/l2l-train experiment=arm_one_shot eval.enabled=false hydra.run.dir=$(RUN_DIR)
+	$(BIN)/l2l-eval $(RUN_DIR) --threads 2
 
 verify: install
 	$(BIN)/l2l-verify

@@ -44,7 +44,8 @@ class InnerLearningRates(nn.Module):
 
     def summary(self) -> dict[str, float]:
         """Mean η per name (for logging)."""
-        return {name: float(torch.as_tensor(eta).mean()) for name, eta in self().items()}
+        with torch.no_grad():
+            return {name: float(torch.as_tensor(eta).mean()) for name, eta in self().items()}
 
 
 def _key(name: str) -> str:

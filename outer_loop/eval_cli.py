@@ -51,14 +51,24 @@ def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path) -> dic
     result = evaluate_one_shot(meta, episode, code, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs))
     result["eval_seed"] = int(cfg.eval.seed)
     (out_dir / "eval.json").write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
-    shown = tuple(range(min(cfg.eval.figure_tasks, cfg.eval.tasks)))
+    shown = representative_tasks(result["per_task"]["demo_mse"], result["per_task"]["test_mse"], cfg.eval.figure_tasks)
     if shown:
         with torch.set_grad_enabled(meta.inner.backend == "higher"):  # higher's optimizers need autograd
-            step = meta(episode.select(slice(0, len(shown))), code[: len(shown)])
-        figure = one_shot_figure(meta, episode.select(slice(0, len(shown))), step.adaptation.demo.output,
-                                 step.test_output, shown)
+            step = meta(episode, code)
+        figure = one_shot_figure(meta, episode, step.adaptation.demo.output, step.test_output, tuple(shown))
+        figure.suptitle(f"held-out tasks at quantiles of after/before MSE (of {result['n_tasks']} tasks)", fontsize=9)
         figure.savefig(out_dir / "eval.png", dpi=110)
     return result
+
+
+def representative_tasks(before: list[float], after: list[float], count: int) -> list[int]:
+    """Indices of ``count`` tasks at evenly spaced quantiles (from 1/(count+1) to count/(count+1)) of after/before:
+    the figure shows typical tasks, neither the best nor the worst."""
+    if count <= 0:
+        return []
+    ratios = sorted(range(len(before)), key=lambda i: after[i] / before[i] if before[i] > 0 else math.inf)
+    picks = [ratios[min(len(ratios) - 1, round((k + 1) * len(ratios) / (count + 1)))] for k in range(count)]
+    return list(dict.fromkeys(picks))
 
 
 def _finite(value: Any) -> Any:

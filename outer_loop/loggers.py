@@ -41,12 +41,12 @@ class MetricsLogger:
 
 
 class JsonlLogger(MetricsLogger):
-    """Appends one JSON object per logged iteration to ``path`` (flushed at once, so a crash keeps the lines)."""
+    """Writes one JSON object per logged iteration to a fresh ``path`` (flushed at once, so a crash keeps the lines)."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("w", encoding="utf-8")  # a resumed run re-logs its history
 
     def log(self, record: Mapping[str, Any]) -> None:
         self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")

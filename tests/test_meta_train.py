@@ -206,3 +206,18 @@ def test_wandb_run_finishes_with_exit_code_1_when_training_fails(fake_wandb, tmp
     with pytest.raises(RuntimeError, match="boom"):
         run(config("logger=wandb"), tmp_path)
     assert fake_wandb[-1] == ("finish", 1)
+
+
+@pytest.mark.parametrize("experiment", ["arm_one_shot", "arm_one_shot_paper", "arm_one_shot_deep", "smoke"])
+def test_meta_experiments_compose_and_build(experiment):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={experiment}"])
+    assert cfg.mode == "meta" and cfg.name == experiment
+    torch.manual_seed(0)
+    meta = build_meta(cfg, build_task(cfg.task))
+    assert meta.learner.sizes == [cfg.network.n_hidden] * cfg.network.layers
+    if experiment == "arm_one_shot_paper":   # the reference protocol, unchanged
+        assert (cfg.network.n_hidden, cfg.error_module.n_hidden, cfg.outer.batch_size, cfg.outer.iterations,
+                cfg.task.n_steps, cfg.task.n_sines, cfg.task.omega_weight, cfg.inner.lr) == (
+                    400, 300, 100, 20000, 500, 5, 0.1, 4e-5)
+        assert meta.error_module.network.n_in == 200 + 400 + 10

@@ -115,7 +115,7 @@ def test_wrong_type_fails_naming_the_key(override):
 @pytest.mark.parametrize(
     ("override", "name"),
     [("network.cell=foo", "network.cell"), ("rule.name=foo", "rule.name"), ("rule.feedback=foo", "rule.feedback"),
-     ("train.optimizer=foo", "train.optimizer"), ("logger.name=foo", "logger.name"), ("mode=meta", "mode"),
+     ("train.optimizer=foo", "train.optimizer"), ("logger.name=foo", "logger.name"), ("mode=meta_learning", "mode"),
      ("task.n_steps=0", "n_steps")],
 )
 def test_bad_values_raise_value_error(override, name, tmp_path):

@@ -55,3 +55,52 @@ def test_multirun_sweep_gives_one_run_dir_per_job(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     rules = sorted(json.loads((sweep / str(i) / "summary.json").read_text())["rule"] for i in range(2))
     assert rules == ["bptt", "eprop"]
+
+
+META_SMALL = ["experiment=smoke", "outer.iterations=2", "task.n_steps=40", "network.n_hidden=12",
+              "error_module.n_hidden=10", "eval.tasks=2", "outer.progress=false"]
+
+
+def test_smoke_experiment_end_to_end_and_l2l_eval(tmp_path):
+    run_dir = tmp_path / "smoke"
+    done = l2l_train("experiment=smoke", f"hydra.run.dir={run_dir}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trained = json.loads((run_dir / "eval.json").read_text())
+    script = str(Path(SCRIPT).parent / "l2l-eval")
+    out = tmp_path / "again"
+    evaluated = subprocess.run([script, str(run_dir), "--out", str(out), "--threads", "1"], capture_output=True,
+                               text=True, timeout=300)
+    assert evaluated.returncode == 0, evaluated.stderr[-2000:]
+    again = json.loads((out / "eval.json").read_text())
+    assert again["test_mse"] == trained["test_mse"] and again["demo_mse"] == trained["demo_mse"]
+    assert (out / "eval.png").exists()
+
+
+def test_meta_sweep_runs_two_jobs_each_its_own_offline_wandb_run(tmp_path):
+    sweep = tmp_path / "sweep"
+    done = l2l_train("-m", "seed=0,1", "logger=wandb", *META_SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path,
+                     env_extra={"WANDB_MODE": "offline", "WANDB_SILENT": "true"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    for job in ("0", "1"):
+        assert (sweep / job / "eval.json").exists()
+        assert len(list((sweep / job / "wandb").glob("offline-run-*"))) == 1
+    seeds = sorted(json.loads((sweep / j / "summary.json").read_text())["seed"] for j in ("0", "1"))
+    assert seeds == [0, 1]
+
+
+def test_submitit_local_launcher_runs_the_jobs(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    sweep = tmp_path / "sweep"
+    done = l2l_train("-m", "hydra/launcher=local_processes", "seed=0,1", *META_SMALL, f"hydra.sweep.dir={sweep}",
+                     cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert all((sweep / job / "eval.json").exists() for job in ("0", "1"))
+
+
+@pytest.mark.slow
+def test_optuna_search_space_runs(tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    done = l2l_train("-m", "hydra/sweeper=optuna_arm", "hydra.sweeper.n_trials=2", *META_SMALL,
+                     f"hydra.sweep.dir={tmp_path / 'sweep'}", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Best value" in done.stdout + done.stderr
