@@ -97,8 +97,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     try:
         result = train_meta(meta, cfg, run_dir, logger, on_figure)
         history = result.history
-        fig = learning_curves({"train": history}, ["task_loss", "demo_mse", "test_mse"], title=cfg.name)
-        fig.savefig(run_dir / "learning_curve.png", dpi=110)
+        meta_learning_curves(history, cfg.name).savefig(run_dir / "learning_curve.png", dpi=110)
         evaluation = evaluate_run(meta, cfg, run_dir) if cfg.eval.enabled else None
         if evaluation is not None:
             logger.log({"iteration": cfg.outer.iterations,
@@ -123,6 +122,14 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         log.info("held-out tasks: demo (before) %.4g, test (after) %.4g, one BPTT step %.4g, one e-prop step %.4g",
                  *(evaluation[k] for k in EVAL_KEYS))
     return summary
+
+
+def meta_learning_curves(history: list[dict[str, Any]], title: str) -> Any:
+    """Outer loss and the training batches' metric before (demo) and after (test) the update, on one axis each."""
+    curves = {"before update (demo)": [{"iteration": r["iteration"], "mse_xy": r["demo_mse"]} for r in history],
+              "after update (test)": [{"iteration": r["iteration"], "mse_xy": r["test_mse"]} for r in history],
+              "outer loss": [{"iteration": r["iteration"], "loss": r["loss"]} for r in history]}
+    return learning_curves(curves, ["loss", "mse_xy"], title=title)
 
 
 def logger_defaults(cfg: DictConfig) -> dict[str, Any]:
