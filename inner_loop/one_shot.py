@@ -16,6 +16,7 @@ import torch
 
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork, Trial
+from l2l.timing import phase
 from l2l.traces.deep import deep_eligibility_gradients
 from l2l.validation import require_size
 
@@ -104,13 +105,16 @@ def adapt(
         current[name] = params[name].expand(batch, *params[name].shape)
     steps: list[InnerStep] = []
     for _ in range(n_demos):
-        demo = learner.run(inputs, current if steps else params, record=True)
+        with phase("demo trial"):
+            demo = learner.run(inputs, current if steps else params, record=True)
         seen = demo.detached() if first_order else demo
-        signals, error_trial = error_module.run(code, seen)
+        with phase("error module"):
+            signals, error_trial = error_module.run(code, seen)
         weights = current if steps else params
         if first_order:
             weights = {name: w.detach() for name, w in weights.items()}
-        grads = deep_eligibility_gradients(learner, seen, signals, weights, per_task=True)
+        with phase("update"):
+            grads = deep_eligibility_gradients(learner, seen, signals, weights, per_task=True)
         update = {name: grads[name] for name in names}
         current = dict(current)
         for name in names:

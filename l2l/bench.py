@@ -120,13 +120,34 @@ def alignment_main(argv: list[str]) -> int:
     return 0
 
 
+def meta_main(argv: list[str]) -> int:
+    """``l2l-bench meta``: seconds per meta-training iteration, phase by phase, FLOPs and GEMM fraction."""
+    from outer_loop.profile_meta import format_profile, profile_meta  # the app layer, imported only here
+
+    parser = argparse.ArgumentParser(prog="l2l-bench meta", description="time one e-prop 2 outer iteration by phase")
+    parser.add_argument("overrides", nargs="*", help="config overrides, e.g. outer.batch_size=32 outer.device=cuda")
+    parser.add_argument("--experiment", default="arm_one_shot", help="a mode=meta experiment (default arm_one_shot)")
+    parser.add_argument("--iterations", type=int, default=3, help="timed iterations after one warm-up (median)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    args = parser.parse_args(argv)
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
+    report = profile_meta(args.experiment, args.overrides, iterations=args.iterations)
+    print(json.dumps(report, indent=2) if args.json else format_profile(report))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "alignment":
         return alignment_main(argv[1:])
+    if argv and argv[0] == "meta":
+        return meta_main(argv[1:])
     parser = argparse.ArgumentParser(
         prog="l2l-bench", description=__doc__.splitlines()[0],
-        epilog="`l2l-bench alignment --help`: the gradient alignment study (cosine to BPTT per layer).",
+        epilog="`l2l-bench alignment --help`: the gradient alignment study (cosine to BPTT per layer); "
+               "`l2l-bench meta --help`: one e-prop 2 outer iteration timed by phase, FLOPs and GEMM fraction.",
     )
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK} instead of {DEFAULT}")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")

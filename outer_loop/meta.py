@@ -24,6 +24,7 @@ from inner_loop.one_shot import Adaptation, adapt, adapted_names
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
+from l2l.timing import phase
 from l2l.validation import require_choice, require_nonnegative, require_size
 from tasks.base import Episode, TaskFamily
 from tasks.encoders import PopulationCode
@@ -118,7 +119,8 @@ class MetaLearner(nn.Module):
     def forward(self, episode: Episode, code: torch.Tensor) -> MetaStep:
         """The outer loss: the task loss of the test trial after the update plus rate regularization."""
         adaptation = self.adapt(episode, code)
-        test = self.learner.run(episode.inputs, adaptation.params)
+        with phase("test trial"):
+            test = self.learner.run(episode.inputs, adaptation.params)
         test_loss = self.family.loss(test.output, episode)
         with torch.no_grad():
             demo_loss = self.family.loss(adaptation.demo.output, episode)
