@@ -20,7 +20,7 @@ from torch import nn
 
 from inner_loop.higher_backend import adapt_with_higher
 from inner_loop.learning_rates import InnerLearningRates
-from inner_loop.one_shot import Adaptation, adapt, adapted_names
+from inner_loop.one_shot import Adaptation, adapt
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
@@ -141,11 +141,6 @@ class MetaLearner(nn.Module):
         }
         per_task = {"demo_mse": demo_loss.metrics[metric], "test_mse": test_loss.metrics[metric].detach()}
         return MetaStep(loss, metrics, per_task, adaptation, test.output)
-
-    def adapted_shapes(self) -> dict[str, torch.Size]:
-        """Shapes of the learner weights that adapt in the inner loop."""
-        params = self.learner.parameter_dict()
-        return {name: params[name].shape for name in adapted_names(self.learner, self.inner.adapt_weights)}
 
 
 def _rate_hz(trials: list, dt: float) -> float:
