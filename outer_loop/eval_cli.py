@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from outer_loop.checkpoint import load_checkpoint
 from outer_loop.config import Config
-from outer_loop.evaluation import evaluate_one_shot, one_shot_figure
+from outer_loop.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from outer_loop.meta import MetaLearner
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,12 @@ def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path) -> dic
     device = next(meta.parameters()).device
     episode, code = held_out_tasks(meta, cfg)
     episode, code = episode.to(device), code.to(device)
-    result = evaluate_one_shot(meta, episode, code, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs))
+    step = one_shot_step(meta, episode, code)
+    result = evaluate_one_shot(meta, episode, code, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs), step)
     result["eval_seed"] = int(cfg.eval.seed)
     (out_dir / "eval.json").write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
     shown = representative_tasks(result["per_task"]["demo_mse"], result["per_task"]["test_mse"], cfg.eval.figure_tasks)
     if shown:
-        with torch.set_grad_enabled(meta.inner.backend == "higher"):  # higher's optimizers need autograd
-            step = meta(episode, code)
         figure = one_shot_figure(meta, episode, step.adaptation.demo.output, step.test_output, tuple(shown))
         figure.suptitle(f"held-out tasks at quantiles of after/before MSE (of {result['n_tasks']} tasks)", fontsize=9)
         figure.savefig(out_dir / "eval.png", dpi=110)

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from inner_loop.one_shot import adapted_names
 from l2l.rules.deep_eprop import DeepEProp
-from outer_loop.meta import MetaLearner
+from outer_loop.meta import MetaLearner, MetaStep
 from tasks.base import Episode
 
 
@@ -109,24 +109,32 @@ def eprop1_step_mse(meta: MetaLearner, episode: Episode, learning_rates: Sequenc
     return step_grid(meta, episode, eprop1_task_gradients(meta, episode), learning_rates)
 
 
+def one_shot_step(meta: MetaLearner, episode: Episode, code: torch.Tensor) -> MetaStep:
+    """The meta-learner on ``episode`` for evaluation: without autograd for the explicit backend (its update
+    needs none), with it for ``higher`` (its optimizers need it)."""
+    context = torch.no_grad() if meta.inner.backend == "explicit" else contextlib.nullcontext()
+    with context:
+        return meta(episode, code)
+
+
 def evaluate_one_shot(
     meta: MetaLearner,
     episode: Episode,
     code: torch.Tensor,
     bptt_lrs: Sequence[float],
     eprop1_lrs: Sequence[float],
+    step: MetaStep | None = None,
 ) -> dict[str, Any]:
     """The content of eval.json: the meta-learner's one-shot metric and the two baselines' on one batch.
 
     episode.inputs (B, T, n_in); code (B, T, n_code) the coded target (``meta.encode``). Returns
     ``demo_mse``, ``test_mse``, ``bptt_step_mse``, ``eprop1_step_mse`` (means over tasks), ``per_task``
     and ``std`` (over tasks) of each, ``bptt_lr``, ``eprop1_lr`` (best of each grid), ``grid`` (the
-    mean metric per lr of each baseline), ``n_tasks`` and ``ratio_test_over_demo``.
+    mean metric per lr of each baseline), ``n_tasks`` and ``ratio_test_over_demo``. ``step``: the
+    meta-learner's result on this batch if the caller already has it (:func:`one_shot_step`).
     """
-    # the explicit backend's update is computed without autograd; higher's needs it
-    context = torch.no_grad() if meta.inner.backend == "explicit" else contextlib.nullcontext()
-    with context:
-        step = meta(episode, code)
+    if step is None:
+        step = one_shot_step(meta, episode, code)
     demo = step.per_task["demo_mse"].detach().to(torch.float64)
     test = step.per_task["test_mse"].detach().to(torch.float64)
     bptt = bptt_step_mse(meta, episode, bptt_lrs)
