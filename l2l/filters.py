@@ -4,15 +4,69 @@
 presynaptic traces and the leaky readout; ``reverse_exp_filter`` is its adjoint
 (anti-causal), used to move the readout's κ filter from the eligibility traces
 onto the learning signal: Σ_t L^t F_κ(e)^t = Σ_t F_κ^←(L)^t e^t.
+
+The filter is evaluated in blocks of ``BLOCK`` steps: inside a block it is one matrix
+product with the lower-triangular matrix D_ts = a^{t−s} (s ≤ t), and the value carried into
+the block enters as a^{t+1}·F^{t0−1}. This is the same linear recurrence (equal to float
+rounding) with T/BLOCK sequential steps instead of T, and it differentiates like any matmul.
 """
 
 from __future__ import annotations
 
 import torch
 
+BLOCK = 32
+
+
+def _decay_matrices(decay: float | torch.Tensor, size: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D (size, size) with D_ts = a^{t−s} for s ≤ t, else 0; carry (size, 1) = a^{t+1}."""
+    steps = torch.arange(size, dtype=like.dtype, device=like.device)
+    lags = steps[:, None] - steps[None, :]
+    a = torch.as_tensor(decay, dtype=like.dtype, device=like.device)
+    lower = lags >= 0
+    matrix = torch.where(lower, a ** lags.clamp(min=0), torch.zeros((), dtype=like.dtype, device=like.device))
+    return matrix, (a ** (steps + 1))[:, None]
+
 
 def exp_filter(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.Tensor | None = None) -> torch.Tensor:
-    """Causal filter along dim 1. u: (B, T, ...) -> (B, T, ...); ``initial`` is the value at t = -1."""
+    """Causal filter along dim 1. u: (B, T, ...) -> (B, T, ...); ``initial`` (B, ...) is the value at t = -1.
+
+    ``decay`` is a float or a 0-dim tensor (differentiable); any other tensor decay (one per channel,
+    broadcast over u's trailing dims) takes the step-by-step loop.
+    """
+    if isinstance(decay, torch.Tensor) and decay.dim() > 0:
+        return _exp_filter_loop(u, decay, initial)
+    batch, steps = u.shape[:2]
+    block = _block_size(steps)
+    n_blocks = -(-steps // block)
+    flat = u.reshape(batch, steps, -1)
+    if n_blocks * block != steps:
+        flat = torch.nn.functional.pad(flat, (0, 0, 0, n_blocks * block - steps))
+    blocks = flat.reshape(batch, n_blocks, block, -1)
+    matrix, carry = _decay_matrices(decay, block, flat)
+    inside = matrix @ blocks  # (B, K, block, D): each block filtered from zero
+    # F^{t0-1} entering each block: a recurrence over the K blocks on their last rows only
+    state = initial.reshape(batch, -1) if initial is not None else torch.zeros_like(blocks[:, 0, 0])
+    entering = [state]
+    for k in range(n_blocks - 1):
+        state = inside[:, k, -1] + carry[-1] * state
+        entering.append(state)
+    out = torch.addcmul(inside, carry, torch.stack(entering, 1)[:, :, None])
+    return out.reshape(batch, n_blocks * block, -1)[:, :steps].reshape(u.shape)
+
+
+def _block_size(steps: int) -> int:
+    """BLOCK, or a divisor of ``steps`` between BLOCK/2 and BLOCK (no padding) when there is one."""
+    if steps <= BLOCK:
+        return steps
+    for size in range(BLOCK, BLOCK // 2 - 1, -1):
+        if steps % size == 0:
+            return size
+    return BLOCK
+
+
+def _exp_filter_loop(u: torch.Tensor, decay: torch.Tensor, initial: torch.Tensor | None) -> torch.Tensor:
+    """The recurrence one step at a time (per-channel decays)."""
     out = []
     acc = initial
     for t in range(u.shape[1]):

@@ -19,6 +19,7 @@ from l2l.cells import CELLS, RecurrentCell
 from l2l.cells.base import recurrent_weight
 from l2l.filters import exp_filter
 from l2l.linear import synaptic_input
+from l2l.recurrent_input import RecurrentInput
 from l2l.validation import require_choice, require_positive, require_size
 
 
@@ -96,21 +97,23 @@ def simulate_layer(
     current_in = synaptic_input(inputs, w_in)
     if bias is not None:
         current_in = current_in + (bias.unsqueeze(1) if bias.dim() == 2 else bias)
-    w_rec = recurrent_weight(w_rec, p)
+    recurrent = RecurrentInput(recurrent_weight(w_rec, p))
     state = initial_state if initial_state is not None else cell.init_state(batch, inputs.dtype, inputs.device)
-    z_prev = state.z
-    zs, z_prevs, records = [], [], []
+    zs, records = [state.z], []
     for t in range(steps):
-        z_prevs.append(z_prev)
-        current = current_in[:, t] + synaptic_input(z_prev, w_rec)
+        z_prev = zs[-1].detach() if detach_recurrent and t > 0 else zs[-1]
+        current = recurrent.add_to(current_in[:, t], z_prev)
         z, state, rec = model.dynamics(current, z_prev, state, p, record)
         if zeta is not None:
             z = z + zeta[:, t]
         zs.append(z)
         records.append(rec)
-        z_prev = z.detach() if detach_recurrent else z
-    stacked = {k: torch.stack([r[k] for r in records], dim=1) for k in records[0]} if record else {}
-    return LayerActivity(torch.stack(zs, 1), torch.stack(z_prevs, 1), stacked, state)
+    # one copy for z and z^{t-1} (views of the same (T+1, B, n) buffer), time-major stacking is contiguous
+    both = torch.stack(zs, 0)
+    z_prev = torch.cat([both[:1], both[1:-1].detach()]) if detach_recurrent else both[:-1]
+    stacked = {k: torch.stack([r[k] for r in records], 1) for k in records[0]} if record else {}
+    return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1),
+                         model.finish_record(stacked, p) if record else {}, state)
 
 
 class RecurrentNetwork(nn.Module):

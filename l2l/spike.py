@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.autograd.forward_ad as forward_ad
 
 from l2l.validation import require_choice, require_positive
 
@@ -68,6 +69,16 @@ class SpikeFunction(torch.autograd.Function):
     def jvp(ctx, x_tangent: torch.Tensor, gamma_tangent, surrogate_tangent) -> torch.Tensor:
         (x,) = ctx.saved_tensors
         return x_tangent * surrogate_derivative(x, ctx.gamma, ctx.surrogate)
+
+
+def needs_derivative(x: torch.Tensor) -> bool:
+    """Whether any derivative of a function of ``x`` can be asked for: reverse mode (x requires grad),
+    a ``torch.func`` transform, or forward-mode AD. False in plain simulation."""
+    return (
+        (x.requires_grad and torch.is_grad_enabled())
+        or torch._C._are_functorch_transforms_active()
+        or forward_ad._current_level >= 0
+    )
 
 
 def spike(x: torch.Tensor, gamma: float = 0.3, surrogate: str = "piecewise_linear") -> torch.Tensor:

@@ -62,7 +62,7 @@ def test_refractory_steps_have_zero_pseudo_derivative():
     psis = []
     for current in (0.55, 0.0, 0.0, 0.0):
         z, state, rec = LIF.dynamics(torch.tensor([[current]], dtype=torch.float64), state.z, state, p, True)
-        psis.append(rec["psi"].item())
+        psis.append(LIF.finish_record(rec, p)["psi"].item())
     # step 0: v=0.55 spikes; then v=0.05 (|v-v_th|/v_th = 0.9: ψ would be > 0), masked on the two
     # refractory steps, free again at step 3
     assert psis[0] > 0 and psis[1] == 0 and psis[2] == 0 and psis[3] > 0

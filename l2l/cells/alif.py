@@ -13,7 +13,7 @@ from typing import NamedTuple
 import torch
 
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
-from l2l.cells.lif import LIFParameters, spike_with_refractoriness
+from l2l.cells.lif import LIFParameters, next_refractory, spike_with_refractoriness, spiking_record
 from l2l.validation import require_nonnegative, require_positive
 
 
@@ -72,14 +72,13 @@ def alif_dynamics(
 ) -> tuple[torch.Tensor, ALIFState, dict[str, torch.Tensor]]:
     """One step from I^t (B, n). The adaptation uses the within-neuron z^{t-1} (``state.z``)."""
     a = p.rho * state.a + state.z
-    v = p.alpha * state.v + current - p.v_th * z_prev_out
-    scaled = (v - p.v_th - p.betas(v.shape[-1], v) * a) / p.v_th
-    z, rec = spike_with_refractoriness(scaled, state.refractory, p.gamma, p.surrogate, p.v_th, record)
-    refractory = torch.clamp(state.refractory - 1, min=0) + p.n_ref * z.detach()
-    return z, ALIFState(v, a, z, refractory), rec
+    v = current.add(state.v, alpha=p.alpha).sub_(z_prev_out, alpha=p.v_th)
+    z, rec = spike_with_refractoriness(v, p.betas(v.shape[-1], v) * a, state.refractory, p, record)
+    return z, ALIFState(v, a, z, next_refractory(state.refractory, z, p.n_ref)), rec
 
 
-MODEL = CellModel("alif", ALIFParameters, ALIFState, n_gates=1, has_bias=False, spiking=True, dynamics=alif_dynamics)
+MODEL = CellModel("alif", ALIFParameters, ALIFState, n_gates=1, has_bias=False, spiking=True, dynamics=alif_dynamics,
+                  record_finish=spiking_record)
 
 
 def alif_step(

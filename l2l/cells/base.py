@@ -38,6 +38,15 @@ class CellModel:
     spiking: bool
     dynamics: Dynamics
     bias_init: Callable[[int], torch.Tensor] | None = field(default=None)
+    record_finish: Callable[[dict[str, torch.Tensor], Any], dict[str, torch.Tensor]] | None = field(default=None)
+
+    def finish_record(self, record: dict[str, torch.Tensor], params: Any) -> dict[str, torch.Tensor]:
+        """What the eligibility traces read, from what ``dynamics`` recorded (per step or stacked (B, T, n)).
+
+        Models whose trace factors are cheap functions of per-step quantities (ψ from the membrane)
+        record those quantities during the loop and compute the factors here once for the whole trial.
+        """
+        return self.record_finish(record, params) if self.record_finish is not None else record
 
     def initial_bias(self, n: int) -> torch.Tensor:
         """Initial bias (G·n,): zeros unless the model says otherwise."""

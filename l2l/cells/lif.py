@@ -14,7 +14,7 @@ from typing import NamedTuple
 import torch
 
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
-from l2l.spike import SURROGATES, spike, surrogate_derivative
+from l2l.spike import SURROGATES, SpikeFunction, needs_derivative, surrogate_derivative
 from l2l.validation import require_choice, require_nonnegative_int, require_positive
 
 
@@ -53,26 +53,47 @@ class LIFState(NamedTuple):
 
 
 def spike_with_refractoriness(
-    scaled: torch.Tensor, refractory: torch.Tensor, gamma: float, surrogate: str, v_th: float, record: bool
+    v: torch.Tensor, threshold_shift: torch.Tensor | None, refractory: torch.Tensor, p: LIFParameters, record: bool
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """z = H(scaled) outside the refractory period; returns z and, if recorded, ψ = dz/dv."""
-    free = (refractory <= 0).to(scaled.dtype)
-    z = spike(scaled, gamma, surrogate) * free
-    rec = {"psi": surrogate_derivative(scaled, gamma, surrogate) * free / v_th} if record else {}
-    return z, rec
+    """z = H((v − v_th − shift)/v_th) outside the refractory period (shift: ALIF's β·a, None for LIF).
+
+    Records v, the shift and the non-refractory mask; :func:`spiking_record` turns them into ψ for
+    the whole trial at once. Without any derivative to take, the Heaviside is evaluated alone (the
+    same comparison: dividing by v_th > 0 keeps the sign).
+    """
+    free = refractory <= 0
+    excess = v - p.v_th if threshold_shift is None else v - p.v_th - threshold_shift
+    if needs_derivative(v):
+        z = SpikeFunction.apply(excess / p.v_th, p.gamma, p.surrogate) * free
+    else:  # plain simulation: no autograd node, no surrogate
+        z = ((excess > 0) & free).to(v.dtype)
+    if not record:
+        return z, {}
+    return z, {"excess": excess, "free": free}
+
+
+def spiking_record(record: dict[str, torch.Tensor], p: LIFParameters) -> dict[str, torch.Tensor]:
+    """ψ = dz/dv = s((v − A)/v_th)/v_th, zero on refractory steps; any shape (per step or (B, T, n))."""
+    psi = surrogate_derivative(record["excess"] / p.v_th, p.gamma, p.surrogate) * record["free"] / p.v_th
+    return {"psi": psi}
+
+
+def next_refractory(refractory: torch.Tensor, z: torch.Tensor, n_ref: int) -> torch.Tensor:
+    """Counter of refractory steps left: max(r − 1, 0) + n_ref·z."""
+    return (refractory - 1).clamp(min=0).add(z.detach(), alpha=n_ref)
 
 
 def lif_dynamics(
     current: torch.Tensor, z_prev_out: torch.Tensor, state: LIFState, p: LIFParameters, record: bool = False
 ) -> tuple[torch.Tensor, LIFState, dict[str, torch.Tensor]]:
-    """One step from the input current I^t (B, n). Records ψ^t = dz^t/dv^t (B, n) if asked."""
-    v = p.alpha * state.v + current - p.v_th * z_prev_out
-    z, rec = spike_with_refractoriness((v - p.v_th) / p.v_th, state.refractory, p.gamma, p.surrogate, p.v_th, record)
-    refractory = torch.clamp(state.refractory - 1, min=0) + p.n_ref * z.detach()
-    return z, LIFState(v, z, refractory), rec
+    """One step from the input current I^t (B, n). Records what ψ^t = dz^t/dv^t (B, n) needs if asked."""
+    v = current.add(state.v, alpha=p.alpha).sub_(z_prev_out, alpha=p.v_th)  # α v + I − v_th z (module docstring)
+    z, rec = spike_with_refractoriness(v, None, state.refractory, p, record)
+    return z, LIFState(v, z, next_refractory(state.refractory, z, p.n_ref)), rec
 
 
-MODEL = CellModel("lif", LIFParameters, LIFState, n_gates=1, has_bias=False, spiking=True, dynamics=lif_dynamics)
+MODEL = CellModel("lif", LIFParameters, LIFState, n_gates=1, has_bias=False, spiking=True, dynamics=lif_dynamics,
+                  record_finish=spiking_record)
 
 
 def lif_step(

@@ -1,0 +1,112 @@
+"""Fast paths give the numbers of the plain step-by-step computation (float64 oracles)."""
+
+import pytest
+import torch
+
+from l2l.filters import _exp_filter_loop, exp_filter, reverse_exp_filter
+from l2l.network import RecurrentNetwork
+from l2l.recurrent_input import RecurrentInput
+
+
+@pytest.mark.parametrize("steps", [1, 7, 31, 32, 33, 64, 100, 257])
+@pytest.mark.parametrize("with_initial", [False, True])
+def test_block_exp_filter_equals_the_recurrence(steps, with_initial):
+    g = torch.Generator().manual_seed(steps)
+    u = torch.randn(3, steps, 4, 2, generator=g, dtype=torch.float64)
+    initial = torch.randn(3, 4, 2, generator=g, dtype=torch.float64) if with_initial else None
+    decay = torch.tensor(0.93, dtype=torch.float64)
+    expected = _exp_filter_loop(u, decay, initial)
+    torch.testing.assert_close(exp_filter(u, 0.93, initial), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_block_exp_filter_differentiates_like_the_recurrence():
+    g = torch.Generator().manual_seed(0)
+    u = torch.randn(2, 45, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    decay = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
+    weights = torch.randn(2, 45, 3, generator=g, dtype=torch.float64)
+    fast = torch.autograd.grad((exp_filter(u, decay) * weights).sum(), [u, decay])
+    slow = torch.autograd.grad((_exp_filter_loop(u, decay, None) * weights).sum(), [u, decay])
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
+
+
+def test_per_channel_decay_takes_the_loop_and_reverse_filter_is_the_adjoint():
+    g = torch.Generator().manual_seed(1)
+    u = torch.randn(2, 20, 3, generator=g, dtype=torch.float64)
+    v = torch.randn(2, 20, 3, generator=g, dtype=torch.float64)
+    decay = torch.tensor([0.5, 0.9, 0.99], dtype=torch.float64)
+    torch.testing.assert_close(exp_filter(u, decay), _exp_filter_loop(u, decay, None))
+    # <F(u), v> = <u, F^←(v)>
+    torch.testing.assert_close((exp_filter(u, 0.9) * v).sum(), (u * reverse_exp_filter(v, 0.9)).sum())
+
+
+def _plain_weight_grad(w, z_seq, current_seq, weights_out):
+    """Autograd through plain matmuls, one step at a time (the oracle)."""
+    out = []
+    for t in range(z_seq.shape[1]):
+        z = z_seq[:, t]
+        drive = z @ w.transpose(-1, -2) if w.dim() == 2 else (z.unsqueeze(1) @ w.transpose(1, 2)).squeeze(1)
+        out.append(current_seq[:, t] + drive)
+    return torch.stack(out, 1)
+
+
+@pytest.mark.parametrize("per_task", [False, True])
+def test_deferred_weight_gradient_equals_autograd_per_step(per_task):
+    g = torch.Generator().manual_seed(2)
+    batch, steps, n, m = 3, 9, 5, 4
+    shape = (batch, n, m) if per_task else (n, m)
+    w = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(batch, steps, m, generator=g, dtype=torch.float64, requires_grad=True)
+    current = torch.randn(batch, steps, n, generator=g, dtype=torch.float64, requires_grad=True)
+    probe = torch.randn(batch, steps, n, generator=g, dtype=torch.float64)
+    recurrent = RecurrentInput(w)
+    assert recurrent.deferred
+    fast_out = torch.stack([recurrent.add_to(current[:, t], z[:, t]) for t in range(steps)], 1)
+    fast = torch.autograd.grad((fast_out * probe).sum(), [w, z, current])
+    slow = torch.autograd.grad((_plain_weight_grad(w, z, current, probe) * probe).sum(), [w, z, current])
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_deferred_weight_gradient_survives_retain_graph_and_refuses_double_backward():
+    g = torch.Generator().manual_seed(3)
+    w = torch.randn(4, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    z = torch.randn(2, 4, generator=g, dtype=torch.float64)
+    recurrent = RecurrentInput(w)
+    out = recurrent.add_to(torch.zeros(2, 4, dtype=torch.float64), z)
+    out = recurrent.add_to(out, torch.tanh(out))
+    loss = (out ** 2).sum()
+    (first,) = torch.autograd.grad(loss, w, retain_graph=True)
+    (second,) = torch.autograd.grad(loss, w, retain_graph=True)
+    torch.testing.assert_close(first, second)
+    (with_graph,) = torch.autograd.grad(loss, w, create_graph=True)
+    with pytest.raises(RuntimeError):
+        with_graph.sum().backward()
+
+
+def test_plain_simulation_takes_no_autograd_path():
+    w = torch.randn(3, 3, requires_grad=True)
+    with torch.no_grad():
+        assert not RecurrentInput(w).deferred
+    assert not RecurrentInput(w.detach()).deferred
+
+
+@pytest.mark.parametrize("cell", ["lif", "alif", "lstm", "rnn"])
+@pytest.mark.parametrize("per_task", [False, True])
+def test_network_gradients_match_the_plain_step_by_step_graph(cell, per_task, monkeypatch):
+    """BPTT through a whole network: deferred W_rec gradient == autograd's per-step gradient."""
+    torch.manual_seed(4)
+    net = RecurrentNetwork(3, [6, 5], 2, cell=cell).double()
+    x = (torch.rand(2, 23, 3, dtype=torch.float64) < 0.3).double()
+    params = {k: (v.detach().expand(2, *v.shape).clone() if per_task and v.dim() == 2 else v.detach()).requires_grad_()
+              for k, v in net.parameter_dict().items()}
+
+    def grads():
+        y = net.run(x, params).output
+        return torch.autograd.grad((y ** 2).sum(), list(params.values()))
+
+    fast = grads()
+    monkeypatch.setattr("l2l.recurrent_input.DEFERRED", False)  # autograd's per-step weight gradient
+    slow = grads()
+    for name, a, b in zip(params, fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
