@@ -69,8 +69,8 @@ def _exp_filter_loop(u: torch.Tensor, decay: torch.Tensor, initial: torch.Tensor
     """The recurrence one step at a time (per-channel decays)."""
     out = []
     acc = initial
-    for t in range(u.shape[1]):
-        acc = u[:, t] if acc is None else decay * acc + u[:, t]
+    for step in u.unbind(1):
+        acc = step if acc is None else decay * acc + step
         out.append(acc)
     return torch.stack(out, dim=1)
 

@@ -100,12 +100,16 @@ def simulate_layer(
     recurrent = RecurrentInput(recurrent_weight(w_rec, p))
     state = initial_state if initial_state is not None else cell.init_state(batch, inputs.dtype, inputs.device)
     zs, records = [state.z], []
+    # unbind, not current_in[:, t]: one backward node for all steps (indexing would add a (B, T, n)
+    # zero-filled gradient per step, O(T²) work)
+    currents = current_in.unbind(1)
+    offsets = zeta.unbind(1) if zeta is not None else None
     for t in range(steps):
         z_prev = zs[-1].detach() if detach_recurrent and t > 0 else zs[-1]
-        current = recurrent.add_to(current_in[:, t], z_prev)
+        current = recurrent.add_to(currents[t], z_prev)
         z, state, rec = model.dynamics(current, z_prev, state, p, record)
-        if zeta is not None:
-            z = z + zeta[:, t]
+        if offsets is not None:
+            z = z + offsets[t]
         zs.append(z)
         records.append(rec)
     # one copy for z and z^{t-1} (views of the same (T+1, B, n) buffer), time-major stacking is contiguous

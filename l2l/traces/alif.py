@@ -53,8 +53,7 @@ def current_signal(params, record: dict[str, torch.Tensor], dE_dz: torch.Tensor)
     lam_v = torch.zeros_like(g[:, 0])
     lam_a = torch.zeros_like(g[:, 0])
     out = []
-    for t in reversed(range(g.shape[1])):
-        lam_v, lam_a = g[:, t] + params.alpha * lam_v + psi[:, t] * lam_a, -beta * g[:, t] + (
-            params.rho - beta * psi[:, t]) * lam_a
+    for g_t, psi_t in zip(reversed(g.unbind(1)), reversed(psi.unbind(1)), strict=True):
+        lam_v, lam_a = g_t + params.alpha * lam_v + psi_t * lam_a, -beta * g_t + (params.rho - beta * psi_t) * lam_a
         out.append(lam_v)
     return torch.stack(out[::-1], dim=1)
