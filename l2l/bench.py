@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import torch
 
+from l2l.device import resolve_device
 from l2l.memory import peak_memory_bytes
 from l2l.network import RecurrentNetwork
 from l2l.rules import BPTT, EProp
@@ -152,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help=f"small sizes {QUICK} instead of {DEFAULT}")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--device", default="auto", help="auto (a CUDA GPU if there is one, else cpu) | cpu | cuda[:N]")
     for key in DEFAULT:
         parser.add_argument(f"--{key.replace('_', '-')}", type=int, default=None)
     args = parser.parse_args(argv)
@@ -161,15 +162,17 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in {**sizes, "repeats": args.repeats}.items():
         if value < 1:
             parser.error(f"--{key.replace('_', '-')}={value} is not allowed: it must be >= 1")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error(f"--device={args.device} is not available here: use cpu")
-    report = run_benchmark(**sizes, repeats=args.repeats, device=args.device)
+    try:
+        device = str(resolve_device(args.device, "--device"))
+    except ValueError as error:
+        parser.error(str(error))
+    report = run_benchmark(**sizes, repeats=args.repeats, device=device)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         c = report["config"]
         print(f"LIF B={c['batch']} T={c['steps']} n_in={c['n_in']} n={c['hidden']} n_out={c['n_out']} "
-              f"on {args.device} ({report['environment']['threads']} threads), rate {c['mean_rate_hz']:.1f} Hz")
+              f"on {device} ({report['environment']['threads']} threads), rate {c['mean_rate_hz']:.1f} Hz")
         for name, r in report["results"].items():
             mem = r["peak_memory_bytes"]
             mem_text = f"{mem / 2**20:8.1f} MiB" if mem is not None else "     n/a"

@@ -190,7 +190,7 @@ class OuterConfig:
     resume: str | None = None
     progress: bool = True
     threads: int = 0
-    device: str = "cpu"
+    device: str = "${device}"
 
 
 @dataclass
@@ -240,7 +240,7 @@ class TrainConfig:
     eval_batch_size: int = 64
     progress: bool = True
     threads: int = 0
-    device: str = "cpu"
+    device: str = "${device}"
     plots: bool = True
     checkpoint: bool = True
 
@@ -274,6 +274,7 @@ class Config:
     mode: str = "direct"
     name: str = "default"
     seed: int = 0
+    device: str = "auto"
 
 
 def register_configs() -> None:

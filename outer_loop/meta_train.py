@@ -21,6 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
+from l2l.device import resolve_device
 from l2l.validation import require_nonnegative, require_nonnegative_int, require_size
 from outer_loop.checkpoint import load_checkpoint, save_checkpoint
 from outer_loop.direct import make_optimizer
@@ -92,7 +93,7 @@ def train_meta(
     check_outer_config(outer)
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
-    device = torch.device(outer.device)
+    device = resolve_device(outer.device, "outer.device")
     optimizer = make_optimizer(outer.optimizer, meta.parameters(), outer.lr)
     data = torch.Generator().manual_seed(int(cfg.seed) + 1)
     config = OmegaConf.to_container(cfg, resolve=True)

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from l2l.device import resolve_device
 from l2l.timing import PhaseTimer
 
 PHASES = ("sample tasks", "demo trial", "error module", "update", "test trial", "loss", "backward", "optimizer step")
@@ -46,7 +47,7 @@ def profile_meta(experiment: str = "arm_one_shot", overrides: list[str] | None =
         cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *(overrides or [])])
     if cfg.mode != "meta":
         raise ValueError(f"experiment={experiment!r} is a mode={cfg.mode!r} experiment: l2l-bench meta needs mode=meta")
-    device = torch.device(cfg.outer.device)
+    device = resolve_device(cfg.outer.device, "outer.device")
     torch.manual_seed(cfg.seed)
     meta = build_meta(cfg, build_task(cfg.task)).to(device)
     optimizer = make_optimizer(cfg.outer.optimizer, meta.parameters(), cfg.outer.lr)

@@ -27,6 +27,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from l2l.device import resolve_device
 from outer_loop.build import build_meta, build_network, build_rule, build_task
 from outer_loop.config import register_configs
 from outer_loop.direct import TrainingResult, evaluate, make_optimizer, train_direct
@@ -56,12 +57,13 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)                                       # network initialization
     family = build_task(cfg.task)
-    network = build_network(cfg.network, family).to(cfg.train.device)
+    device = resolve_device(cfg.train.device, "train.device")
+    network = build_network(cfg.network, family).to(device)
     rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
     optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr)
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
     eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
-    eval_episode = eval_episode.to(cfg.train.device)
+    eval_episode = eval_episode.to(device)
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
     try:
@@ -69,7 +71,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
             network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
             generator=data, eval_episode=eval_episode, log_every=cfg.train.log_every,
             eval_every=cfg.train.eval_every, logger=logger, metric=family.metric, progress=cfg.train.progress,
-            device=cfg.train.device,
+            device=device,
         )
         summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result)
     except BaseException:
@@ -85,7 +87,8 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(cfg.outer.threads)
     torch.manual_seed(cfg.seed)                                       # initial meta-parameters
     family = build_task(cfg.task)
-    meta = build_meta(cfg, family).to(cfg.outer.device)
+    device = resolve_device(cfg.outer.device, "outer.device")
+    meta = build_meta(cfg, family).to(device)
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
 
@@ -110,7 +113,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "wall_time_s": round(result.wall_time_s, 2),
             "seconds_per_iteration": round(result.wall_time_s / max(1, result.iterations - result.first), 4),
             "final_train": last, "eval": {k: evaluation[k] for k in EVAL_KEYS} if evaluation else None,
-            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(cfg.outer.device),
+            "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
             "machine": platform.machine(),
         }
         (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
@@ -151,8 +154,8 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         "seed": cfg.seed, "iterations": cfg.train.iterations, "batch_size": cfg.train.batch_size,
         "wall_time_s": round(result.wall_time_s, 2), "final_train": last,
         "final_eval": result.final_eval, "eval_batch_size": cfg.train.eval_batch_size,
-        "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(cfg.train.device),
-        "machine": platform.machine(),
+        "torch": torch.__version__, "threads": torch.get_num_threads(),
+        "device": str(next(network.parameters()).device), "machine": platform.machine(),
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
     if cfg.train.plots:
