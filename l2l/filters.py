@@ -36,23 +36,36 @@ def exp_filter(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.Tens
     """
     if isinstance(decay, torch.Tensor) and decay.dim() > 0:
         return _exp_filter_loop(u, decay, initial)
-    batch, steps = u.shape[:2]
+    steps = u.shape[1]
+    time_major = u.transpose(0, 1)
+    if time_major.is_contiguous():  # e.g. a layer's z^{t-1}: filter the (T, B·…) storage, K GEMMs with a wide N
+        out = _filter_time_major(time_major.reshape(steps, -1), decay,
+                                 None if initial is None else initial.reshape(1, -1))
+        return out.reshape(time_major.shape).transpose(0, 1)
+    batch = u.shape[0]
+    start = None if initial is None else initial.reshape(batch, 1, -1)
+    out = _filter_time_major(u.reshape(batch, steps, -1), decay, start)
+    return out.reshape(u.shape)
+
+
+def _filter_time_major(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.Tensor | None) -> torch.Tensor:
+    """The blocked filter along dim −2 of u (…, T, D); ``initial`` (…, 1, D) is the value at t = −1."""
+    steps = u.shape[-2]
     block = _block_size(steps)
     n_blocks = -(-steps // block)
-    flat = u.reshape(batch, steps, -1)
     if n_blocks * block != steps:
-        flat = torch.nn.functional.pad(flat, (0, 0, 0, n_blocks * block - steps))
-    blocks = flat.reshape(batch, n_blocks, block, -1)
-    matrix, carry = _decay_matrices(decay, block, flat)
-    inside = matrix @ blocks  # (B, K, block, D): each block filtered from zero
+        u = torch.nn.functional.pad(u, (0, 0, 0, n_blocks * block - steps))
+    blocks = u.reshape(*u.shape[:-2], n_blocks, block, u.shape[-1])
+    matrix, carry = _decay_matrices(decay, block, u)
+    inside = matrix @ blocks  # (…, K, block, D): each block filtered from zero
     # F^{t0-1} entering each block: a recurrence over the K blocks on their last rows only
-    state = initial.reshape(batch, -1) if initial is not None else torch.zeros_like(blocks[:, 0, 0])
+    state = initial[..., 0, :] if initial is not None else torch.zeros_like(blocks[..., 0, 0, :])
     entering = [state]
     for k in range(n_blocks - 1):
-        state = inside[:, k, -1] + carry[-1] * state
+        state = inside[..., k, -1, :] + carry[-1] * state
         entering.append(state)
-    out = torch.addcmul(inside, carry, torch.stack(entering, 1)[:, :, None])
-    return out.reshape(batch, n_blocks * block, -1)[:, :steps].reshape(u.shape)
+    out = torch.addcmul(inside, carry, torch.stack(entering, -2).unsqueeze(-2))
+    return out.reshape(*u.shape[:-2], n_blocks * block, u.shape[-1])[..., :steps, :]
 
 
 def _block_size(steps: int) -> int:

@@ -115,9 +115,11 @@ def simulate_layer(
     # one copy for z and z^{t-1} (views of the same (T+1, B, n) buffer), time-major stacking is contiguous
     both = torch.stack(zs, 0)
     z_prev = torch.cat([both[:1], both[1:-1].detach()]) if detach_recurrent else both[:-1]
-    stacked = {k: torch.stack([r[k] for r in records], 1) for k in records[0]} if record else {}
-    return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1),
-                         model.finish_record(stacked, p) if record else {}, state)
+    recorded = {}
+    if record:  # stacked time-major (contiguous copies), finished once, handed out as (B, T, ...) views
+        finished = model.finish_record({k: torch.stack([r[k] for r in records], 0) for k in records[0]}, p)
+        recorded = {k: v.transpose(0, 1) for k, v in finished.items()}
+    return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1), recorded, state)
 
 
 class RecurrentNetwork(nn.Module):

@@ -10,9 +10,12 @@ from l2l.recurrent_input import RecurrentInput
 
 @pytest.mark.parametrize("steps", [1, 7, 31, 32, 33, 64, 100, 257])
 @pytest.mark.parametrize("with_initial", [False, True])
-def test_block_exp_filter_equals_the_recurrence(steps, with_initial):
+@pytest.mark.parametrize("time_major", [False, True])
+def test_block_exp_filter_equals_the_recurrence(steps, with_initial, time_major):
     g = torch.Generator().manual_seed(steps)
     u = torch.randn(3, steps, 4, 2, generator=g, dtype=torch.float64)
+    if time_major:  # (B, T, ...) view of (T, B, ...) storage, as a layer's z^{t-1}
+        u = u.transpose(0, 1).contiguous().transpose(0, 1)
     initial = torch.randn(3, 4, 2, generator=g, dtype=torch.float64) if with_initial else None
     decay = torch.tensor(0.93, dtype=torch.float64)
     expected = _exp_filter_loop(u, decay, initial)

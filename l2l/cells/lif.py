@@ -73,9 +73,18 @@ def spike_with_refractoriness(
 
 
 def spiking_record(record: dict[str, torch.Tensor], p: LIFParameters) -> dict[str, torch.Tensor]:
-    """ψ = dz/dv = s((v − A)/v_th)/v_th, zero on refractory steps; any shape (per step or (B, T, n))."""
-    psi = surrogate_derivative(record["excess"] / p.v_th, p.gamma, p.surrogate) * record["free"] / p.v_th
-    return {"psi": psi}
+    """ψ = dz/dv = s((v − A)/v_th)/v_th, zero on refractory steps; any shape (one step, or a whole trial).
+
+    For the piecewise-linear surrogate ψ = max(0, γ/v_th − γ|v − A|/v_th²)·free, evaluated in place
+    (one allocation) when no derivative of ψ is needed; it consumes ``record["excess"]`` then.
+    """
+    excess, free = record["excess"], record["free"]
+    if p.surrogate != "piecewise_linear":
+        return {"psi": surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) * free / p.v_th}
+    peak, slope = p.gamma / p.v_th, -p.gamma / p.v_th**2
+    if needs_derivative(excess):
+        return {"psi": (excess.abs() * slope + peak).clamp(min=0) * free}
+    return {"psi": excess.abs_().mul_(slope).add_(peak).clamp_(min=0).masked_fill_(~free, 0.0)}
 
 
 def next_refractory(refractory: torch.Tensor, z: torch.Tensor, n_ref: int) -> torch.Tensor:

@@ -46,7 +46,8 @@ ChunkLoss = Callable[[torch.Tensor, slice], torch.Tensor]
 """chunk_loss(y_chunk (B, C, n_out), time_slice) -> this chunk's scalar contribution to the task loss.
 
 ``time_slice`` is the chunk's position in the trial (``slice(t0, t1)``), e.g. to index the target.
-The task loss is the sum of the contributions over the chunks that cover the trial."""
+The task loss is the sum of the contributions over the chunks that cover the trial. A chunk without
+targets may return a constant (e.g. ``y.new_zeros(())``): its δ is zero."""
 
 
 class SeparableLoss:
@@ -198,7 +199,8 @@ class OnlineEProp(LearningRule):
             if self.rate_regularization is not None:
                 reg_loss, dE_dz = _rate_regularization(self.rate_regularization, spikes, batch * steps)
                 g_layer.addcmul_(dE_dz.unsqueeze(-1), e_sum)  # Σ_t c_j e^t: ∂E_reg/∂z_j^t = c_j for all t
-            grads = without_autapses(cell, {"w_in": g_layer[..., :n_in], "w_rec": g_layer[..., n_in:]})
+            split = {"w_in": g_layer[..., :n_in].contiguous(), "w_rec": g_layer[..., n_in:].contiguous()}
+            grads = without_autapses(cell, split)
             grads = {f"layers.0.{k}": v for k, v in grads.items()}
             grads["readout.w_out"] = g_out
             if b_out is not None:
