@@ -6,21 +6,24 @@ from l2l.rules.deep_eprop import DeepEProp
 from l2l.rules.eprop import EProp
 from l2l.rules.influence import MemoryBudgetError
 from l2l.rules.morder import MOrder
+from l2l.rules.online_eprop import OnlineEProp, SeparableLoss
 from l2l.rules.rtrl import RTRL
 from l2l.validation import require_choice
 
 RULES: dict[str, type[LearningRule]] = {
-    "bptt": BPTT, "rtrl": RTRL, "eprop": EProp, "deep_eprop": DeepEProp, "morder": MOrder,
+    "bptt": BPTT, "rtrl": RTRL, "eprop": EProp, "eprop_online": OnlineEProp, "deep_eprop": DeepEProp,
+    "morder": MOrder,
 }
 
 
 def make_rule(name: str, **options) -> LearningRule:
-    """A learning rule by name (``bptt``, ``rtrl``, ``eprop``, ``deep_eprop``, ``morder``) with its options."""
+    """A learning rule by name (``bptt``, ``rtrl``, ``eprop``, ``eprop_online``, ``deep_eprop``, ``morder``)
+    with its options; ``eprop_online`` takes its loss as a :class:`SeparableLoss`."""
     require_choice("rule", name, tuple(RULES))
     return RULES[name](**options)
 
 
 __all__ = [
     "BPTT", "DeepEProp", "EProp", "MOrder", "RTRL", "RULES", "GradientResult", "LearningRule", "LossFn",
-    "MemoryBudgetError", "make_rule", "output_error",
+    "MemoryBudgetError", "OnlineEProp", "SeparableLoss", "make_rule", "output_error",
 ]
