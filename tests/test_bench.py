@@ -5,13 +5,40 @@ import json
 from l2l import bench
 
 
-def test_bench_json_has_the_ratios(capsys):
-    assert bench.main(["--json", "--quick", "--repeats", "1", "--steps", "20", "--hidden", "16"]) == 0
+def test_bench_json_has_the_ratios_and_the_memory_growth(capsys):
+    assert bench.main(["--json", "--quick", "--repeats", "1", "--steps", "20", "--hidden", "16",
+                       "--sections", "gradient,memory", "--long-steps", "60"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert set(report["ratios"]) == {"eprop_over_bptt", "eprop_over_forward", "bptt_over_forward"}
-    assert all(v > 0 for v in report["ratios"].values())
-    assert set(report["results"]) == {"forward", "eprop", "bptt"}
-    assert report["config"]["steps"] == 20 and report["config"]["hidden"] == 16
+    gradient = report["gradient"]
+    assert set(gradient["ratios"]) == {"eprop_over_bptt", "eprop_over_forward", "bptt_over_forward",
+                                       "eprop_online_over_forward"}
+    assert all(v > 0 for v in gradient["ratios"].values())
+    assert set(gradient["results"]) == {"forward", "eprop", "eprop_online", "bptt"}
+    assert gradient["config"]["steps"] == 20 and gradient["config"]["hidden"] == 16
+    memory = report["memory"]
+    assert memory["config"]["steps"] == [20, 60]
+    assert set(memory["growth"]) == {"eprop_online", "eprop", "bptt"}
+    assert set(memory["peak_memory_bytes"]["bptt"]) == {"20", "60"}
+    assert "meta" not in report and "scaling" not in report
+
+
+def test_bench_meta_and_scaling_sections_write_json_and_figure(tmp_path, capsys):
+    assert bench.main(["--quick", "--sections", "meta,scaling", "--out", str(tmp_path), "--threads", "1"]) == 0
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert set(report["meta"]) == {"smoke"}
+    meta = report["meta"]["smoke"]
+    assert meta["seconds_per_iteration"] > 0 and meta["fraction_of_gemm"] > 0
+    assert set(report["scaling"]["axes"]) == {"batch_size", "network_size", "trial_length"}
+    assert (tmp_path / "scaling.png").stat().st_size > 0
+    assert "s per outer iteration" in capsys.readouterr().out
+
+
+def test_bench_rejects_unknown_sections(capsys):
+    try:
+        bench.main(["--sections", "gradient,speed"])
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    assert "--sections='gradient,speed' is not allowed" in capsys.readouterr().err
 
 
 def test_bench_rejects_bad_sizes(capsys):
