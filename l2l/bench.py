@@ -102,7 +102,8 @@ def mse_loss(target: torch.Tensor) -> SeparableLoss:
 
 
 def memory_growth(batch: int, n_in: int, hidden: int, n_out: int, steps: tuple[int, int] = (500, 5000),
-                  device: str = "cpu", seed: int = 0, chunk: int = 50, progress: bool = True) -> dict:
+                  device: str = "cpu", seed: int = 0, chunk: int = 50, repeats: int = 3,
+                  progress: bool = True) -> dict:
     """Peak memory of online e-prop, e-prop and BPTT at two trial lengths; growth = peak(long)/peak(short) − 1."""
     torch.manual_seed(seed)
     network = RecurrentNetwork(n_in, hidden, n_out, cell="lif").to(device)
@@ -118,13 +119,15 @@ def memory_growth(batch: int, n_in: int, hidden: int, n_out: int, steps: tuple[i
             if progress:
                 print(f"l2l-bench: memory {name} T={length} ...", file=sys.stderr, flush=True)
             rule.gradients(network, inputs, loss)  # warm-up: allocator and lazy initialization
-            peaks[name][length] = peak_memory_bytes(
-                lambda r=rule, x=inputs, f=loss: r.gradients(network, x, f), device)
+            # the resident-set peak of one call varies by a few MiB with the heap's state: median of `repeats`
+            measured = [peak_memory_bytes(lambda r=rule, x=inputs, f=loss: r.gradients(network, x, f), device)
+                        for _ in range(repeats)]
+            peaks[name][length] = None if None in measured else int(statistics.median(measured))
     short, long = steps
     growth = {name: (p[long] / p[short] - 1.0) if p[short] and p[long] is not None else None
               for name, p in peaks.items()}
     return {"config": {"batch": batch, "n_in": n_in, "hidden": hidden, "n_out": n_out, "steps": list(steps),
-                       "chunk": chunk, "seed": seed, "device": device},
+                       "chunk": chunk, "seed": seed, "device": device, "repeats": repeats},
             "peak_memory_bytes": {name: {str(k): v for k, v in p.items()} for name, p in peaks.items()},
             "growth": growth}
 
@@ -251,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         if "scaling" in sections:
             values = {"batch_size": [2, 4], "network_size": [8, 16], "trial_length": [20, 40]} if args.quick else None
             report["scaling"] = run_scaling("smoke" if args.quick else "arm_one_shot", values=values,
-                                            iterations=1, warmup=1, overrides=overrides)
+                                            iterations=1 if args.quick else 3, warmup=1, overrides=overrides)
     if args.out is not None:
         from pathlib import Path
 
