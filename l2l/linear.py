@@ -22,4 +22,7 @@ def contract_over_time(post: torch.Tensor, pre: torch.Tensor, per_task: bool) ->
     """Σ_t post_j^t pre_i^t: post (B, T, n), pre (B, T, m) -> (n, m) summed over tasks or (B, n, m)."""
     if per_task:
         return post.transpose(1, 2) @ pre
-    return torch.einsum("btj,bti->ji", post, pre)
+    post_tm, pre_tm = post.transpose(0, 1), pre.transpose(0, 1)
+    if post_tm.is_contiguous() or pre_tm.is_contiguous():  # time-major storage (a layer's records): no copy
+        return post_tm.reshape(-1, post.shape[-1]).transpose(0, 1) @ pre_tm.reshape(-1, pre.shape[-1])
+    return post.reshape(-1, post.shape[-1]).transpose(0, 1) @ pre.reshape(-1, pre.shape[-1])

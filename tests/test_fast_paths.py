@@ -113,3 +113,23 @@ def test_network_gradients_match_the_plain_step_by_step_graph(cell, per_task, mo
     slow = grads()
     for name, a, b in zip(params, fast, slow, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("cell", ["lif", "alif"])
+@pytest.mark.parametrize("surrogate", ["piecewise_linear", "fast_sigmoid", "gaussian"])
+def test_plain_and_differentiable_simulation_record_the_same_spikes_and_psi(cell, surrogate):
+    """Without autograd the step skips the surrogate and ψ is evaluated in place: same numbers."""
+    from l2l.cells.alif import ALIFParameters
+    from l2l.cells.lif import LIFParameters
+
+    params = (LIFParameters if cell == "lif" else ALIFParameters)(surrogate=surrogate, n_ref=3)
+    torch.manual_seed(5)
+    net = RecurrentNetwork(4, 7, 2, cell=cell, cell_params=params).double()
+    x = (torch.rand(3, 40, 4, dtype=torch.float64) < 0.4).double() * 2.0
+    with torch.no_grad():
+        plain = net.run(x, record=True).layers[0]
+    tracked = net.run(x, record=True).layers[0]
+    assert tracked.record["psi"].requires_grad
+    assert plain.z.sum() > 0 and (plain.record["psi"] == 0).any()
+    torch.testing.assert_close(plain.z, tracked.z.detach(), rtol=0, atol=0)
+    torch.testing.assert_close(plain.record["psi"], tracked.record["psi"].detach(), rtol=1e-12, atol=1e-15)

@@ -57,9 +57,9 @@ def spike_with_refractoriness(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """z = H((v − v_th − shift)/v_th) outside the refractory period (shift: ALIF's β·a, None for LIF).
 
-    Records v, the shift and the non-refractory mask; :func:`spiking_record` turns them into ψ for
-    the whole trial at once. Without any derivative to take, the Heaviside is evaluated alone (the
-    same comparison: dividing by v_th > 0 keeps the sign).
+    Records v − v_th − shift and the refractory counter (tensors that exist anyway: recording costs no
+    operation); :func:`spiking_record` turns them into ψ for the whole trial at once. Without any
+    derivative to take, the Heaviside is evaluated alone (the same comparison: v_th > 0 keeps the sign).
     """
     free = refractory <= 0
     excess = v - p.v_th if threshold_shift is None else v - p.v_th - threshold_shift
@@ -67,9 +67,7 @@ def spike_with_refractoriness(
         z = SpikeFunction.apply(excess / p.v_th, p.gamma, p.surrogate) * free
     else:  # plain simulation: no autograd node, no surrogate
         z = ((excess > 0) & free).to(v.dtype)
-    if not record:
-        return z, {}
-    return z, {"excess": excess, "free": free}
+    return z, ({"excess": excess, "refractory": refractory} if record else {})
 
 
 def spiking_record(record: dict[str, torch.Tensor], p: LIFParameters) -> dict[str, torch.Tensor]:
@@ -78,13 +76,18 @@ def spiking_record(record: dict[str, torch.Tensor], p: LIFParameters) -> dict[st
     For the piecewise-linear surrogate ψ = max(0, γ/v_th − γ|v − A|/v_th²)·free, evaluated in place
     (one allocation) when no derivative of ψ is needed; it consumes ``record["excess"]`` then.
     """
-    excess, free = record["excess"], record["free"]
-    if p.surrogate != "piecewise_linear":
-        return {"psi": surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) * free / p.v_th}
+    excess, refractory = record["excess"], record["refractory"]
     peak, slope = p.gamma / p.v_th, -p.gamma / p.v_th**2
-    if needs_derivative(excess):
-        return {"psi": (excess.abs() * slope + peak).clamp(min=0) * free}
-    return {"psi": excess.abs_().mul_(slope).add_(peak).clamp_(min=0).masked_fill_(~free, 0.0)}
+    if needs_derivative(excess):  # ψ stays differentiable (the inner loop's update depends on it)
+        if p.surrogate == "piecewise_linear":
+            return {"psi": (excess.abs() * slope + peak).clamp(min=0).masked_fill(refractory > 0, 0)}
+        psi = surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) / p.v_th
+        return {"psi": psi.masked_fill(refractory > 0, 0)}
+    if p.surrogate == "piecewise_linear":  # refractory counter r >= 1 pushes the argument below 0: ψ = 0
+        psi = excess.abs_().mul_(slope).add_(peak).add_(refractory, alpha=-(peak + 1.0))
+        return {"psi": psi.clamp_(min=0)}
+    psi = surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) / p.v_th
+    return {"psi": psi.masked_fill_(refractory > 0, 0)}
 
 
 def next_refractory(refractory: torch.Tensor, z: torch.Tensor, n_ref: int) -> torch.Tensor:

@@ -17,7 +17,10 @@ from l2l.traces.presynaptic import PresynapticInputs
 def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE_dz: torch.Tensor,
              per_task: bool) -> dict[str, torch.Tensor]:
     """Σ_t dE_dz^t e^t for W_in and W_rec. dE_dz, ψ: (B, T, n) -> {"w_in": (·, n, n_in), "w_rec": (·, n, n)}."""
-    post = dE_dz * record["psi"]
+    psi = record["psi"]
+    # without autograd, in ψ's (time-major) layout so that the contraction below needs no copy
+    differentiable = psi.requires_grad or dE_dz.requires_grad
+    post = dE_dz * psi if differentiable else torch.mul(dE_dz, psi, out=torch.empty_like(psi))
     return {
         "w_in": contract_over_time(post, exp_filter(pre.x, params.alpha), per_task),
         "w_rec": contract_over_time(post, exp_filter(pre.z_prev, params.alpha), per_task),
