@@ -173,11 +173,13 @@ class OuterConfig:
     A record goes to metrics.jsonl every ``log_every`` iterations; ``checkpoints/last.pt`` is rewritten every
     ``checkpoint_every`` iterations (and a numbered copy kept when ``keep_checkpoints``); ``figure_every`` > 0
     saves (and logs) an arm figure. ``resume``: a checkpoint path to continue from. ``threads`` > 0 sets torch's
-    CPU threads."""
+    CPU threads. ``train_error_module=false`` keeps the error module (and its projection) at its random
+    initialization while the rest is meta-trained: the ablation of docs/results.md."""
 
     iterations: int = 20000
     batch_size: int = 100
     optimizer: str = "adam"
+    train_error_module: bool = True
     lr: float = 1e-3
     grad_clip: float = 0.0
     rate_weight: float = 100.0

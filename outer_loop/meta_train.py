@@ -31,6 +31,7 @@ from outer_loop.meta import MetaLearner
 log = logging.getLogger(__name__)
 
 RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
+                     "outer.train_error_module",
                      "outer.lr", "outer.grad_clip", "outer.rate_weight", "outer.learner_rate_hz",
                      "outer.error_module_rate_hz")
 """Config entries a resumed run must share with its checkpoint (others, e.g. outer.iterations, may change)."""
@@ -94,7 +95,9 @@ def train_meta(
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     device = resolve_device(outer.device, "outer.device")
-    optimizer = make_optimizer(outer.optimizer, meta.parameters(), outer.lr)
+    if not outer.train_error_module:
+        meta.error_module.requires_grad_(False)
+    optimizer = make_optimizer(outer.optimizer, [p for p in meta.parameters() if p.requires_grad], outer.lr)
     data = torch.Generator().manual_seed(int(cfg.seed) + 1)
     config = OmegaConf.to_container(cfg, resolve=True)
     result = MetaTrainingResult()

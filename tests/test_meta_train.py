@@ -221,3 +221,17 @@ def test_meta_experiments_compose_and_build(experiment):
                 cfg.task.n_steps, cfg.task.n_sines, cfg.task.omega_weight, cfg.inner.lr) == (
                     400, 300, 100, 20000, 500, 5, 0.1, 4e-5)
         assert meta.error_module.network.n_in == 200 + 400 + 10
+
+
+def test_frozen_error_module_stays_at_its_initialization_while_the_learner_trains(tmp_path):
+    """outer.train_error_module=false: the ablation's error module is exactly its seeded random start."""
+    cfg = config("eval.enabled=false", "outer.train_error_module=false")
+    run(cfg, tmp_path)
+    torch.manual_seed(cfg.seed)
+    initial = build_meta(cfg, build_task(cfg.task)).state_dict()
+    trained = load_checkpoint(tmp_path)["meta"]
+    error_module = [name for name in trained if name.startswith("error_module.")]
+    assert error_module
+    for name in error_module:
+        assert torch.equal(trained[name], initial[name]), name
+    assert not torch.equal(trained["learner.layers.0.w_rec"], initial["learner.layers.0.w_rec"])
