@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all run verify bench lint clean
+.PHONY: install test test-all run demo verify bench lint clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ RUN_DIR ?= outputs/arm_one_shot/make_run
 run: install
 	$(BIN)/l2l-train experiment=arm_one_shot eval.enabled=false hydra.run.dir=$(RUN_DIR)
 	$(BIN)/l2l-eval $(RUN_DIR) --threads 2
+
+demo: install
+	$(BIN)/l2l-demo hydra.run.dir=outputs/demo/make_demo
 
 verify: install
 	$(BIN)/l2l-verify

@@ -11,3 +11,12 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Small tensors: one thread is as fast and immune to CPU oversubscription on shared machines."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

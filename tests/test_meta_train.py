@@ -15,15 +15,6 @@ from outer_loop.checkpoint import load_checkpoint, save_checkpoint
 from outer_loop.meta_train import NonFiniteLossError
 from outer_loop.train import CONFIG_DIR, run
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=4", "outer.log_every=1",
         "outer.checkpoint_every=2", "outer.figure_every=0", "outer.progress=false", "eval.tasks=3",

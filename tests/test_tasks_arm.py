@@ -16,15 +16,6 @@ finite_angles = st.floats(-10.0, 10.0, allow_nan=False)
 lengths = st.floats(0.01, 5.0, allow_nan=False)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is as fast and immune to CPU oversubscription on shared machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.mark.parametrize(
     ("angles", "expected"),
     [

@@ -9,15 +9,6 @@ import torch
 from tasks.evidence import EvidenceAccumulation
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is as fast and immune to CPU oversubscription on shared machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _layout_by_loops(family, cues):
     """Expected rates (B, T, n) in units of 'on' (1.0 = cue/recall/noise group active), built step by step."""
     batch = cues.shape[0]

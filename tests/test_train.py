@@ -21,15 +21,6 @@ from outer_loop.plots import main as plots_main
 from outer_loop.train import CONFIG_DIR, run
 from tasks import FAMILIES
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one thread is as fast and immune to CPU oversubscription on shared machines."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 TINY = {  # shrink any family so that a run takes well under a second per iteration
     "pattern": ["task.n_steps=60", "task.n_inputs=12"],
     "evidence": ["task.n_inputs=8", "task.n_cues=3", "task.cue_duration=4", "task.cue_interval=6",
