@@ -22,10 +22,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from outer_loop.checkpoint import load_checkpoint
-from outer_loop.config import Config
 from outer_loop.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from outer_loop.meta import MetaLearner
+from outer_loop.pretrained import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -82,19 +81,17 @@ def _finite(value: Any) -> Any:
 
 
 def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[MetaLearner, DictConfig]:
-    """The meta-learner of a checkpoint (or run dir) and its config, with ``overrides`` (e.g. ``eval.tasks=8``)."""
-    from outer_loop.build import build_meta, build_task
+    """The meta-learner of a checkpoint, run dir or shipped model name and its config, with ``overrides``
+    (e.g. ``eval.tasks=8``). Raises :class:`outer_loop.pretrained.CheckpointError` naming the file and the
+    problem for anything unusable."""
+    from outer_loop.pretrained import build_from_state, read_state, resolve
 
-    state = load_checkpoint(path)
-    cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+    file = resolve(path)
+    state = read_state(file)
     if overrides:
-        cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
-    if cfg.mode != "meta":
-        raise ValueError(f"checkpoint {str(path)!r} comes from a mode={cfg.mode!r} run: l2l-eval needs mode=meta")
-    family = build_task(cfg.task)
-    meta = build_meta(cfg, family)
-    meta.load_state_dict(state["meta"])
-    return meta.eval(), cfg
+        config = OmegaConf.merge(OmegaConf.create(state["config"]), OmegaConf.from_dotlist(list(overrides)))
+        state = {**state, "config": OmegaConf.to_container(config)}
+    return build_from_state(state, file)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,9 +108,12 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     overrides = [f"eval.tasks={args.tasks}"] if args.tasks is not None else []
     overrides += [f"eval.seed={args.seed}"] if args.seed is not None else []
-    meta, cfg = load_meta(args.run, overrides)
+    try:
+        meta, cfg = load_meta(args.run, overrides)
+    except CheckpointError as error:
+        parser.exit(2, f"l2l-eval: error: {error}\n")
     run = Path(args.run)
-    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent.parent)
+    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent.parent if run.is_file() else Path("."))
     result = evaluate_run(meta, cfg, out)
     print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))
     print(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")

@@ -142,3 +142,15 @@ def test_demo_writes_json_figure_and_gif(tmp_path):
     assert len(result["per_task"]["test_mse"]) == 2
     assert (out / "demo.png").stat().st_size > 0 and (out / "arm.gif").read_bytes()[:4] == b"GIF8"
     assert "after one e-prop update" in done.stdout
+
+
+def test_eval_on_a_corrupted_checkpoint_prints_one_line_and_exits_2(tmp_path, capsys):
+    from outer_loop.eval_cli import main as eval_main
+
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"garbage")
+    with pytest.raises(SystemExit) as exit_:
+        eval_main([str(bad)])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("l2l-eval: error: checkpoint") and "broken.pt" in err and "Traceback" not in err
