@@ -33,12 +33,12 @@ from typing import Any
 
 import torch
 
-from l2l.feedback import Feedback, make_feedback
 from l2l.filters import exp_filter, reverse_exp_filter
 from l2l.linear import synaptic_input
 from l2l.network import RecurrentNetwork, Trial, simulate_layer
 from l2l.regularization import RateRegularization
-from l2l.rules.base import GradientResult, LearningRule, LossFn
+from l2l.rules.base import GradientResult, LossFn
+from l2l.rules.eprop import EProp
 from l2l.traces import without_autapses
 from l2l.validation import require_size
 
@@ -69,7 +69,7 @@ class SeparableLoss:
         return self.chunk_loss(y, slice(0, y.shape[1]))
 
 
-class OnlineEProp(LearningRule):
+class OnlineEProp(EProp):
     """e-prop for a single LIF layer, online in chunks of ``chunk`` steps; gradients equal :class:`EProp`'s.
 
     Options as EProp: ``feedback`` (``symmetric``, ``random``, ``adaptive`` or a :class:`Feedback`),
@@ -81,18 +81,10 @@ class OnlineEProp(LearningRule):
 
     name = "eprop_online"
 
-    def __init__(
-        self,
-        feedback: str | Feedback = "symmetric",
-        rate_regularization: RateRegularization | None = None,
-        per_task: bool = False,
-        chunk: int = 50,
-        **feedback_options,
-    ) -> None:
-        super().__init__(rate_regularization)
+    def __init__(self, *args, chunk: int = 50, **options) -> None:
+        """As :class:`EProp` (feedback, rate_regularization, per_task, feedback options), plus ``chunk`` >= 1 steps."""
         require_size("chunk", chunk)
-        self.feedback = make_feedback(feedback, **feedback_options) if isinstance(feedback, str) else feedback
-        self.per_task = per_task
+        super().__init__(*args, **options)
         self.chunk = chunk
 
     def check_network(self, network: RecurrentNetwork) -> None:
