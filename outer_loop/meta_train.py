@@ -24,6 +24,7 @@ from tqdm import tqdm
 from l2l.device import resolve_device
 from l2l.validation import require_nonnegative, require_nonnegative_int, require_size
 from outer_loop.checkpoint import load_checkpoint, save_checkpoint
+from outer_loop.config import Config
 from outer_loop.direct import make_optimizer
 from outer_loop.loggers import MetricsLogger
 from outer_loop.meta import MetaLearner
@@ -104,7 +105,9 @@ def train_meta(
     start = 0
     if outer.resume:
         state = load_checkpoint(outer.resume)
-        diffs = config_differences(state["config"], config)
+        # a checkpoint from before a config entry existed holds that entry's default
+        saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
+        diffs = config_differences(saved, config)
         if diffs:
             raise ValueError(f"outer.resume={outer.resume!r}: the checkpoint was trained with another config "
                              f"({'; '.join(diffs)}); resume with the same settings")

@@ -226,3 +226,14 @@ def test_frozen_error_module_stays_at_its_initialization_while_the_learner_train
     for name in error_module:
         assert torch.equal(trained[name], initial[name]), name
     assert not torch.equal(trained["learner.layers.0.w_rec"], initial["learner.layers.0.w_rec"])
+
+
+def test_resume_from_a_checkpoint_older_than_a_config_entry_uses_its_default(tmp_path):
+    """A checkpoint written before outer.train_error_module existed resumes as if it held the default."""
+    run(config("eval.enabled=false", "outer.iterations=2"), tmp_path / "first")
+    last = tmp_path / "first" / "checkpoints" / "last.pt"
+    state = load_checkpoint(last)
+    del state["config"]["outer"]["train_error_module"]
+    save_checkpoint(last, state)
+    run(config("eval.enabled=false", "outer.iterations=3", f"outer.resume={last}"), tmp_path / "resumed")
+    assert load_checkpoint(tmp_path / "resumed")["iteration"] == 3
