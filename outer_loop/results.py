@@ -38,7 +38,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         "improved_tasks": sum(t < d for d, t in zip(evaluation["per_task"]["demo_mse"],
                                                     evaluation["per_task"]["test_mse"], strict=True)),
         "iterations": summary.get("iterations", curve[-1]["iteration"] + 1 if curve else 0),
-        "wall_time_s": summary.get("wall_time_s", curve[-1]["seconds"] if curve else None),
+        # cumulative over resumed segments (metrics.jsonl of a resumed run holds the whole history)
+        "wall_time_s": curve[-1]["seconds"] if curve else summary.get("wall_time_s"),
         "curve": {k: [r[k] for r in curve] for k in ("iteration", "seconds", "demo_mse", "test_mse")},
     }
 
