@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
+from l2l.linear import contract_over_time
+
 DEFERRED = True
 
 
@@ -48,14 +50,7 @@ class _WeightTap(torch.autograd.Function):
         delta = torch.stack(pairs.grads, 1)  # (B, T, n)
         pairs.inputs.clear()
         pairs.grads.clear()
-        return _contract(delta, z, ctx.w_dim), None
-
-
-def _contract(delta: torch.Tensor, z: torch.Tensor, w_dim: int) -> torch.Tensor:
-    """Σ_t δ^{tᵀ} z^{t-1}: (B, T, n), (B, T, m) -> (n, m) summed over tasks, or (B, n, m) per task."""
-    if w_dim == 3:
-        return delta.transpose(1, 2) @ z
-    return delta.reshape(-1, delta.shape[-1]).transpose(0, 1) @ z.reshape(-1, z.shape[-1])
+        return contract_over_time(delta, z, per_task=ctx.w_dim == 3), None
 
 
 class _RecurrentStep(torch.autograd.Function):
