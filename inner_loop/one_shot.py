@@ -82,7 +82,7 @@ def adapt(
     learner: RecurrentNetwork,
     error_module: ErrorModule,
     inputs: torch.Tensor,
-    code: torch.Tensor,
+    code: torch.Tensor | Sequence[torch.Tensor],
     learning_rate: LearningRate,
     adapt_weights: Sequence[str] = ("w_in", "w_rec"),
     first_order: bool = False,
@@ -90,13 +90,21 @@ def adapt(
 ) -> Adaptation:
     """``n_demos`` e-prop updates per task, one after each demonstration.
 
-    inputs (B, T, n_in) task input; code (B, T, n_code) the coded target shown to the error module;
+    inputs (B, T, n_in) task input; code (B, T, n_code) the coded target shown to the error module in
+    every demonstration, or one per demonstration ((K ≥ n_demos, B, T, n_code) as ``MetaLearner.encode``
+    draws them, or a sequence);
     learning_rate: η, a float or per adapted name a float or tensor broadcastable to the weight
     (learned rates, :class:`inner_loop.learning_rates.InnerLearningRates`).
     ``first_order`` drops the terms of ΔW's derivative w.r.t. the learner's weights (the traces and
     the spikes the error module sees are detached); the error module still gets its meta-gradient.
     """
     require_size("n_demos", n_demos)
+    if isinstance(code, torch.Tensor):
+        codes = list(code.unbind(0)) if code.dim() == 4 else [code] * n_demos
+    else:
+        codes = list(code)
+    if len(codes) < n_demos:
+        raise ValueError(f"code has {len(codes)} entries for n_demos={n_demos}: give one per demonstration")
     params = learner.parameter_dict()
     names = adapted_names(learner, adapt_weights)
     batch = inputs.shape[0]
@@ -104,12 +112,12 @@ def adapt(
     for name in names:
         current[name] = params[name].expand(batch, *params[name].shape)
     steps: list[InnerStep] = []
-    for _ in range(n_demos):
+    for demo_code in codes[:n_demos]:
         with phase("demo trial"):
             demo = learner.run(inputs, current if steps else params, record=True)
         seen = demo.detached() if first_order else demo
         with phase("error module"):
-            signals, error_trial = error_module.run(code, seen)
+            signals, error_trial = error_module.run(demo_code, seen)
         weights = current if steps else params
         if first_order:
             weights = {name: w.detach() for name, w in weights.items()}

@@ -212,23 +212,38 @@ CHECK_FAMILIES = (
 )
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="l2l-verify", description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser, families: tuple[str, ...] = CHECK_FAMILIES) -> None:
+    """The options of ``l2l-verify``: --json, --cells, --checks (one of ``families``)."""
     parser.add_argument("--json", action="store_true", help='print {"checks": [...]} as JSON')
     parser.add_argument("--cells", nargs="+", default=list(CELL_NAMES), choices=CELL_NAMES)
-    parser.add_argument("--checks", nargs="+", default=list(CHECK_FAMILIES), choices=CHECK_FAMILIES)
+    parser.add_argument("--checks", nargs="+", default=list(families), choices=families)
+
+
+def report(rows: list[dict], as_json: bool) -> int:
+    """Print the rows (a table, or JSON); 1 if any row failed, else 0. A row with ``"ok": None`` was skipped
+    (its ``"reason"`` says why) and fails nothing."""
+    failed = [r for r in rows if r["ok"] is False]
+    skipped = [r for r in rows if r["ok"] is None]
+    if as_json:
+        print(json.dumps({"checks": rows, "ok": not failed}, indent=2))
+        return 1 if failed else 0
+    for r in rows:
+        status = "skip" if r["ok"] is None else "ok  " if r["ok"] else "FAIL"
+        err = "n/a" if r["rel_err"] is None else f"{r['rel_err']:.2e}"
+        print(f"{status} {r['name']:<34} rel_err={err} tol={r['tol']:.0e}"
+              + (f"  {r['reason']}" if "reason" in r else ""))
+    print(f"{len(rows) - len(failed) - len(skipped)} passed, {len(failed)} failed"
+          + (f", {len(skipped)} skipped" if skipped else ""))
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The core identities only (``python -m l2l.verify``); the ``l2l-verify`` command adds the app's rows."""
+    parser = argparse.ArgumentParser(prog="python -m l2l.verify", description=__doc__.splitlines()[0])
+    add_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = run_checks(args.cells, args.checks)
-    failed = [r for r in rows if not r["ok"]]
-    if args.json:
-        print(json.dumps({"checks": rows, "ok": not failed}, indent=2))
-    else:
-        for r in rows:
-            print(f"{'ok  ' if r['ok'] else 'FAIL'} {r['name']:<34} rel_err={r['rel_err']:.2e} tol={r['tol']:.0e}"
-                  + (f"  {r['reason']}" if "reason" in r else ""))
-        print(f"{len(rows) - len(failed)} passed, {len(failed)} failed")
-    return 1 if failed else 0
+    return report(run_checks(args.cells, args.checks), args.json)
 
 
 if __name__ == "__main__":

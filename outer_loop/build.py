@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from inner_loop.learning_rates import InnerLearningRates
 from inner_loop.one_shot import adapted_names
 from l2l.cells import ALIFParameters, LIFParameters, LSTMParameters, RNNParameters
+from l2l.cells.lif import PSI_REFRACTORY
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
@@ -44,13 +45,15 @@ def build_task(cfg: Any) -> TaskFamily:
 def cell_parameters(cfg: Any, node: str = "network") -> Any:
     """The cell parameter object for ``cfg.cell`` (lif | alif | rnn | lstm) from a CellConfig node named ``node``."""
     require_choice(f"{node}.cell", cfg.cell, ("lif", "alif", "rnn", "lstm"))
+    if cfg.cell in ("lif", "alif"):
+        require_choice(f"{node}.psi_refractory", cfg.psi_refractory, PSI_REFRACTORY)
     if cfg.cell == "lif":
         return LIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
-                             surrogate=cfg.surrogate, dt=cfg.dt)
+                             surrogate=cfg.surrogate, dt=cfg.dt, psi_refractory=cfg.psi_refractory)
     if cfg.cell == "alif":
         return ALIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
                               surrogate=cfg.surrogate, dt=cfg.dt, tau_a=cfg.tau_a, beta=cfg.beta,
-                              adaptive_fraction=cfg.adaptive_fraction)
+                              adaptive_fraction=cfg.adaptive_fraction, psi_refractory=cfg.psi_refractory)
     if cfg.cell == "rnn":
         return RNNParameters(tau=cfg.tau_m, dt=cfg.dt)
     return LSTMParameters()
@@ -108,4 +111,5 @@ def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:
               if name in adapted_names(learner, inner.adapt_weights)}
     rates = InnerLearningRates(shapes, cfg.inner.lr_mode, cfg.inner.lr)
     targets = RateTargets(cfg.outer.rate_weight, cfg.outer.learner_rate_hz, cfg.outer.error_module_rate_hz)
-    return MetaLearner(family, learner, error_module, rates, code, inner, targets)
+    return MetaLearner(family, learner, error_module, rates, code, inner, targets,
+                       error_module_in_test=bool(em.in_test_trial))

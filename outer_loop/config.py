@@ -104,7 +104,9 @@ TASK_SCHEMAS: dict[str, type] = {
 @dataclass
 class CellConfig:
     """The neurons of a recurrent layer. ``cell``: lif | alif | rnn | lstm. ``tau_m`` is the membrane
-    (LIF/ALIF) or leak (RNN) time constant; ``tau_a``, ``beta``, ``adaptive_fraction`` are read for ALIF only."""
+    (LIF/ALIF) or leak (RNN) time constant; ``tau_a``, ``beta``, ``adaptive_fraction`` are read for ALIF only.
+    LIF/ALIF: ``n_ref`` steps are blocked after a spike (the e-prop 2 code's n_refractory=5 is n_ref=4);
+    ``psi_refractory``: zero (e-prop papers) | keep (e-prop 2 code) is ψ on refractory steps in e-prop's traces."""
 
     cell: str = "lif"
     n_hidden: int = 100
@@ -113,6 +115,7 @@ class CellConfig:
     n_ref: int = 5
     gamma: float = 0.3
     surrogate: str = "piecewise_linear"
+    psi_refractory: str = "zero"
     tau_a: float = 2000.0
     beta: float = 1.8
     adaptive_fraction: float = 1.0
@@ -136,7 +139,9 @@ class ErrorModuleConfig(CellConfig):
     target, the learner's spikes and the task input; its spikes filtered with ``tau_filter`` and projected
     by a learned P to one signal per learner neuron of the top layer (``signal_layers: top``) or of every
     layer (``all``). The target code: ``code_neurons`` Gaussian-tuned neurons per target coordinate
-    (width ``code_sigma``, peak ``code_peak_hz``, values clipped to ``code_range``)."""
+    (width ``code_sigma``, peak ``code_peak_hz``, values clipped to ``code_range``), drawn afresh for every
+    trial the module sees. ``in_test_trial``: the module also runs during the test trial and its spikes
+    there enter the rate regularization, as in the published e-prop 2 code (false: demonstrations only)."""
 
     n_hidden: int = 300
     signal_layers: str = "top"
@@ -145,6 +150,7 @@ class ErrorModuleConfig(CellConfig):
     code_sigma: float = 0.2
     code_peak_hz: float = 200.0
     code_range: list[float] = field(default_factory=lambda: [-1.0, 1.0])
+    in_test_trial: bool = False
 
 
 @dataclass

@@ -4,6 +4,7 @@
     L      = error_module(target code, demo spikes, x)
     W_task = W_init − η·Σ_t L^t e^t                  # deep eligibility traces, per task
     test   = learner(W_task, x)                      # test trial
+    (error_module(fresh target code, test spikes, x)   # with error_module_in_test: regularized only)
     loss   = task.loss(test) + rate regularization of learner and error module
 
 Every meta-parameter (the learner's initial weights and readout, the error module and its projection,
@@ -22,7 +23,7 @@ from inner_loop.higher_backend import adapt_with_higher
 from inner_loop.learning_rates import InnerLearningRates
 from inner_loop.one_shot import Adaptation, adapt
 from l2l.error_module import ErrorModule
-from l2l.network import RecurrentNetwork
+from l2l.network import RecurrentNetwork, Trial
 from l2l.regularization import RateRegularization
 from l2l.timing import phase
 from l2l.validation import require_choice, require_nonnegative, require_size
@@ -72,17 +73,26 @@ class RateTargets:
 class MetaStep:
     """loss: the outer loss (scalar, differentiable); metrics: floats for logging (demo_mse and test_mse:
     the family's metric before and after the update, means over tasks); per_task: those per task (B,);
-    adaptation: the inner loop's result; test_output: the test trial's output (B, T, n_out)."""
+    adaptation: the inner loop's result; test_output: the test trial's output (B, T, n_out); test_trial: the
+    learner's test trial; test_error_trial: the error module's trial during it (with error_module_in_test)."""
 
     loss: torch.Tensor
     metrics: dict[str, float]
     per_task: dict[str, torch.Tensor] = field(default_factory=dict)
     adaptation: Adaptation | None = None
     test_output: torch.Tensor | None = None
+    test_trial: Trial | None = None
+    test_error_trial: Trial | None = None
 
 
 class MetaLearner(nn.Module):
-    """The meta-parameters of e-prop 2 and the outer loss on a batch of tasks."""
+    """The meta-parameters of e-prop 2 and the outer loss on a batch of tasks.
+
+    ``error_module_in_test``: the error module also runs during the test trial (on a fresh code of the
+    target and the test trial's spikes) and its spikes there enter its rate regularization; its signals
+    there update nothing. The published e-prop 2 code does this; the papers describe the module in the
+    demonstration only (the default).
+    """
 
     def __init__(
         self,
@@ -93,6 +103,7 @@ class MetaLearner(nn.Module):
         code: PopulationCode,
         inner: InnerSettings = InnerSettings(),
         regularization: RateTargets = RateTargets(),
+        error_module_in_test: bool = False,
     ) -> None:
         super().__init__()
         if rates.mode != "fixed" and inner.backend == "higher":
@@ -100,20 +111,38 @@ class MetaLearner(nn.Module):
                              "(higher's optimizers take one float learning rate)")
         self.family, self.learner, self.error_module, self.rates = family, learner, error_module, rates
         self.code, self.inner, self.regularization = code, inner, regularization
+        self.error_module_in_test = error_module_in_test
         self.learner_reg = RateRegularization(regularization.learner_hz, regularization.weight, learner.readout.dt)
         self.error_reg = RateRegularization(regularization.error_module_hz, regularization.weight, learner.readout.dt)
 
+    @property
+    def code_trials(self) -> int:
+        """How many trials the error module sees: one per demonstration, plus the test trial if it runs there."""
+        return self.inner.n_demos + int(self.error_module_in_test)
+
     def encode(self, episode: Episode, generator: torch.Generator | None = None) -> torch.Tensor:
-        """The target population-coded for the error module: (B, T, n_out·code.n_neurons) spikes."""
-        return self.code.encode(episode.target.to(torch.float32), generator)
+        """The target population-coded for the error module, drawn afresh for each trial it sees:
+        (K, B, T, n_out·code.n_neurons) spikes, K = :attr:`code_trials` (demonstrations first)."""
+        target = episode.target.to(torch.float32)
+        return torch.stack([self.code.encode(target, generator) for _ in range(self.code_trials)])
+
+    def trial_codes(self, code: torch.Tensor) -> list[torch.Tensor]:
+        """``code`` (K, B, T, n_code) from :meth:`encode` split per trial, or one (B, T, n_code) for every trial."""
+        if code.dim() == 3:
+            return [code] * self.code_trials
+        if code.dim() != 4 or code.shape[0] != self.code_trials:
+            raise ValueError(f"code has shape {tuple(code.shape)}: expected (K={self.code_trials}, B, T, n_code) "
+                             "from meta.encode, or one (B, T, n_code) for every trial")
+        return list(code.unbind(0))
 
     def adapt(self, episode: Episode, code: torch.Tensor) -> Adaptation:
-        """The inner loop on ``episode`` (inputs (B, T, n_in)) with the coded target ``code``."""
+        """The inner loop on ``episode`` (inputs (B, T, n_in)) with the coded target ``code`` (:meth:`encode`)."""
         inner = self.inner
+        codes = self.trial_codes(code)[:inner.n_demos]
         if inner.backend == "higher":
-            return adapt_with_higher(self.learner, self.error_module, episode.inputs, code, self.rates.initial,
+            return adapt_with_higher(self.learner, self.error_module, episode.inputs, codes[0], self.rates.initial,
                                      inner.adapt_weights, inner.first_order, inner.optimizer)
-        return adapt(self.learner, self.error_module, episode.inputs, code, self.rates(), inner.adapt_weights,
+        return adapt(self.learner, self.error_module, episode.inputs, codes, self.rates(), inner.adapt_weights,
                      inner.first_order, inner.n_demos)
 
     def forward(self, episode: Episode, code: torch.Tensor) -> MetaStep:
@@ -121,13 +150,19 @@ class MetaLearner(nn.Module):
         adaptation = self.adapt(episode, code)
         with phase("test trial"):
             test = self.learner.run(episode.inputs, adaptation.params)
+        error_trials = [step.error_trial for step in adaptation.steps]
+        test_error_trial = None
+        if self.error_module_in_test:
+            with phase("error module"):
+                test_error_trial = self.error_module.run(self.trial_codes(code)[-1], test)[1]
+            error_trials.append(test_error_trial)
         test_loss = self.family.loss(test.output, episode)
         with torch.no_grad():
             demo_loss = self.family.loss(adaptation.demo.output, episode)
         trials = [step.demo for step in adaptation.steps] + [test]
         learner_reg = sum(self.learner_reg.loss(torch.cat([t.layers[k].z for t in trials], dim=1))
                           for k in range(len(self.learner.layers)))
-        error_spikes = [[step.error_trial.layers[k].z for step in adaptation.steps]
+        error_spikes = [[trial.layers[k].z for trial in error_trials]
                         for k in range(len(self.error_module.network.layers))]
         error_reg = sum(self.error_reg.loss(torch.cat(z, dim=1)) for z in error_spikes)
         loss = test_loss.mean + learner_reg + error_reg
@@ -137,10 +172,10 @@ class MetaLearner(nn.Module):
             "reg_loss": float((learner_reg + error_reg).detach()),
             "demo_mse": float(demo_loss.metrics[metric].mean()), "test_mse": float(test_loss.metrics[metric].mean()),
             "learner_rate_hz": _rate_hz(trials, self.learner.readout.dt),
-            "error_module_rate_hz": _rate_hz([s.error_trial for s in adaptation.steps], self.learner.readout.dt),
+            "error_module_rate_hz": _rate_hz(error_trials, self.learner.readout.dt),
         }
         per_task = {"demo_mse": demo_loss.metrics[metric], "test_mse": test_loss.metrics[metric].detach()}
-        return MetaStep(loss, metrics, per_task, adaptation, test.output)
+        return MetaStep(loss, metrics, per_task, adaptation, test.output, test, test_error_trial)
 
 
 def _rate_hz(trials: list, dt: float) -> float:

@@ -68,6 +68,40 @@ def test_refractory_steps_have_zero_pseudo_derivative():
     assert psis[0] > 0 and psis[1] == 0 and psis[2] == 0 and psis[3] > 0
 
 
+@pytest.mark.parametrize("differentiable", [False, True])
+@pytest.mark.parametrize("surrogate", ["piecewise_linear", "fast_sigmoid"])
+def test_psi_refractory_keep_is_the_surrogate_of_v_on_refractory_steps(differentiable, surrogate):
+    """The e-prop 2 code's ψ: the same surrogate of v − v_th on refractory steps; free steps unchanged."""
+    from l2l.spike import surrogate_derivative
+
+    def psi(mode):
+        p = LIFParameters(tau_m=1e9, v_th=0.5, n_ref=2, surrogate=surrogate, psi_refractory=mode)
+        state = LIF.init_state(1, 1, torch.float64)
+        rows = []
+        for current in (0.55, 0.0, 0.0, 0.0):
+            x = torch.tensor([[current]], dtype=torch.float64, requires_grad=differentiable)
+            z, state, rec = LIF.dynamics(x, state.z, state, p, True)
+            excess = rec["excess"].detach().clone()
+            rows.append((LIF.finish_record(rec, p)["psi"].item(), excess.item(), rec["refractory"].item()))
+        return rows, p
+
+    zero, _ = psi("zero")
+    keep, p = psi("keep")
+    for (psi_zero, _, refractory), (psi_keep, excess, _) in zip(zero, keep, strict=True):
+        scaled = torch.tensor(excess / p.v_th, dtype=torch.float64)
+        expected = surrogate_derivative(scaled, p.gamma, surrogate).item() / p.v_th
+        assert psi_keep == pytest.approx(expected, rel=1e-15)
+        assert psi_zero == (0.0 if refractory > 0 else pytest.approx(expected, rel=1e-15))
+    assert keep[1][0] > 0 and zero[1][0] == 0         # step 1 is refractory: kept vs zeroed
+
+
+def test_alif_takes_psi_refractory_and_bad_values_are_refused():
+    assert ALIFParameters(psi_refractory="keep").psi_refractory == "keep"
+    message = r"psi_refractory='sometimes' is not allowed: choose one of \['keep', 'zero'\]"
+    with pytest.raises(ValueError, match=message):
+        LIFParameters(psi_refractory="sometimes")
+
+
 def test_no_autapses_masked_in_forward_pass():
     p = LIFParameters(tau_m=1e9, v_th=0.5, n_ref=0)
     state = LIF.init_state(1, 2, torch.float64)._replace(z=torch.tensor([[1.0, 0.0]], dtype=torch.float64))

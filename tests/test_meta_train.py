@@ -154,7 +154,7 @@ def test_several_demonstrations_update_after_each(tmp_path):
     meta = build_meta(cfg, build_task(cfg.task)).double()
     generator = torch.Generator().manual_seed(3)
     episode = meta.family.sample(2, generator).to(dtype=torch.float64)
-    code = meta.encode(episode, generator).double()
+    code = meta.encode(episode, generator).double()[0]     # (B, T, n_code): the same code in both demonstrations
     two = adapt(meta.learner, meta.error_module, episode.inputs, code, 0.01, n_demos=2)
     one = adapt(meta.learner, meta.error_module, episode.inputs, code, 0.01)
     assert len(two.steps) == 2
@@ -163,6 +163,24 @@ def test_several_demonstrations_update_after_each(tmp_path):
     torch.testing.assert_close(two.steps[1].demo.output, second.output)
     expected = one.params["layers.0.w_rec"] - 0.01 * two.steps[1].update["layers.0.w_rec"]
     torch.testing.assert_close(two.params["layers.0.w_rec"], expected)
+
+
+def test_each_demonstration_sees_its_own_code():
+    from inner_loop.one_shot import adapt
+
+    cfg = config("inner.n_demos=2")
+    torch.manual_seed(0)
+    meta = build_meta(cfg, build_task(cfg.task)).double()
+    generator = torch.Generator().manual_seed(3)
+    episode = meta.family.sample(2, generator).to(dtype=torch.float64)
+    codes = meta.encode(episode, generator).double()
+    assert codes.shape[0] == 2 and not torch.equal(codes[0], codes[1])
+    step = meta(episode, codes)
+    for k in range(2):
+        seen = torch.cat([codes[k], *(a.z for a in step.adaptation.steps[k].demo.layers), episode.inputs], -1)
+        assert torch.equal(step.adaptation.steps[k].error_trial.inputs, seen)
+    reused = adapt(meta.learner, meta.error_module, episode.inputs, [codes[0], codes[0]], meta.rates(), n_demos=2)
+    assert not torch.equal(reused.params["layers.0.w_rec"], step.adaptation.params["layers.0.w_rec"])
 
 
 @pytest.fixture

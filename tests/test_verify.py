@@ -89,3 +89,30 @@ def test_cli_json_and_exit_status(capsys, monkeypatch):
     monkeypatch.setitem(TRACE_MODULES, "lif", WrongTraces(TRACE_MODULES["lif"], tau_m=3.0))
     assert verify.main(["--cells", "lif", "--checks", "eprop_vs_autodiff"]) == 1
     assert "FAIL eprop_vs_autodiff/lif" in capsys.readouterr().out
+
+
+def test_reference_fixture_rows_pass_and_fail_when_the_semantics_are_wrong(monkeypatch):
+    from outer_loop import verify_cli
+    from outer_loop.reference_fixture import default_fixture_path
+
+    path = default_fixture_path()
+    rows = verify_cli.fixture_rows(path)
+    assert [r["name"] for r in rows] == ["eprop2_reference_fixture/explicit", "eprop2_reference_fixture/higher"]
+    assert all(r["ok"] and r["rel_err"] <= 1e-10 for r in rows), rows
+    papers = verify_cli.build_fixture_meta
+    monkeypatch.setattr(verify_cli, "build_fixture_meta", lambda f, s, b: papers(f, "paper", b))
+    broken = verify_cli.fixture_rows(path)
+    assert not any(r["ok"] for r in broken) and all("spikes differ" in r["reason"] for r in broken)
+
+
+def test_reference_fixture_rows_are_skipped_without_the_file(tmp_path, capsys):
+    from outer_loop import verify_cli
+
+    rows = verify_cli.fixture_rows(tmp_path / "absent.npz")
+    assert all(r["ok"] is None and r["reason"].startswith("skipped:") for r in rows)
+    assert verify.report(rows, as_json=False) == 0
+    assert "0 passed, 0 failed, 2 skipped" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stop:
+        verify_cli.main(["--checks", "eprop2_reference_fixture", "--reference-fixture", str(tmp_path / "x.npz")])
+    assert stop.value.code == 2
+    assert "--reference-fixture" in capsys.readouterr().err

@@ -1,8 +1,10 @@
 """Leaky integrate-and-fire neuron (Bellec et al. 2020), reset by subtraction.
 
 v^t = α v^{t-1} + I^t − v_th z^{t-1},  z^t = H((v^t − v_th)/v_th), forced to 0 for
-``n_ref`` steps after a spike (ψ = 0 there); α = exp(−dt/τ_m). Autapses are
-removed by masking the diagonal of W_rec in the forward pass.
+``n_ref`` steps after a spike; α = exp(−dt/τ_m). Autapses are removed by masking the
+diagonal of W_rec in the forward pass. The pseudo-derivative ψ^t = dz^t/dv^t that the
+eligibility traces read is 0 on refractory steps (``psi_refractory="zero"``) or, as in the
+published e-prop 2 code, the surrogate of v^t there too (``"keep"``).
 """
 
 from __future__ import annotations
@@ -17,10 +19,22 @@ from l2l.cells.base import CellModel, RecurrentCell, cell_step
 from l2l.spike import SURROGATES, SpikeFunction, needs_derivative, surrogate_derivative
 from l2l.validation import require_choice, require_nonnegative_int, require_positive
 
+PSI_REFRACTORY = ("zero", "keep")
+
 
 @dataclass(frozen=True)
 class LIFParameters:
-    """τ_m and dt in ms; v_th > 0; ``n_ref`` refractory steps; γ and the surrogate shape."""
+    """τ_m and dt in ms; v_th > 0; γ and the surrogate shape.
+
+    ``n_ref`` is the number of steps blocked after a spike: a spike at t forbids spikes at t+1 … t+n_ref.
+    (The published e-prop 2 code's ``n_refractory=5`` blocks 4 steps: its counter is set to
+    n_refractory − 1; ``n_ref=4`` here is that neuron.)
+
+    ``psi_refractory`` is ψ on refractory steps in the eligibility traces (never in BPTT, where the
+    masked spike has no derivative): ``"zero"`` as in e-prop (Bellec et al. 2020, Nat. Commun.: no
+    pseudo-derivative while refractory) or ``"keep"``, the surrogate of v^t also there, as the inner-loop update of
+    the published e-prop 2 code (IGITUGraz/eligibility_propagation, branch eprop2) computes it.
+    """
 
     tau_m: float = 20.0
     v_th: float = 0.4
@@ -29,6 +43,7 @@ class LIFParameters:
     surrogate: str = "piecewise_linear"
     dt: float = 1.0
     no_autapses: bool = True
+    psi_refractory: str = "zero"
 
     def __post_init__(self) -> None:
         require_positive("tau_m", self.tau_m)
@@ -37,6 +52,7 @@ class LIFParameters:
         require_positive("gamma", self.gamma)
         require_choice("surrogate", self.surrogate, tuple(SURROGATES))
         require_positive("dt", self.dt)
+        require_choice("psi_refractory", self.psi_refractory, PSI_REFRACTORY)
 
     @property
     def alpha(self) -> float:
@@ -71,23 +87,28 @@ def spike_with_refractoriness(
 
 
 def spiking_record(record: dict[str, torch.Tensor], p: LIFParameters) -> dict[str, torch.Tensor]:
-    """ψ = dz/dv = s((v − A)/v_th)/v_th, zero on refractory steps; any shape (one step, or a whole trial).
+    """ψ = dz/dv = s((v − A)/v_th)/v_th, on refractory steps zero or kept (``p.psi_refractory``); any shape
+    (one step, or a whole trial).
 
     For the piecewise-linear surrogate ψ = max(0, γ/v_th − γ|v − A|/v_th²)·free, evaluated in place
     (one allocation) when no derivative of ψ is needed; it consumes ``record["excess"]`` then.
     """
     excess, refractory = record["excess"], record["refractory"]
+    keep = p.psi_refractory == "keep"
     peak, slope = p.gamma / p.v_th, -p.gamma / p.v_th**2
     if needs_derivative(excess):  # ψ stays differentiable (the inner loop's update depends on it)
         if p.surrogate == "piecewise_linear":
-            return {"psi": (excess.abs() * slope + peak).clamp(min=0).masked_fill(refractory > 0, 0)}
-        psi = surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) / p.v_th
-        return {"psi": psi.masked_fill(refractory > 0, 0)}
+            psi = (excess.abs() * slope + peak).clamp(min=0)
+        else:
+            psi = surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) / p.v_th
+        return {"psi": psi if keep else psi.masked_fill(refractory > 0, 0)}
     if p.surrogate == "piecewise_linear":  # refractory counter r >= 1 pushes the argument below 0: ψ = 0
-        psi = excess.abs_().mul_(slope).add_(peak).add_(refractory, alpha=-(peak + 1.0))
+        psi = excess.abs_().mul_(slope).add_(peak)
+        if not keep:
+            psi.add_(refractory, alpha=-(peak + 1.0))
         return {"psi": psi.clamp_(min=0)}
     psi = surrogate_derivative(excess / p.v_th, p.gamma, p.surrogate) / p.v_th
-    return {"psi": psi.masked_fill_(refractory > 0, 0)}
+    return {"psi": psi if keep else psi.masked_fill_(refractory > 0, 0)}
 
 
 def next_refractory(refractory: torch.Tensor, z: torch.Tensor, n_ref: int) -> torch.Tensor:
