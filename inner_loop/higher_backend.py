@@ -4,7 +4,7 @@ optimizers (which also allows an inner Adam).
 Per task, the learner is patched by ``higher.innerloop_ctx(..., copy_initial_weights=False)`` so that
 meta-gradients reach the original weights; the optimizer steps on a zero loss built from the fast
 weights and a ``grad_callback`` that substitutes the e-prop updates ΔW (with their graph) for the
-autograd gradients (REFERENCE.md, "Known pitfalls"). With plain SGD this is W − η·ΔW, the explicit
+autograd gradients. With plain SGD this is W − η·ΔW, the explicit
 backend's update, and gives the same meta-gradients (tested).
 """
 

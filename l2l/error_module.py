@@ -2,7 +2,7 @@
 
 It sees the population-coded target, the learner's spikes and the task input (never the error);
 its spikes, filtered, are projected by a learned matrix P onto the learner's neurons:
-L_j^t = Σ_k P_jk z̄_k^t (REFERENCE.md, e-prop 2). The filter-and-project stage is exactly a leaky
+L_j^t = Σ_k P_jk z̄_k^t (Bellec et al. 2020, e-prop 2). The filter-and-project stage is exactly a leaky
 readout y^t = κ y^{t-1} + P z^t, so the module is a :class:`RecurrentNetwork` whose readout is P.
 """
 

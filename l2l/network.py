@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from l2l.cells import CELLS, RecurrentCell
+from l2l.cells import RecurrentCell, get_cell
 from l2l.cells.base import recurrent_weight
 from l2l.filters import exp_filter
-from l2l.linear import synaptic_input
 from l2l.recurrent_input import RecurrentInput
-from l2l.validation import require_choice, require_positive, require_size
+from l2l.synapses import synaptic_input
+from l2l.validation import require_positive, require_size
 
 
 @dataclass
@@ -157,8 +157,7 @@ class RecurrentNetwork(nn.Module):
             )
         layers = []
         for l, (kind, n, p) in enumerate(zip(cells, sizes, params, strict=True)):
-            require_choice(f"cell[{l}]", kind, tuple(CELLS))
-            layers.append(CELLS[kind](n_in if l == 0 else sizes[l - 1], n, p))
+            layers.append(get_cell(kind, f"cell[{l}]").cell(n_in if l == 0 else sizes[l - 1], n, p))
         self.n_in, self.sizes, self.n_out = n_in, sizes, n_out
         self.layers = nn.ModuleList(layers)
         self.readout = LeakyReadout(sizes[-1], n_out, tau_out, dt, readout_bias, readout_init_scale)

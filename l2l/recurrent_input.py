@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch.autograd.function import once_differentiable
 
-from l2l.linear import contract_over_time
+from l2l.synapses import contract_over_time
 
 DEFERRED = True
 

@@ -1,4 +1,4 @@
-"""``l2l-verify``: gradient identities in float64 on tiny networks (DESIGN §5, §6).
+"""``l2l-verify``: gradient identities in float64 on tiny networks (docs/verification.md).
 
 Each check is a row {"name", "rel_err", "tol", "ok"}; the command exits 1 if any row fails.
 Spiking checks also fail when no neuron spiked (a check without spikes tests nothing).
@@ -16,13 +16,14 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l.cells import ALIFParameters, LIFParameters, LSTMParameters, RNNParameters
+from l2l.cells import CELLS, cell_names
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import BPTT, RTRL, DeepEProp, EProp, LearningRule, MOrder
 from l2l.traces import eligibility_gradient
 
-CELL_NAMES = ("lif", "alif", "lstm", "rnn")
+CELL_NAMES = cell_names()
+"""The built-in cells (every registered cell is checked: :func:`run_checks` reads the registry)."""
 TOLERANCE = 1e-9
 
 
@@ -41,13 +42,8 @@ class Case:
 
 
 def cell_parameters(cell: str):
-    """Parameters that make tiny networks spike, refract and adapt within 30 steps."""
-    return {
-        "lif": LIFParameters(tau_m=20.0, v_th=0.4, n_ref=2),
-        "alif": ALIFParameters(tau_m=20.0, v_th=0.4, n_ref=2, tau_a=40.0, beta=0.6),
-        "lstm": LSTMParameters(),
-        "rnn": RNNParameters(tau=5.0),
-    }[cell]
+    """Parameters that make tiny networks spike, refract and adapt within 30 steps (the registry's)."""
+    return CELLS[cell].verify_parameters
 
 
 def make_case(cell: str, depth: int = 1, seed: int = 0, batch: int = 2, steps: int = 30, n_in: int = 4,
@@ -199,8 +195,9 @@ def run_check(check: Check) -> dict:
     return row
 
 
-def run_checks(cells: Iterable[str] = CELL_NAMES, families: Iterable[str] | None = None) -> list[dict]:
-    """Run every check of the given families (default: all) for every cell; one row each."""
+def run_checks(cells: Iterable[str] | None = None, families: Iterable[str] | None = None) -> list[dict]:
+    """Run every check of the given families (default: all) for every cell (default: every registered one)."""
+    cells = cell_names() if cells is None else cells
     families = None if families is None else set(families)
     return [run_check(c) for cell in cells for c in checks_for(cell)
             if families is None or c.name.split("/")[0] in families]
@@ -215,7 +212,7 @@ CHECK_FAMILIES = (
 def add_arguments(parser: argparse.ArgumentParser, families: tuple[str, ...] = CHECK_FAMILIES) -> None:
     """The options of ``l2l-verify``: --json, --cells, --checks (one of ``families``)."""
     parser.add_argument("--json", action="store_true", help='print {"checks": [...]} as JSON')
-    parser.add_argument("--cells", nargs="+", default=list(CELL_NAMES), choices=CELL_NAMES)
+    parser.add_argument("--cells", nargs="+", default=list(cell_names()), choices=cell_names())
     parser.add_argument("--checks", nargs="+", default=list(families), choices=families)
 
 

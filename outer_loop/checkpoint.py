@@ -1,45 +1,103 @@
-"""Checkpoints written atomically: a crash or a full disk never leaves a half-written file behind.
+"""The one checkpoint reader and the one atomic writer of l2l (meta-training, direct training, shipped models).
 
-The state goes to ``<path>.tmp`` first, is flushed to disk, and then renamed over ``path``
-(``os.replace`` is atomic on POSIX and Windows), so ``path`` always holds the last complete checkpoint.
+Writing: the state goes to a uniquely named temporary file in the target's folder, is flushed and fsynced,
+then renamed over the target (``os.replace`` is atomic on POSIX and Windows) and the folder entry synced,
+so the target always holds the last complete checkpoint, and two writers never share a temporary file.
+
+Reading: ``torch.load(..., weights_only=True)`` always. l2l checkpoints hold only tensors and plain
+containers (dicts, lists, numbers, strings: state dicts, RNG states, the resolved config, the logged
+history), which torch's default allow-list covers, so no extra type is allowed and a file that needs one
+(for example a pickle that would run code) is refused with an error naming the file.
 """
 
 from __future__ import annotations
 
 import os
+import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 
 REQUIRED_KEYS = ("meta", "optimizer", "iteration", "config")
+"""What a meta-training checkpoint (``checkpoints/last.pt``) holds at least."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: the message names the file and what is wrong with it."""
+
+
+class MissingCheckpointError(CheckpointError, FileNotFoundError):
+    """There is no checkpoint where one was asked for."""
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` (anything ``torch.save`` takes) to ``path`` atomically; returns the path."""
+    """Write ``state`` (tensors and plain containers) to ``path`` atomically; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".tmp")
-    with partial.open("wb") as f:
-        torch.save(state, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(partial, path)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as f:
+            torch.save(state, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
+    _sync_folder(path.parent)
     return path
+
+
+def _sync_folder(folder: Path) -> None:
+    """fsync a folder so that a rename in it survives a power loss (where the platform allows it)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def checkpoint_file(path: str | Path) -> Path:
+    """``path`` itself, or for a run dir its ``checkpoints/last.pt`` (or ``last.pt``); MissingCheckpointError
+    if there is none."""
+    path = Path(path).expanduser()
+    if path.is_dir():
+        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
+            if candidate.is_file():
+                return candidate
+        raise MissingCheckpointError(f"checkpoint {str(path)!r} does not exist: the folder holds no "
+                                     "checkpoints/last.pt (give last.pt or its run dir)")
+    if not path.is_file():
+        raise MissingCheckpointError(f"checkpoint {str(path)!r} does not exist: give last.pt or its run dir")
+    return path
+
+
+def read_checkpoint(path: str | Path, required: Sequence[str] = (), kind: str = "an l2l checkpoint") -> dict[str, Any]:
+    """The dict stored in the file ``path`` (on the CPU, ``weights_only=True``), holding at least ``required``.
+
+    CheckpointError naming the file for an unreadable, corrupted or foreign file ("is not ``kind``").
+    """
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated zip, random bytes, a pickle of something else
+        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or not a torch checkpoint: it could not be "
+                              f"read ({reason})") from None
+    missing = [k for k in required if not isinstance(state, dict) or k not in state]
+    if not isinstance(state, dict) or missing:
+        found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(f"checkpoint {str(path)!r} is not {kind}: it lacks {missing} (found {found})")
+    return state
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A meta-training checkpoint (``last.pt`` or a run dir containing ``checkpoints/last.pt``), on the CPU."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "last.pt" if (path / "checkpoints").is_dir() else path / "last.pt"
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint {str(path)!r} does not exist: give last.pt or its run dir")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # a truncated or foreign file
-        raise ValueError(f"checkpoint {str(path)!r} could not be read ({error})") from error
-    missing = [k for k in REQUIRED_KEYS if not isinstance(state, dict) or k not in state]
-    if missing:
-        raise ValueError(f"checkpoint {str(path)!r} is not an l2l meta-training checkpoint: it lacks {missing}")
-    return state
+    return read_checkpoint(checkpoint_file(path), REQUIRED_KEYS, "an l2l meta-training checkpoint")

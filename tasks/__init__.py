@@ -1,6 +1,8 @@
 """Task families (one module each) and input encoders. Depends on torch/numpy (and ``l2l.validation``) only.
 
-``FAMILIES`` maps each family's name to its class; ``make_family(name, **params)`` builds one.
+``FAMILIES`` maps each family's name to its class; ``make_family(name, **params)`` builds one;
+``register_family(cls)`` adds one (its ``name``), after which ``task=<name>`` works in the app once
+``conf/task/<name>.yaml`` selects its schema (the app reads the schema off the constructor).
 """
 
 from tasks.arm import ArmEpisode, ArmTrajectories, TwoJointArm
@@ -18,6 +20,12 @@ FAMILIES: dict[str, type[TaskFamily]] = {
 }
 
 
+def register_family(family: type[TaskFamily]) -> type[TaskFamily]:
+    """Make ``family`` available by its ``name`` (``make_family``, the app's ``task=<name>``); returns it."""
+    FAMILIES[family.name] = family
+    return family
+
+
 def make_family(name: str, **params) -> TaskFamily:
     """A task family by name (``arm``, ``pattern``, ``evidence``, ``copy_repeat``) with its parameters."""
     if name not in FAMILIES:
@@ -26,7 +34,7 @@ def make_family(name: str, **params) -> TaskFamily:
 
 
 __all__ = [
-    "FAMILIES", "make_family", "Episode", "TaskFamily", "TaskLoss",
+    "FAMILIES", "make_family", "register_family", "Episode", "TaskFamily", "TaskLoss",
     "ArmEpisode", "ArmTrajectories", "TwoJointArm",
     "PatternEpisode", "PatternGeneration",
     "EvidenceAccumulation", "EvidenceEpisode",

@@ -103,8 +103,9 @@ class TaskFamily(ABC):
     setting of e-prop 1's pattern generation, where one fixed input pattern is mapped to one target.
     """
 
-    name = "task"
-    metric = "loss"  # the headline metric (a key of TaskLoss.metrics): progress bars, learning curves
+    name = "task"  # also the name of its episode figures (``<name>_<iteration>.png``)
+    metric = "loss"  # the headline metric (a key of TaskLoss.metrics): progress bars, learning curves, baselines
+    lower_is_better = True  # of ``metric``: how the evaluation picks the best learning rate of a grid
     n_inputs: int
     n_outputs: int
     n_steps: int

@@ -41,6 +41,7 @@ class EvidenceAccumulation(TaskFamily):
 
     name = "evidence"
     metric = "accuracy"
+    lower_is_better = False
 
     def __init__(
         self,

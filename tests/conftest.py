@@ -13,6 +13,14 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture
+def compose():
+    """``compose(*overrides)``: the config ``l2l-train <overrides>`` would run with (as the app composes it)."""
+    from outer_loop.app.compose import compose_config
+
+    return lambda *overrides: compose_config(overrides)
+
+
 @pytest.fixture(autouse=True)
 def _one_thread():
     """Small tensors: one thread is as fast and immune to CPU oversubscription on shared machines."""

@@ -4,13 +4,12 @@ import io
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from PIL import Image
 
-from outer_loop.build import build_meta, build_task
-from outer_loop.demo_figures import arm_animation, arm_animation_frames, arm_geometry, demo_figure
-from outer_loop.evaluation import one_shot_step
-from outer_loop.train import CONFIG_DIR
+from outer_loop.algorithm.evaluation import one_shot_step
+from outer_loop.app.build import build_meta, build_task
+from outer_loop.app.compose import compose_config
+from outer_loop.reports.demo_figures import arm_animation, arm_animation_frames, arm_geometry, demo_figure
 from tasks.arm import TwoJointArm
 
 BATCH = 3
@@ -23,8 +22,7 @@ def run():
     """A tiny untrained smoke meta-learner, a batch of BATCH arm tasks (T = 40) and its one-shot step."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=OVERRIDES)
+    cfg = compose_config(OVERRIDES)
     meta = build_meta(cfg, build_task(cfg.task))
     g = torch.Generator().manual_seed(0)
     episode = meta.family.sample(BATCH, g)

@@ -10,7 +10,7 @@ from inner_loop.learning_rates import InnerLearningRates
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.rules.eprop import EProp
-from outer_loop.evaluation import (
+from outer_loop.algorithm.evaluation import (
     bptt_step_mse,
     bptt_task_gradients,
     eprop1_step_mse,
@@ -19,7 +19,7 @@ from outer_loop.evaluation import (
     one_shot_figure,
     step_grid,
 )
-from outer_loop.meta import InnerSettings, MetaLearner, RateTargets
+from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
 from tasks.arm import ArmTrajectories
 from tasks.encoders import PopulationCode
 
@@ -144,7 +144,7 @@ def test_one_shot_figure_has_three_rows_per_task():
     meta, episode = build()
     code = meta.encode(episode, torch.Generator().manual_seed(2))
     with torch.no_grad():
-        step = meta(episode, code)
+        step = meta(episode, codes=code)
     fig = one_shot_figure(meta, episode, step.adaptation.demo.output, step.test_output, indices=(0, 2, 7))
     assert isinstance(fig, Figure)
     assert len(fig.axes) == 3 * 2

@@ -6,14 +6,14 @@ import types
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf.errors import ValidationError
 
-from outer_loop.build import build_meta, build_task
+from outer_loop.algorithm.meta_train import NonFiniteLossError
+from outer_loop.app.build import build_meta, build_task
+from outer_loop.app.compose import compose_config
+from outer_loop.app.train import run
 from outer_loop.checkpoint import load_checkpoint, save_checkpoint
-from outer_loop.meta_train import NonFiniteLossError
-from outer_loop.train import CONFIG_DIR, run
 
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=4", "outer.log_every=1",
@@ -22,8 +22,7 @@ TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_mod
 
 
 def config(*overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*TINY, *overrides])
+    return compose_config([*TINY, *overrides])
 
 
 def records(run_dir):
@@ -73,7 +72,7 @@ def test_resume_with_another_config_fails_naming_the_difference(tmp_path):
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from outer_loop import meta as meta_module
+    from outer_loop.algorithm import meta as meta_module
 
     original = meta_module.MetaLearner.forward
     calls = {"n": 0}
@@ -135,7 +134,7 @@ def test_meta_gradient_reaches_every_meta_parameter_including_learned_rates(inne
     meta = build_meta(cfg, build_task(cfg.task)).double()
     generator = torch.Generator().manual_seed(3)
     episode = meta.family.sample(2, generator).to(dtype=torch.float64)
-    step = meta(episode, meta.encode(episode, generator).double())
+    step = meta(episode, generator)
     step.loss.backward()
     for name, p in meta.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -175,7 +174,7 @@ def test_each_demonstration_sees_its_own_code():
     episode = meta.family.sample(2, generator).to(dtype=torch.float64)
     codes = meta.encode(episode, generator).double()
     assert codes.shape[0] == 2 and not torch.equal(codes[0], codes[1])
-    step = meta(episode, codes)
+    step = meta(episode, codes=codes)
     for k in range(2):
         seen = torch.cat([codes[k], *(a.z for a in step.adaptation.steps[k].demo.layers), episode.inputs], -1)
         assert torch.equal(step.adaptation.steps[k].error_trial.inputs, seen)
@@ -206,7 +205,7 @@ def test_wandb_gets_resolved_config_group_images_and_finish(fake_wandb, tmp_path
 
 
 def test_wandb_run_finishes_with_exit_code_1_when_training_fails(fake_wandb, tmp_path, monkeypatch):
-    from outer_loop import meta as meta_module
+    from outer_loop.algorithm import meta as meta_module
 
     def broken(self, episode, code):
         raise RuntimeError("boom")
@@ -219,8 +218,7 @@ def test_wandb_run_finishes_with_exit_code_1_when_training_fails(fake_wandb, tmp
 
 @pytest.mark.parametrize("experiment", ["arm_one_shot", "arm_one_shot_paper", "arm_one_shot_deep", "smoke"])
 def test_meta_experiments_compose_and_build(experiment):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}"])
+    cfg = compose_config([f"experiment={experiment}"])
     assert cfg.mode == "meta" and cfg.name == experiment
     torch.manual_seed(0)
     meta = build_meta(cfg, build_task(cfg.task))

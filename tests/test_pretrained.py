@@ -7,10 +7,11 @@ import sys
 import pytest
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 
+from outer_loop.app.compose import compose_config
+from outer_loop.app.train import run
 from outer_loop.checkpoint import save_checkpoint
-from outer_loop.pretrained import (
+from outer_loop.reports.pretrained import (
     CheckpointError,
     available,
     check_scores,
@@ -18,7 +19,6 @@ from outer_loop.pretrained import (
     load_pretrained,
     read_state,
 )
-from outer_loop.train import CONFIG_DIR, run
 
 SHIPPED = ("arm_one_shot", "arm_one_shot_deep")
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
@@ -29,8 +29,7 @@ TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_mod
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("tiny_run")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        run(compose(config_name="config", overrides=TINY), run_dir)
+    run(compose_config(TINY), run_dir)
     return run_dir
 
 
@@ -118,7 +117,7 @@ def test_non_finite_weights_are_refused(tiny_run, tmp_path):
 
 
 def _demo(*overrides, cwd):
-    return subprocess.run([sys.executable, "-m", "outer_loop.demo", *overrides], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "outer_loop.reports.demo", *overrides], capture_output=True, text=True,
                           cwd=cwd, timeout=300)
 
 
@@ -145,7 +144,7 @@ def test_demo_writes_json_figure_and_gif(tmp_path):
 
 
 def test_eval_on_a_corrupted_checkpoint_prints_one_line_and_exits_2(tmp_path, capsys):
-    from outer_loop.eval_cli import main as eval_main
+    from outer_loop.reports.eval_cli import main as eval_main
 
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"garbage")

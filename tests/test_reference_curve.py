@@ -1,10 +1,10 @@
-"""outer_loop.reference_curve: the per-100-iteration table and figure of a run's metrics.jsonl."""
+"""outer_loop.reports.reference_curve: the per-100-iteration table and figure of a run's metrics.jsonl."""
 
 import json
 
 import pytest
 
-from outer_loop.reference_curve import main, per_bin, read_curve
+from outer_loop.reports.reference_curve import main, per_bin, read_curve
 
 
 def write_run(tmp_path, rows):

@@ -1,4 +1,5 @@
-"""l2l against one float64 outer iteration of the published e-prop 2 code (tests/data/, outer_loop.reference_fixture).
+"""l2l against one float64 outer iteration of the published e-prop 2 code (tests/data/; the comparison is
+outer_loop.app.reference_fixture).
 
 semantics=reference must reproduce every spike exactly and every other number to 1e-10, for both inner
 backends; the papers' semantics, and each of its switches alone, must not (negative controls: the fixture
@@ -7,9 +8,9 @@ tells the two apart).
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 
-from outer_loop.reference_fixture import (
+from outer_loop.app.compose import compose_config
+from outer_loop.app.reference_fixture import (
     GRADIENTS,
     LOSSES,
     SIGNALS_AND_OUTPUTS,
@@ -21,7 +22,6 @@ from outer_loop.reference_fixture import (
     load_fixture,
     reproduce,
 )
-from outer_loop.train import CONFIG_DIR
 
 
 @pytest.fixture(scope="module")
@@ -85,15 +85,14 @@ def test_codes_are_drawn_per_trial_the_error_module_sees(fixture):
     assert meta.code_trials == 2 and codes.shape == (2, 3, 500, 200)
     assert not torch.equal(codes[0], codes[1])           # fresh Poisson spikes, the same target
     with pytest.raises(ValueError, match=r"code has shape \(3, 3, 500, 200\)"):
-        meta(episode, torch.cat([codes, codes[:1]]))
+        meta(episode, codes=torch.cat([codes, codes[:1]]))
     assert build_fixture_meta(fixture, "paper").code_trials == 1
 
 
-def test_arm_one_shot_paper_selects_the_reference_semantics():
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        reference = compose(config_name="config", overrides=["experiment=arm_one_shot_paper"])
-        paper = compose(config_name="config", overrides=["experiment=arm_one_shot_paper", "semantics=paper"])
-        default = compose(config_name="config", overrides=["experiment=arm_one_shot"])
+def test_arm_one_shot_paper_selects_the_reference_semantics(compose):
+    reference = compose("experiment=arm_one_shot_paper")
+    paper = compose("experiment=arm_one_shot_paper", "semantics=paper")
+    default = compose("experiment=arm_one_shot")
     for node in ("network", "error_module"):
         assert (reference[node].n_ref, reference[node].psi_refractory) == (4, "keep")
         assert (paper[node].n_ref, paper[node].psi_refractory) == (5, "zero")
@@ -103,10 +102,9 @@ def test_arm_one_shot_paper_selects_the_reference_semantics():
 
 
 def test_a_bad_psi_refractory_names_the_key():
-    from outer_loop.build import cell_parameters
+    from outer_loop.app.build import cell_parameters
 
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=arm_one_shot", "error_module.psi_refractory=half"])
+    cfg = compose_config(["experiment=arm_one_shot", "error_module.psi_refractory=half"])
     allowed = r"error_module\.psi_refractory='half' is not allowed: choose one of \['keep', 'zero'\]"
     with pytest.raises(ValueError, match=allowed):
         cell_parameters(cfg.error_module, "error_module")

@@ -1,11 +1,10 @@
-"""docs/results.md's table and curves from finished runs (outer_loop.results)."""
+"""docs/results.md's table and curves from finished runs (outer_loop.reports.results)."""
 
 import json
 
-from hydra import compose, initialize_config_dir
-
-from outer_loop.results import main, smooth
-from outer_loop.train import CONFIG_DIR, run
+from outer_loop.app.compose import compose_config
+from outer_loop.app.train import run
+from outer_loop.reports.results import main, smooth
 
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=3", "outer.log_every=1",
@@ -14,8 +13,7 @@ TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_mod
 
 
 def test_results_table_and_figure_from_a_finished_run(tmp_path, capsys):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        run(compose(config_name="config", overrides=TINY), tmp_path / "tiny")
+    run(compose_config(TINY), tmp_path / "tiny")
     assert main([str(tmp_path / "tiny"), "--out", str(tmp_path / "docs")]) == 0
     table = json.loads((tmp_path / "docs" / "data" / "results.json").read_text())
     evaluation = json.loads((tmp_path / "tiny" / "eval.json").read_text())

@@ -101,7 +101,7 @@ def test_unknown_family():
 
 
 def test_tasks_do_not_import_the_apps():
-    """tasks/ sits below outer_loop in the layering (DESIGN §2): importing it pulls in no app, Hydra or W&B."""
+    """tasks/ sits below outer_loop (docs/architecture.md): importing it pulls in no app, Hydra or W&B."""
     code = ("import sys, tasks; roots = {m.split('.')[0] for m in sys.modules}; "
             "print(sorted(roots & {'outer_loop', 'inner_loop', 'hydra', 'omegaconf', 'wandb'}"
             " | {'matplotlib.pyplot'} & set(sys.modules)))")

@@ -81,7 +81,7 @@ def test_lif_eprop_never_builds_a_BTnm_tensor():
 @pytest.mark.parametrize("cell", CELLS)
 def test_current_signal_is_the_adjoint_of_the_forward_traces(cell):
     """Σ_t current_signal^t ⊗ u^t (backwards in time) == Σ_t dE_dz^t e^t (forward traces)."""
-    from l2l.linear import contract_over_time
+    from l2l.synapses import contract_over_time
     from l2l.traces import current_signal
     from l2l.traces.presynaptic import PresynapticInputs
 

@@ -8,17 +8,18 @@ import types
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from outer_loop.build import build_network, build_rule, build_task
-from outer_loop.config import TASK_SCHEMAS
-from outer_loop.direct import make_optimizer, train_direct
-from outer_loop.plots import episode_figure
-from outer_loop.plots import main as plots_main
-from outer_loop.train import CONFIG_DIR, run
+from outer_loop.app.build import build_network, build_rule, build_task
+from outer_loop.app.compose import compose_config
+from outer_loop.app.direct import train_direct
+from outer_loop.app.task_schemas import task_schema
+from outer_loop.app.train import run
+from outer_loop.optimizers import make_optimizer
+from outer_loop.reports.plots import episode_figure
+from outer_loop.reports.plots import main as plots_main
 from tasks import FAMILIES
 
 TINY = {  # shrink any family so that a run takes well under a second per iteration
@@ -30,11 +31,6 @@ TINY = {  # shrink any family so that a run takes well under a second per iterat
 }
 
 
-def compose_config(overrides):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
-
-
 def tiny(task, *extra):
     return [f"task={task}", *TINY[task], "network.n_hidden=12", "train.iterations=3", "train.batch_size=2",
             "train.log_every=1", "train.eval_batch_size=3", "train.progress=false", *extra]
@@ -43,7 +39,7 @@ def tiny(task, *extra):
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_task_schema_defaults_equal_the_family_defaults(name):
     """conf/ and tasks/ must agree on the reference defaults."""
-    schema = OmegaConf.to_container(OmegaConf.structured(TASK_SCHEMAS[name]))
+    schema = OmegaConf.to_container(OmegaConf.structured(task_schema(name, FAMILIES[name])))
     assert schema.pop("name") == name
     signature = inspect.signature(FAMILIES[name].__init__)
     defaults = {k: p.default for k, p in signature.parameters.items() if k != "self"}
@@ -199,7 +195,7 @@ def test_wandb_run_is_finished_with_exit_code_1_on_failure(fake_wandb, tmp_path,
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("outer_loop.train.train_direct", boom)
+    monkeypatch.setattr("outer_loop.app.train.train_direct", boom)
     with pytest.raises(RuntimeError, match="boom"):
         run(compose_config(tiny("pattern", "logger=wandb")), tmp_path)
     assert fake_wandb[-1] == ("finish", 1)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from l2l import verify
-from l2l.traces import TRACE_MODULES
+from l2l.cells import CELLS
 
 CHECKS = {c.name: c for cell in verify.CELL_NAMES for c in verify.checks_for(cell)}
 
@@ -30,6 +30,11 @@ def test_every_required_row_exists():
         assert f"ordermax_vs_rtrl/{cell}/depth2" in CHECKS
 
 
+def patch_traces(monkeypatch, cell, traces):
+    """Give ``cell`` other trace functions for one test (its registry entry, replaced)."""
+    monkeypatch.setitem(CELLS, cell, dataclasses.replace(CELLS[cell], traces=traces))
+
+
 class WrongTraces:
     """A trace module computed with a wrong parameter (the kind of bug verify must catch)."""
 
@@ -46,13 +51,13 @@ class WrongTraces:
 @pytest.mark.parametrize(("cell", "wrong"), [("lif", {"tau_m": 10.0}), ("alif", {"beta": 0.0}),
                                              ("alif", {"tau_a": 1e9}), ("rnn", {"tau": 4.0})])
 def test_wrong_trace_fails_the_trace_checks(monkeypatch, cell, wrong):
-    monkeypatch.setitem(TRACE_MODULES, cell, WrongTraces(TRACE_MODULES[cell], **wrong))
+    patch_traces(monkeypatch, cell, WrongTraces(CELLS[cell].trace_module(), **wrong))
     rows = verify.run_checks([cell], ["eprop_vs_autodiff", "factorization_vs_bptt", "deep_eprop_vs_autodiff"])
     assert len(rows) == 4 and not any(r["ok"] for r in rows), rows
 
 
 def test_lstm_without_forget_gate_carry_fails(monkeypatch):
-    original = TRACE_MODULES["lstm"]
+    original = CELLS["lstm"].trace_module()
 
     class NoCarry:
         @staticmethod
@@ -63,7 +68,7 @@ def test_lstm_without_forget_gate_carry_fails(monkeypatch):
         def current_signal(params, record, dE_dz):
             return original.current_signal(params, {**record, "f": torch.zeros_like(record["f"])}, dE_dz)
 
-    monkeypatch.setitem(TRACE_MODULES, "lstm", NoCarry)
+    patch_traces(monkeypatch, "lstm", NoCarry)
     rows = verify.run_checks(["lstm"], ["eprop_vs_autodiff", "deep_eprop_vs_autodiff"])
     assert not any(r["ok"] for r in rows)
 
@@ -86,14 +91,14 @@ def test_cli_json_and_exit_status(capsys, monkeypatch):
     assert {r["name"] for r in report["checks"]} == {"eprop_vs_autodiff/lif", "rtrl_vs_bptt/lif",
                                                      "eprop_vs_autodiff/rnn", "rtrl_vs_bptt/rnn"}
     assert all(set(r) >= {"name", "rel_err", "tol", "ok"} for r in report["checks"])
-    monkeypatch.setitem(TRACE_MODULES, "lif", WrongTraces(TRACE_MODULES["lif"], tau_m=3.0))
+    patch_traces(monkeypatch, "lif", WrongTraces(CELLS["lif"].trace_module(), tau_m=3.0))
     assert verify.main(["--cells", "lif", "--checks", "eprop_vs_autodiff"]) == 1
     assert "FAIL eprop_vs_autodiff/lif" in capsys.readouterr().out
 
 
 def test_reference_fixture_rows_pass_and_fail_when_the_semantics_are_wrong(monkeypatch):
-    from outer_loop import verify_cli
-    from outer_loop.reference_fixture import default_fixture_path
+    from outer_loop.app import verify_cli
+    from outer_loop.app.reference_fixture import default_fixture_path
 
     path = default_fixture_path()
     rows = verify_cli.fixture_rows(path)
@@ -106,7 +111,7 @@ def test_reference_fixture_rows_pass_and_fail_when_the_semantics_are_wrong(monke
 
 
 def test_reference_fixture_rows_are_skipped_without_the_file(tmp_path, capsys):
-    from outer_loop import verify_cli
+    from outer_loop.app import verify_cli
 
     rows = verify_cli.fixture_rows(tmp_path / "absent.npz")
     assert all(r["ok"] is None and r["reason"].startswith("skipped:") for r in rows)

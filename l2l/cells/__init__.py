@@ -1,15 +1,24 @@
-"""Neuron models: one module each, a pure step function plus a thin ``nn.Module``."""
+"""Neuron models: one module each, a pure step function plus a thin ``nn.Module``; one registry for all."""
 
 from l2l.cells.alif import ALIFCell, ALIFParameters, ALIFState, alif_step
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
 from l2l.cells.lif import LIFCell, LIFParameters, LIFState, lif_step
 from l2l.cells.lstm import LSTMCell, LSTMParameters, LSTMState, lstm_step
+from l2l.cells.registry import CELLS, CellEntry, cell_names, get_cell, register_cell
 from l2l.cells.rnn import RNNCell, RNNParameters, RNNState, rnn_step
 
-CELLS: dict[str, type[RecurrentCell]] = {"lif": LIFCell, "alif": ALIFCell, "lstm": LSTMCell, "rnn": RNNCell}
+_LIF_KEYS = ("tau_m", "v_th", "n_ref", "gamma", "surrogate", "dt", "psi_refractory")
+# verify parameters: tiny networks spike, refract and adapt within 30 steps
+register_cell(CellEntry(LIFCell, "l2l.traces.lif", LIFParameters(tau_m=20.0, v_th=0.4, n_ref=2),
+                        {k: k for k in _LIF_KEYS}))
+register_cell(CellEntry(ALIFCell, "l2l.traces.alif",
+                        ALIFParameters(tau_m=20.0, v_th=0.4, n_ref=2, tau_a=40.0, beta=0.6),
+                        {k: k for k in (*_LIF_KEYS, "tau_a", "beta", "adaptive_fraction")}))
+register_cell(CellEntry(LSTMCell, "l2l.traces.lstm", LSTMParameters()))
+register_cell(CellEntry(RNNCell, "l2l.traces.rnn", RNNParameters(tau=5.0), {"tau": "tau_m", "dt": "dt"}))
 
 __all__ = [
-    "CELLS", "CellModel", "RecurrentCell", "cell_step",
+    "CELLS", "CellEntry", "CellModel", "RecurrentCell", "cell_names", "cell_step", "get_cell", "register_cell",
     "LIFCell", "LIFParameters", "LIFState", "lif_step",
     "ALIFCell", "ALIFParameters", "ALIFState", "alif_step",
     "LSTMCell", "LSTMParameters", "LSTMState", "lstm_step",

@@ -6,7 +6,7 @@ within-neuron state from it. ``z_out^{t-1}`` is the observable output as it leav
 the neuron (recurrent input, reset, readout, next layer); the within-neuron
 copy ``state.z`` (used by ALIF's adaptation) stays in the state. This split is
 the one e-prop's eligibility traces and ``factorization_vs_bptt`` rely on
-(DESIGN §3).
+(docs/verification.md).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
-from l2l.linear import synaptic_input
+from l2l.synapses import synaptic_input
 from l2l.validation import require_size
 
 # dynamics(current (B, G·n), z_prev_out (B, n), state, params, record) -> (z (B, n), state, record dict)

@@ -21,13 +21,13 @@ from collections.abc import Mapping
 import torch
 
 from l2l.feedback import Feedback, RandomFeedback
-from l2l.linear import synaptic_input
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LossFn
 from l2l.rules.eprop import EProp
 from l2l.rules.influence import forward_influence
 from l2l.rules.rtrl import RTRL
+from l2l.synapses import synaptic_input
 from l2l.traces.deep import deep_eligibility_gradients
 from l2l.validation import require_choice
 

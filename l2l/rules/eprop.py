@@ -14,10 +14,10 @@ import torch
 
 from l2l.feedback import Feedback, make_feedback
 from l2l.filters import reverse_exp_filter
-from l2l.linear import contract_over_time, synaptic_input
 from l2l.network import RecurrentNetwork, Trial
 from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error
+from l2l.synapses import contract_over_time, synaptic_input
 from l2l.traces import eligibility_gradient
 
 

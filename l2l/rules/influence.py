@@ -25,8 +25,8 @@ from torch.func import jvp, vmap
 from torch.utils._pytree import tree_map
 
 from l2l.cells.base import recurrent_weight
-from l2l.linear import synaptic_input
 from l2l.network import RecurrentNetwork
+from l2l.synapses import synaptic_input
 
 
 class MemoryBudgetError(ValueError):

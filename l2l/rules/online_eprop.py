@@ -34,11 +34,11 @@ from typing import Any
 import torch
 
 from l2l.filters import exp_filter, reverse_exp_filter
-from l2l.linear import synaptic_input
 from l2l.network import RecurrentNetwork, Trial, simulate_layer
 from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LossFn
 from l2l.rules.eprop import EProp
+from l2l.synapses import synaptic_input
 from l2l.traces import without_autapses
 from l2l.validation import require_size
 

@@ -1,4 +1,4 @@
-"""Single-layer eligibility traces, one module per neuron model (DESIGN §3).
+"""Single-layer eligibility traces, one module per neuron model (docs/verification.md).
 
 ``eligibility_gradient`` computes Σ_t dE_dz_j^t e_ji^t for every weight of a layer from
 the forward record; it is the e-prop update when dE_dz is a learning signal and
@@ -9,17 +9,19 @@ the same sum. ``eligibility_traces`` returns the dense e^t for small networks.
 
 from __future__ import annotations
 
-from types import ModuleType
+from typing import Any
 
 import torch
 
-from l2l.cells import RecurrentCell
+from l2l.cells import CELLS, RecurrentCell
 from l2l.cells.base import recurrent_weight
 from l2l.network import LayerActivity
-from l2l.traces import alif, lif, lstm, rnn
 from l2l.traces.presynaptic import PresynapticInputs
 
-TRACE_MODULES: dict[str, ModuleType] = {"lif": lif, "alif": alif, "lstm": lstm, "rnn": rnn}
+
+def trace_module(cell: RecurrentCell) -> Any:
+    """The eligibility-trace functions of ``cell``'s model (its registry entry's ``traces``)."""
+    return CELLS[cell.model.name].trace_module()
 
 
 def eligibility_gradient(
@@ -31,7 +33,7 @@ def eligibility_gradient(
     from a run with ``record=True``. The W_rec diagonal is zero when the cell has no autapses.
     """
     pre = PresynapticInputs(inputs, activity.z_prev)
-    return without_autapses(cell, TRACE_MODULES[cell.model.name].gradient(cell.params, activity.record, pre, dE_dz,
+    return without_autapses(cell, trace_module(cell).gradient(cell.params, activity.record, pre, dE_dz,
                                                                            per_task))
 
 
@@ -41,7 +43,7 @@ def eligibility_traces(cell: RecurrentCell, activity: LayerActivity, inputs: tor
     For inspection and tests on small networks only; apply ``exp_filter(e, κ)`` for F_κ(e).
     """
     pre = PresynapticInputs(inputs, activity.z_prev)
-    module = TRACE_MODULES[cell.model.name]
+    module = trace_module(cell)
     return without_autapses(cell, pre.split(module.traces(cell.params, activity.record, pre), cell.model.has_bias))
 
 
@@ -52,7 +54,7 @@ def current_signal(cell: RecurrentCell, activity: LayerActivity, dE_dz: torch.Te
     sum taken backwards in time), and current_signal @ U is what a layer passes to the layer below
     through its feedforward weights U: the depth step of deep eligibility traces.
     """
-    return TRACE_MODULES[cell.model.name].current_signal(cell.params, activity.record, dE_dz)
+    return trace_module(cell).current_signal(cell.params, activity.record, dE_dz)
 
 
 def without_autapses(cell: RecurrentCell, per_weight: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -62,4 +64,4 @@ def without_autapses(cell: RecurrentCell, per_weight: dict[str, torch.Tensor]) -
     return per_weight
 
 
-__all__ = ["current_signal", "eligibility_gradient", "eligibility_traces", "PresynapticInputs", "TRACE_MODULES"]
+__all__ = ["current_signal", "eligibility_gradient", "eligibility_traces", "PresynapticInputs", "trace_module"]

@@ -1,4 +1,4 @@
-"""Deep eligibility traces: credit across layers as well as time (DESIGN §3, "Deep eligibility traces").
+"""Deep eligibility traces: credit across layers as well as time (docs/deep_traces.md).
 
 For a parameter of layer l the forward recursion keeps traces in every layer k ≥ l,
 ε^k_t = D^k_t ε^k_{t-1} + C^k_t ε^{k-1}_t, with D^k the within-neuron temporal Jacobian and
@@ -19,8 +19,8 @@ from collections.abc import Mapping, Sequence
 
 import torch
 
-from l2l.linear import contract_over_time
 from l2l.network import RecurrentNetwork, Trial
+from l2l.synapses import contract_over_time
 from l2l.traces import current_signal, without_autapses
 from l2l.traces.presynaptic import PresynapticInputs
 

@@ -1,4 +1,4 @@
-"""LSTM eligibility traces along the cell state (REFERENCE.md, "LSTM e-prop").
+"""LSTM eligibility traces along the cell state (Bellec et al. 2020, Methods).
 
 For the input, forget and candidate gates, ε^t = f^t ε^{t-1} + (∂c^t/∂I^t) u^t with
 ∂c/∂I_i = g i(1−i), ∂c/∂I_f = c^{t-1} f(1−f), ∂c/∂I_g = i(1−g²), and

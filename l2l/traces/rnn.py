@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 
 from l2l.filters import exp_filter, reverse_exp_filter
-from l2l.linear import contract_over_time
+from l2l.synapses import contract_over_time
 from l2l.traces.presynaptic import PresynapticInputs
 
 

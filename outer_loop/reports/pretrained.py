@@ -6,7 +6,8 @@ that trained them, the iteration, the held-out evaluation of that run, a compact
 a ``check``: the one-shot scores on fixed held-out tasks that the test suite re-measures. Beside each
 ``.pt`` a ``.yaml`` holds the same command, scores and config in readable form.
 
-    python -m outer_loop.pretrained export outputs/pretrained/arm_one_shot arm_one_shot --command "l2l-train ..."
+    python -m outer_loop.reports.pretrained export outputs/pretrained/arm_one_shot arm_one_shot \\
+        --command "l2l-train ..."
 
 :func:`load_pretrained` accepts a shipped name, a shipped-format file, or a training checkpoint
 (``last.pt`` or its run dir), and fails with :class:`CheckpointError` naming the file and the problem.
@@ -25,17 +26,20 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from outer_loop.checkpoint import save_checkpoint
-from outer_loop.meta import MetaLearner
+from outer_loop.algorithm.meta import MetaLearner
+from outer_loop.checkpoint import (
+    CheckpointError,
+    MissingCheckpointError,
+    checkpoint_file,
+    load_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
 
 FORMAT = "l2l-pretrained/1"
 CHECK_SEED = 4242
 CHECK_TASKS = 16
 """The fixed held-out tasks of a shipped model's ``check`` (seed and count)."""
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used: the message names the file and what is wrong with it."""
 
 
 def pretrained_dir() -> Path:
@@ -53,36 +57,21 @@ def resolve(checkpoint: str | Path) -> Path:
     text = str(checkpoint)
     if text in available():
         return pretrained_dir() / f"{text}.pt"
-    path = Path(text).expanduser()
-    if path.is_dir():
-        for candidate in (path / "checkpoints" / "last.pt", path / "last.pt"):
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"checkpoint {text!r}: the folder holds no checkpoints/last.pt")
-    if path.is_file():
-        return path
-    raise CheckpointError(f"checkpoint {text!r}: no such file, and not a shipped model "
-                          f"(shipped: {', '.join(available()) or 'none'})")
+    if not Path(text).expanduser().exists():
+        raise MissingCheckpointError(f"checkpoint {text!r}: no such file, and not a shipped model "
+                                     f"(shipped: {', '.join(available()) or 'none'})")
+    return checkpoint_file(text)
 
 
 def read_state(path: Path) -> dict[str, Any]:
     """The dict stored in ``path``; CheckpointError for unreadable, corrupted or foreign files."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # truncated zip, random bytes, a pickle of something else
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or not a torch checkpoint ({reason})") from None
-    if not isinstance(state, dict) or "meta" not in state or "config" not in state:
-        keys = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"checkpoint {str(path)!r} is not an l2l e-prop 2 model: it has no 'meta' and "
-                              f"'config' entries (found {keys})")
-    return state
+    return read_checkpoint(path, ("meta", "config"), "an l2l e-prop 2 model")
 
 
 def build_from_state(state: dict[str, Any], path: Path) -> tuple[MetaLearner, DictConfig]:
     """The meta-learner the stored config describes, with the stored weights; CheckpointError if they disagree."""
-    from outer_loop.build import build_meta, build_task
-    from outer_loop.config import Config
+    from outer_loop.app.build import build_meta, build_task
+    from outer_loop.app.config import Config
 
     try:
         cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
@@ -130,7 +119,7 @@ def load_pretrained(checkpoint: str | Path) -> tuple[MetaLearner, DictConfig, di
 
 def check_scores(meta: MetaLearner, seed: int = CHECK_SEED, tasks: int = CHECK_TASKS) -> dict[str, float]:
     """Mean Cartesian MSE before and after the one-shot update on ``tasks`` fixed held-out tasks from ``seed``."""
-    from outer_loop.evaluation import one_shot_step
+    from outer_loop.algorithm.evaluation import one_shot_step
 
     generator = torch.Generator().manual_seed(seed)
     episode = meta.family.sample(tasks, generator)
@@ -141,8 +130,6 @@ def check_scores(meta: MetaLearner, seed: int = CHECK_SEED, tasks: int = CHECK_T
 
 def export_pretrained(run_dir: str | Path, name: str, command: str, out_dir: str | Path | None = None) -> Path:
     """Write ``<name>.pt`` and ``<name>.yaml`` (see the module docstring) from a finished meta-training run."""
-    from outer_loop.checkpoint import load_checkpoint
-
     run_dir = Path(run_dir)
     state = load_checkpoint(run_dir)
     meta, cfg = build_from_state(state, run_dir)
@@ -181,8 +168,9 @@ def _finite(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m outer_loop.pretrained export RUN_DIR NAME --command CMD [--out DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.pretrained", description=__doc__.split("\n\n")[0])
+    """``python -m outer_loop.reports.pretrained export RUN_DIR NAME --command CMD [--out DIR]``."""
+    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.pretrained",
+                                     description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     export = sub.add_parser("export", help="write <name>.pt and <name>.yaml from a finished meta-training run")
     export.add_argument("run_dir")

@@ -12,93 +12,14 @@ rule/train.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-
-@dataclass
-class ArmTaskConfig:
-    """tasks.ArmTrajectories (e-prop 2 reference protocol)."""
-
-    name: str = "arm"
-    n_steps: int = 500
-    dt: float = 1.0
-    lengths: list[float] = field(default_factory=lambda: [0.5, 0.5])
-    start_angles: list[float] = field(default_factory=lambda: [0.0, math.pi / 2])
-    n_sines: int = 5
-    period_range: list[float] = field(default_factory=lambda: [0.3, 1.0])
-    phase_range: list[float] = field(default_factory=lambda: [0.0, 2 * math.pi])
-    shoulder_amplitude_range: list[float] = field(default_factory=lambda: [0.0, 30.0])
-    elbow_amplitude_range: list[float] = field(default_factory=lambda: [0.0, 1.5])
-    elbow_peak_to_peak: float | None = 20.0
-    angle_limit: float = math.pi / 2
-    clock_groups: int = 5
-    clock_neurons_per_group: int = 2
-    clock_spike_every: int = 10
-    omega_weight: float = 0.1
-    task_seed: int | None = None
-
-
-@dataclass
-class PatternTaskConfig:
-    """tasks.PatternGeneration (e-prop 1 regression)."""
-
-    name: str = "pattern"
-    n_inputs: int = 100
-    n_outputs: int = 1
-    n_steps: int = 1000
-    dt: float = 1.0
-    input_rate_hz: float = 50.0
-    periods_ms: list[float] = field(default_factory=lambda: [1000.0, 500.0, 333.0, 200.0])
-    amplitude_range: list[float] = field(default_factory=lambda: [0.5, 2.0])
-    phase_range: list[float] = field(default_factory=lambda: [0.0, 2 * math.pi])
-    normalize: bool = True
-    task_seed: int | None = None
-
-
-@dataclass
-class EvidenceTaskConfig:
-    """tasks.EvidenceAccumulation (e-prop 1 classification with ALIF memory)."""
-
-    name: str = "evidence"
-    n_inputs: int = 40
-    n_cues: int = 7
-    cue_duration: int = 100
-    cue_interval: int = 150
-    delay: int = 1050
-    recall_duration: int = 150
-    input_rate_hz: float = 40.0
-    noise_rate_hz: float = 10.0
-    p_majority: float = 0.7
-    dt: float = 1.0
-    n_steps: int | None = None
-    task_seed: int | None = None
-
-
-@dataclass
-class CopyRepeatTaskConfig:
-    """tasks.CopyRepeat (e-prop 3 demonstration)."""
-
-    name: str = "copy_repeat"
-    width: int = 4
-    length: int = 5
-    max_repeats: int = 3
-    min_repeats: int = 1
-    step_duration: int = 1
-    n_steps: int | None = None
-    task_seed: int | None = None
-
-
-TASK_SCHEMAS: dict[str, type] = {
-    "arm": ArmTaskConfig,
-    "pattern": PatternTaskConfig,
-    "evidence": EvidenceTaskConfig,
-    "copy_repeat": CopyRepeatTaskConfig,
-}
+from outer_loop.app.task_schemas import task_schema
+from tasks import FAMILIES
 
 
 @dataclass
@@ -106,7 +27,9 @@ class CellConfig:
     """The neurons of a recurrent layer. ``cell``: lif | alif | rnn | lstm. ``tau_m`` is the membrane
     (LIF/ALIF) or leak (RNN) time constant; ``tau_a``, ``beta``, ``adaptive_fraction`` are read for ALIF only.
     LIF/ALIF: ``n_ref`` steps are blocked after a spike (the e-prop 2 code's n_refractory=5 is n_ref=4);
-    ``psi_refractory``: zero (e-prop papers) | keep (e-prop 2 code) is ψ on refractory steps in e-prop's traces."""
+    ``psi_refractory``: zero (e-prop papers) | keep (e-prop 2 code) is ψ on refractory steps in e-prop's traces.
+    ``cell`` may be any registered cell (``l2l.cells.register_cell``); ``options`` sets further fields of its
+    parameter record by name (e.g. a new cell's own parameters)."""
 
     cell: str = "lif"
     n_hidden: int = 100
@@ -120,6 +43,7 @@ class CellConfig:
     beta: float = 1.8
     adaptive_fraction: float = 1.0
     dt: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -171,7 +95,7 @@ class InnerConfig:
 
 @dataclass
 class OuterConfig:
-    """The outer (meta-training) loop (outer_loop/meta_train.py).
+    """The outer (meta-training) loop (outer_loop/algorithm/meta_train.py).
 
     Adam (or sgd) with ``lr`` on batches of ``batch_size`` tasks for ``iterations``; ``grad_clip`` > 0 clips
     the global gradient norm. Outer loss: test-trial task loss + ``rate_weight``·Σ (f̄ − f_target)² for the
@@ -232,7 +156,7 @@ class RuleConfig:
 
 @dataclass
 class TrainConfig:
-    """The direct (non-meta) training loop (outer_loop.direct).
+    """The direct (non-meta) training loop (outer_loop.app.direct).
 
     ``optimizer``: adam | sgd. Metrics are logged every ``log_every`` iterations (and at the last);
     the held-out evaluation batch (``eval_batch_size`` episodes from ``seed`` + 2) is scored every
@@ -289,5 +213,5 @@ def register_configs() -> None:
     """Register the top-level schema (``config_schema``) and one schema per task family (``task/<name>_schema``)."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
-    for name, schema in TASK_SCHEMAS.items():
-        cs.store(group="task", name=f"{name}_schema", node=schema)
+    for name, family in FAMILIES.items():
+        cs.store(group="task", name=f"{name}_schema", node=task_schema(name, family))

@@ -1,7 +1,7 @@
 """How the time of one e-prop 2 outer iteration scales with batch size, network size and trial length.
 
 Each axis is swept on its own, every other setting staying at the experiment's value; every point is one
-call of :func:`outer_loop.profile_meta.profile_meta` (median seconds per outer iteration and the phase
+call of :func:`outer_loop.bench.profile_meta.profile_meta` (median seconds per outer iteration and the phase
 breakdown). Per axis the exponent k of seconds ≈ a·xᵏ is the slope of a least-squares line through
 (log x, log seconds). The base experiment itself is measured once and reused for every point whose
 settings equal it (batch 16, 100 neurons, 250 steps for ``arm_one_shot``).
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from outer_loop.profile_meta import profile_meta
+from outer_loop.bench.profile_meta import profile_meta
 
 # name -> label, unit, the config keys one value sets (all of them to that value), default values
 AXES: dict[str, dict[str, Any]] = {
@@ -69,27 +69,23 @@ def _compose_base(experiment: str, overrides: list[str], points: list[dict[str, 
     """The experiment's values of the swept settings (and dt), read from the composed config; with ``points``
     (settings to check), each is composed and its task built first, so that an invalid value fails before
     the sweep starts (e.g. a trial length the arm's clock cannot divide)."""
-    from hydra import compose, initialize_config_dir
+    from outer_loop.app.build import build_task
+    from outer_loop.app.compose import compose_config
 
-    from outer_loop.build import build_task
-    from outer_loop.train import CONFIG_DIR
-
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"experiment={experiment}", *overrides])
-        if cfg.mode != "meta":
-            raise ValueError(f"experiment={experiment!r} is a mode={cfg.mode!r} experiment: the scaling study "
-                             f"needs mode=meta")
-        base = {"outer.batch_size": int(cfg.outer.batch_size), "network.n_hidden": int(cfg.network.n_hidden),
-                "error_module.n_hidden": int(cfg.error_module.n_hidden), "task.n_steps": int(cfg.task.n_steps)}
-        fixed = _without_swept_keys(overrides)
-        for point in points:
-            settings = [f"{k}={v}" for k, v in {**base, **point}.items()]
-            try:
-                build_task(compose(config_name="config", overrides=[f"experiment={experiment}", *fixed,
-                                                                     *settings]).task)
-            except Exception as error:
-                changed = " ".join(f"{k}={v}" for k, v in point.items())
-                raise ValueError(f"{changed} is not a valid setting of experiment={experiment!r}: {error}") from error
+    cfg = compose_config([f"experiment={experiment}", *overrides])
+    if cfg.mode != "meta":
+        raise ValueError(f"experiment={experiment!r} is a mode={cfg.mode!r} experiment: the scaling study "
+                         f"needs mode=meta")
+    base = {"outer.batch_size": int(cfg.outer.batch_size), "network.n_hidden": int(cfg.network.n_hidden),
+            "error_module.n_hidden": int(cfg.error_module.n_hidden), "task.n_steps": int(cfg.task.n_steps)}
+    fixed = _without_swept_keys(overrides)
+    for point in points:
+        settings = [f"{k}={v}" for k, v in {**base, **point}.items()]
+        try:
+            build_task(compose_config([f"experiment={experiment}", *fixed, *settings]).task)
+        except Exception as error:
+            changed = " ".join(f"{k}={v}" for k, v in point.items())
+            raise ValueError(f"{changed} is not a valid setting of experiment={experiment!r}: {error}") from error
     return {**base, "dt": float(cfg.task.dt)}
 
 

@@ -1,7 +1,7 @@
 """Build the objects of a run from its config nodes: task family, network, learning rule.
 
 Each builder takes the plain config node (an OmegaConf DictConfig or any object with the fields of
-the matching schema in :mod:`outer_loop.config`) and raises ``ValueError`` naming the bad field.
+the matching schema in :mod:`outer_loop.app.config`) and raises ``ValueError`` naming the bad field.
 """
 
 from __future__ import annotations
@@ -13,14 +13,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from inner_loop.learning_rates import InnerLearningRates
 from inner_loop.one_shot import adapted_names
-from l2l.cells import ALIFParameters, LIFParameters, LSTMParameters, RNNParameters
-from l2l.cells.lif import PSI_REFRACTORY
+from l2l.cells import get_cell
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import LearningRule, make_rule
 from l2l.validation import require_choice, require_size
-from outer_loop.meta import InnerSettings, MetaLearner, RateTargets
+from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
 from tasks import TaskFamily, make_family
 from tasks.encoders import PopulationCode
 
@@ -43,20 +42,11 @@ def build_task(cfg: Any) -> TaskFamily:
 
 
 def cell_parameters(cfg: Any, node: str = "network") -> Any:
-    """The cell parameter object for ``cfg.cell`` (lif | alif | rnn | lstm) from a CellConfig node named ``node``."""
-    require_choice(f"{node}.cell", cfg.cell, ("lif", "alif", "rnn", "lstm"))
-    if cfg.cell in ("lif", "alif"):
-        require_choice(f"{node}.psi_refractory", cfg.psi_refractory, PSI_REFRACTORY)
-    if cfg.cell == "lif":
-        return LIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
-                             surrogate=cfg.surrogate, dt=cfg.dt, psi_refractory=cfg.psi_refractory)
-    if cfg.cell == "alif":
-        return ALIFParameters(tau_m=cfg.tau_m, v_th=cfg.v_th, n_ref=cfg.n_ref, gamma=cfg.gamma,
-                              surrogate=cfg.surrogate, dt=cfg.dt, tau_a=cfg.tau_a, beta=cfg.beta,
-                              adaptive_fraction=cfg.adaptive_fraction, psi_refractory=cfg.psi_refractory)
-    if cfg.cell == "rnn":
-        return RNNParameters(tau=cfg.tau_m, dt=cfg.dt)
-    return LSTMParameters()
+    """The parameter record of the registered cell ``cfg.cell`` from a CellConfig node named ``node``
+    (its ``options`` may set any further field of the record). ValueError naming ``<node>.<key>``."""
+    entry = get_cell(cfg.cell, f"{node}.cell")
+    plain = _plain(cfg)
+    return entry.parameters_from(plain, plain.get("options") or {}, prefix=f"{node}.")
 
 
 def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:

@@ -1,7 +1,7 @@
 """Figures from finished runs, pyplot-free: learning curves (``metrics.jsonl``) and episodes (checkpoints).
 
-``python -m outer_loop.plots curves OUT.png LABEL=RUN_DIR ...`` overlays the learning curves of several
-runs; ``python -m outer_loop.plots episode OUT.png RUN_DIR`` redraws the evaluation episode of a run from
+``python -m outer_loop.reports.plots curves OUT.png LABEL=RUN_DIR ...`` overlays the learning curves of several
+runs; ``python -m outer_loop.reports.plots episode OUT.png RUN_DIR`` redraws the evaluation episode of a run from
 its ``checkpoints/last.pt``. This is how the figures in ``docs/figures`` are made.
 """
 
@@ -54,9 +54,10 @@ def episode_figure(run_dir: str | Path, index: int = 0) -> Figure:
     import torch
     from omegaconf import OmegaConf
 
-    from outer_loop.build import build_network, build_task
+    from outer_loop.app.build import build_network, build_task
+    from outer_loop.checkpoint import checkpoint_file, read_checkpoint
 
-    checkpoint = torch.load(Path(run_dir) / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(checkpoint_file(run_dir), ("network", "config"), "a direct-training checkpoint")
     cfg = OmegaConf.create(checkpoint["config"])
     family = build_task(cfg.task)
     network = build_network(cfg.network, family)

@@ -29,8 +29,8 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from l2l.device import resolve_device
-from outer_loop.pretrained import CheckpointError, load_pretrained
-from outer_loop.train import CONFIG_DIR
+from outer_loop.app.train import CONFIG_DIR
+from outer_loop.reports.pretrained import CheckpointError, load_pretrained
 
 
 @dataclass
@@ -52,8 +52,8 @@ ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
 
 def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Demonstration -> one update -> test on ``cfg.tasks`` new movements; writes the outputs; returns demo.json."""
-    from outer_loop.demo_figures import arm_animation, demo_figure
-    from outer_loop.evaluation import evaluate_one_shot, one_shot_step
+    from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_step
+    from outer_loop.reports.demo_figures import arm_animation, demo_figure
 
     start = time.perf_counter()
     if cfg.tasks < 1:

@@ -24,7 +24,7 @@ from matplotlib.figure import Figure
 
 from inner_loop.one_shot import adapted_names
 from l2l.rules.deep_eprop import DeepEProp
-from outer_loop.meta import MetaLearner, MetaStep
+from outer_loop.algorithm.meta import MetaLearner, MetaStep
 from tasks.base import Episode
 
 
@@ -73,13 +73,15 @@ def step_grid(
     """Score W_task = W − lr·grads (grads name -> (B, *W.shape)) on the test trial for every lr of the grid.
 
     Returns ``{"mse": mean metric over tasks at the best lr, "per_task": [B floats], "std": population
-    std over tasks, "lr": best lr, "grid": {lr: mean metric}}``. Best = lowest mean; ties go to the first.
+    std over tasks, "lr": best lr, "grid": {lr: mean metric}}``. Best = lowest mean (highest when the family's
+    ``lower_is_better`` is false); ties go to the first. A non-finite result counts as the worst.
     """
     rates = [float(lr) for lr in learning_rates]
     if not rates:
         raise ValueError("learning_rates=[] is not allowed: give at least one learning rate")
     params = {name: p.detach() for name, p in meta.learner.parameter_dict().items()}
     metric = meta.family.metric
+    sign = 1.0 if meta.family.lower_is_better else -1.0
     grid: dict[float, float] = {}
     best: tuple[float, float, torch.Tensor] | None = None
     with torch.no_grad():
@@ -88,10 +90,10 @@ def step_grid(
             finite = torch.stack([w.flatten(1).isfinite().all(1) for w in adapted.values()]).all(0)   # (B,)
             output = meta.learner.run(episode.inputs, {**params, **adapted}).output
             values = meta.family.loss(output, episode).metrics[metric].to(torch.float64)           # (B,)
-            values = torch.where(finite & values.isfinite(), values, torch.full_like(values, math.inf))
+            values = torch.where(finite & values.isfinite(), values, torch.full_like(values, sign * math.inf))
             mean = float(values.mean())
             grid[lr] = mean
-            if best is None or mean < best[1]:
+            if best is None or sign * mean < sign * best[1]:
                 best = (lr, mean, values)
     lr, mean, values = best
     return {"mse": mean, "per_task": values.tolist(), "std": _std(values), "lr": lr, "grid": grid}
@@ -109,32 +111,32 @@ def eprop1_step_mse(meta: MetaLearner, episode: Episode, learning_rates: Sequenc
     return step_grid(meta, episode, eprop1_task_gradients(meta, episode), learning_rates)
 
 
-def one_shot_step(meta: MetaLearner, episode: Episode, code: torch.Tensor) -> MetaStep:
+def one_shot_step(meta: MetaLearner, episode: Episode, codes: torch.Tensor) -> MetaStep:
     """The meta-learner on ``episode`` for evaluation: without autograd for the explicit backend (its update
     needs none), with it for ``higher`` (its optimizers need it)."""
-    context = torch.no_grad() if meta.inner.backend == "explicit" else contextlib.nullcontext()
+    context = contextlib.nullcontext() if meta.backend.needs_autograd else torch.no_grad()
     with context:
-        return meta(episode, code)
+        return meta(episode, codes=codes)
 
 
 def evaluate_one_shot(
     meta: MetaLearner,
     episode: Episode,
-    code: torch.Tensor,
+    codes: torch.Tensor,
     bptt_lrs: Sequence[float],
     eprop1_lrs: Sequence[float],
     step: MetaStep | None = None,
 ) -> dict[str, Any]:
     """The content of eval.json: the meta-learner's one-shot metric and the two baselines' on one batch.
 
-    episode.inputs (B, T, n_in); code (B, T, n_code) the coded target (``meta.encode``). Returns
+    episode.inputs (B, T, n_in); codes (K, B, T, n_code) the coded targets (``meta.encode``). Returns
     ``demo_mse``, ``test_mse``, ``bptt_step_mse``, ``eprop1_step_mse`` (means over tasks), ``per_task``
     and ``std`` (over tasks) of each, ``bptt_lr``, ``eprop1_lr`` (best of each grid), ``grid`` (the
     mean metric per lr of each baseline), ``n_tasks`` and ``ratio_test_over_demo``. ``step``: the
     meta-learner's result on this batch if the caller already has it (:func:`one_shot_step`).
     """
     if step is None:
-        step = one_shot_step(meta, episode, code)
+        step = one_shot_step(meta, episode, codes)
     demo = step.per_task["demo_mse"].detach().to(torch.float64)
     test = step.per_task["test_mse"].detach().to(torch.float64)
     bptt = bptt_step_mse(meta, episode, bptt_lrs)

@@ -1,4 +1,5 @@
-"""Synaptic input that works for shared weights (n, m) and per-task weights (B, n, m)."""
+"""Synapses as tensors: the input they carry (shared (n, m) or per-task (B, n, m) weights) and the
+sum over time that forms their updates, Σ_t post^t ⊗ pre^t."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The small reference protocol's learning curve beside the published e-prop 2 code's (docs/eprop2.md).
 
-    python -m outer_loop.reference_curve outputs/reference_protocol/seed1 --out docs
+    python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed1 --out docs
 
 Reads a run's ``metrics.jsonl`` and writes ``<out>/data/reference_curve.json`` (test/demo Cartesian MSE per
 100 iterations, with seconds per iteration) and ``<out>/figures/eprop2_reference_curve.png``: the ratio of
@@ -79,7 +79,8 @@ def figure(curve: dict[str, np.ndarray], window: int = 10) -> Figure:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reference_curve", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.reference_curve",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("run_dir", type=Path)
     parser.add_argument("--out", type=Path, default=Path("docs"))
     args = parser.parse_args(argv)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 from l2l.network import RecurrentNetwork
 from l2l.rules import LearningRule
 from l2l.validation import require_nonnegative_int, require_size
-from outer_loop.loggers import MetricsLogger
+from outer_loop.app.loggers import MetricsLogger
 from tasks.base import Episode, TaskFamily
 
 
@@ -116,12 +116,3 @@ def train_direct(
         result.final_eval, _ = evaluate(network, family, eval_episode)
     result.wall_time_s = time.perf_counter() - start
     return result
-
-
-def make_optimizer(name: str, parameters, lr: float) -> torch.optim.Optimizer:
-    """``adam`` or ``sgd`` over ``parameters`` with learning rate ``lr``."""
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=lr)
-    if name == "sgd":
-        return torch.optim.SGD(parameters, lr=lr)
-    raise ValueError(f"train.optimizer={name!r} is not allowed: choose one of ['adam', 'sgd']")

@@ -11,7 +11,7 @@ feeds its clock and coded targets instead of sampling them, runs one outer itera
 relative error of every quantity. With ``semantics=reference`` they agree to round-off; with
 ``semantics=paper`` (or any one switch of it) they differ, which is what makes the fixture a test.
 
-    python -m outer_loop.reference_fixture [--fixture PATH] [--json]   # the comparison and the per-switch table
+    python -m outer_loop.app.reference_fixture [--fixture PATH] [--json]   # comparison, per-switch table
 """
 
 from __future__ import annotations
@@ -27,7 +27,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from outer_loop.meta import MetaLearner
+from outer_loop.algorithm.meta import MetaLearner
+from outer_loop.app.build import build_meta, build_task
+from outer_loop.app.compose import compose_config
 from tasks.arm import ArmEpisode
 
 FIXTURE_NAME = "eprop2_reference_seed11.npz"
@@ -55,7 +57,7 @@ SWITCHES = {
 
 def default_fixture_path() -> Path | None:
     """The fixture in a source checkout (``tests/data/`` beside the packages), or None if it is not there."""
-    path = Path(__file__).resolve().parent.parent / "tests" / "data" / FIXTURE_NAME
+    path = Path(__file__).resolve().parents[2] / "tests" / "data" / FIXTURE_NAME
     return path if path.is_file() else None
 
 
@@ -70,17 +72,10 @@ def load_fixture(path: str | Path) -> dict[str, np.ndarray]:
 def build_fixture_meta(fixture: dict, semantics: str = "reference", backend: str = "explicit",
                        overrides: Sequence[str] = ()) -> MetaLearner:
     """``experiment=arm_one_shot_paper`` at the fixture's sizes in float64, holding the fixture's weights."""
-    from hydra import compose, initialize_config_dir
-
-    from outer_loop.build import build_meta, build_task
-    from outer_loop.train import CONFIG_DIR
-
     info = fixture["meta"]
     sizes = [f"network.n_hidden={info['n_rec_network']}", f"error_module.n_hidden={info['n_rec_error_module']}",
              f"outer.batch_size={info['batch_size']}", f"inner.backend={backend}"]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=["experiment=arm_one_shot_paper", f"semantics={semantics}",
-                                                       *sizes, *overrides])
+    cfg = compose_config(["experiment=arm_one_shot_paper", f"semantics={semantics}", *sizes, *overrides])
     meta = build_meta(cfg, build_task(cfg.task)).double()
     params = dict(meta.named_parameters())
     with torch.no_grad():
@@ -123,7 +118,7 @@ def reproduce(meta: MetaLearner, fixture: dict) -> Comparison:
     episode, codes = fixture_inputs(fixture)
     if not torch.equal(episode.inputs, meta.family.clock.to(episode.inputs).expand_as(episode.inputs)):
         raise ValueError("the fixture's clock is not the arm family's clock: the configs disagree")
-    step = meta(episode, codes if meta.error_module_in_test else codes[:1])
+    step = meta(episode, codes=codes if meta.error_module_in_test else codes[:1])
     params = dict(meta.named_parameters())
     grads = torch.autograd.grad(step.loss, [params[name] for name in GRADIENTS.values()])
     adaptation = step.adaptation
@@ -189,7 +184,7 @@ def switch_effects(fixture: dict) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reference_fixture",
+    parser = argparse.ArgumentParser(prog="python -m outer_loop.app.reference_fixture",
                                      description="Reproduce the published e-prop 2 code's float64 outer iteration.")
     parser.add_argument("--fixture", type=Path, default=default_fixture_path(),
                         help=f"path of {FIXTURE_NAME} (default: tests/data/ of the source checkout)")

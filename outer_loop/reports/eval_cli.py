@@ -22,9 +22,9 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from outer_loop.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
-from outer_loop.meta import MetaLearner
-from outer_loop.pretrained import CheckpointError
+from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
+from outer_loop.algorithm.meta import MetaLearner
+from outer_loop.reports.pretrained import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -82,9 +82,9 @@ def _finite(value: Any) -> Any:
 
 def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[MetaLearner, DictConfig]:
     """The meta-learner of a checkpoint, run dir or shipped model name and its config, with ``overrides``
-    (e.g. ``eval.tasks=8``). Raises :class:`outer_loop.pretrained.CheckpointError` naming the file and the
+    (e.g. ``eval.tasks=8``). Raises :class:`outer_loop.reports.pretrained.CheckpointError` naming the file and the
     problem for anything unusable."""
-    from outer_loop.pretrained import build_from_state, read_state, resolve
+    from outer_loop.reports.pretrained import build_from_state, read_state, resolve
 
     file = resolve(path)
     state = read_state(file)

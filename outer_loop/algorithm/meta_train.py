@@ -1,7 +1,7 @@
 """The outer loop of e-prop 2: meta-training with checkpoints, resume, NaN guard and a progress bar.
 
 One iteration: draw B tasks and their coded targets from the data generator (seed + 1), compute the
-outer loss (:class:`outer_loop.meta.MetaLearner`), backpropagate through both trials and the update,
+outer loss (:class:`outer_loop.algorithm.meta.MetaLearner`), backpropagate through both trials and the update,
 clip (optional) and step. ``checkpoints/last.pt`` holds everything a resumed run needs to continue
 bit for bit: meta-parameters, optimizer state, the data generator's and torch's RNG states, the
 iteration, the resolved config and the logged history (so that a resumed run's metrics.jsonl is whole).
@@ -10,12 +10,11 @@ iteration, the resolved config and the logged history (so that a resumed run's m
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -23,23 +22,17 @@ from tqdm import tqdm
 
 from l2l.device import resolve_device
 from l2l.validation import require_nonnegative, require_nonnegative_int, require_size
-from outer_loop.checkpoint import load_checkpoint, save_checkpoint
-from outer_loop.config import Config
-from outer_loop.direct import make_optimizer
-from outer_loop.loggers import MetricsLogger
-from outer_loop.meta import MetaLearner
+from outer_loop.algorithm.meta import MetaLearner
+from outer_loop.algorithm.outer_step import NonFiniteLossError, outer_step
+from outer_loop.checkpoint import save_checkpoint
+from outer_loop.optimizers import make_optimizer
 
 log = logging.getLogger(__name__)
 
-RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
-                     "outer.train_error_module",
-                     "outer.lr", "outer.grad_clip", "outer.rate_weight", "outer.learner_rate_hz",
-                     "outer.error_module_rate_hz")
-"""Config entries a resumed run must share with its checkpoint (others, e.g. outer.iterations, may change)."""
+class RecordLogger(Protocol):
+    """Where the logged records go (``outer_loop.app.loggers``)."""
 
-
-class NonFiniteLossError(FloatingPointError):
-    """The outer loss or its gradient became NaN/inf; the last good checkpoint is kept."""
+    def log(self, record: dict[str, Any]) -> None: ...
 
 
 @dataclass
@@ -65,31 +58,20 @@ def check_outer_config(outer: Any) -> None:
         raise ValueError(f"outer.lr={outer.lr!r} is not allowed: it must be > 0")
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The entries of RESUME_MUST_MATCH that differ between two resolved configs, as 'key: saved -> current'."""
-    diffs = []
-    for key in RESUME_MUST_MATCH:
-        a, b = saved, current
-        for part in key.split("."):
-            a = a.get(part) if isinstance(a, Mapping) else None
-            b = b.get(part) if isinstance(b, Mapping) else None
-        if a != b:
-            diffs.append(f"{key}: {a!r} -> {b!r}")
-    return diffs
-
-
 def train_meta(
     meta: MetaLearner,
     cfg: DictConfig,
     run_dir: str | Path,
-    logger: MetricsLogger | None = None,
+    logger: RecordLogger | None = None,
     on_figure: Callable[[str, Any, int], None] | None = None,
+    resume: Mapping[str, Any] | None = None,
 ) -> MetaTrainingResult:
     """Meta-train ``meta`` per ``cfg.outer`` writing checkpoints into ``run_dir/checkpoints``.
 
-    ``meta`` must be freshly built from ``cfg`` (seeded); with ``cfg.outer.resume`` its state, the
-    optimizer's and the RNGs' are replaced by the checkpoint's. ``on_figure(name, figure, iteration)``
-    receives the arm figures every ``outer.figure_every`` iterations.
+    ``meta`` must be freshly built from ``cfg`` (seeded). ``resume``: a checkpoint's state (already checked
+    against ``cfg``: ``outer_loop.app.resume``); meta-parameters, the optimizer and the RNGs continue from
+    it. ``on_figure(name, figure, iteration)`` receives the family's episode figure every
+    ``outer.figure_every`` iterations (name: the family's name).
     """
     outer = cfg.outer
     check_outer_config(outer)
@@ -98,19 +80,14 @@ def train_meta(
     device = resolve_device(outer.device, "outer.device")
     if not outer.train_error_module:
         meta.error_module.requires_grad_(False)
-    optimizer = make_optimizer(outer.optimizer, [p for p in meta.parameters() if p.requires_grad], outer.lr)
+    optimizer = make_optimizer(outer.optimizer, [p for p in meta.parameters() if p.requires_grad], outer.lr,
+                               key="outer.optimizer")
     data = torch.Generator().manual_seed(int(cfg.seed) + 1)
     config = OmegaConf.to_container(cfg, resolve=True)
     result = MetaTrainingResult()
     start = 0
-    if outer.resume:
-        state = load_checkpoint(outer.resume)
-        # a checkpoint from before a config entry existed holds that entry's default
-        saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
-        diffs = config_differences(saved, config)
-        if diffs:
-            raise ValueError(f"outer.resume={outer.resume!r}: the checkpoint was trained with another config "
-                             f"({'; '.join(diffs)}); resume with the same settings")
+    if resume is not None:
+        state = resume
         meta.load_state_dict(state["meta"])
         optimizer.load_state_dict(state["optimizer"])
         data.set_state(state["data_rng"])
@@ -136,21 +113,14 @@ def train_meta(
     try:
         for it in range(start, outer.iterations):
             episode = meta.family.sample(outer.batch_size, data).to(device)
-            code = meta.encode(episode, data).to(device)
-            step = meta(episode, code)
-            if not torch.isfinite(step.loss):
-                raise NonFiniteLossError(_stop_message(it, "the outer loss", step.loss, checkpoints))
-            optimizer.zero_grad(set_to_none=True)
-            step.loss.backward()
-            parameters = [p for p in meta.parameters() if p.grad is not None]
-            limit = outer.grad_clip if outer.grad_clip > 0 else math.inf
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, limit)
-            if not torch.isfinite(grad_norm):
-                raise NonFiniteLossError(_stop_message(it, "the gradient norm", grad_norm, checkpoints))
-            optimizer.step()
+            try:
+                step, grad_norm = outer_step(meta, optimizer, episode, data, outer.grad_clip)
+            except NonFiniteLossError as error:
+                raise NonFiniteLossError(_stop_message(it, error.what, error.value, checkpoints), error.what,
+                                         error.value) from None
             done = it + 1
             if it % outer.log_every == 0 or done == outer.iterations:
-                record = {"iteration": it, **step.metrics, "grad_norm": float(grad_norm),
+                record = {"iteration": it, **step.metrics, "grad_norm": grad_norm,
                           **{f"inner_lr/{k}": v for k, v in meta.rates.summary().items()},
                           "seconds": elapsed_before + time.perf_counter() - begin}
                 result.history.append(record)
@@ -160,7 +130,7 @@ def train_meta(
                                  "test": f"{record['test_mse']:.4g}"}, refresh=False)
             if on_figure is not None and outer.figure_every and done % outer.figure_every == 0:
                 figure = meta.family.plot(episode.select(0), step.test_output.detach()[:1])
-                on_figure("arm", figure, it)
+                on_figure(meta.family.name, figure, it)
             if done % outer.checkpoint_every == 0 or done == outer.iterations:
                 checkpoint(done)
             bar.update(1)
@@ -171,10 +141,10 @@ def train_meta(
     return result
 
 
-def _stop_message(iteration: int, what: str, value: torch.Tensor, checkpoints: Path) -> str:
+def _stop_message(iteration: int, what: str, value: float, checkpoints: Path) -> str:
     last = checkpoints / "last.pt"
     kept = (f"the last good checkpoint is {str(last)!r} (resume with outer.resume=...)" if last.exists()
             else "no checkpoint was written yet")
-    return (f"iteration {iteration}: {what} is {float(value.detach())}; stopping instead of training on garbage. "
+    return (f"iteration {iteration}: {what} is {value}; stopping instead of training on garbage. "
             f"{kept}. "
             "Try a smaller outer.lr or inner.lr, or outer.grad_clip > 0.")

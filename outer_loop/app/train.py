@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import platform
 from pathlib import Path
 from typing import Any
@@ -28,21 +27,23 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
-from outer_loop.build import build_meta, build_network, build_rule, build_task
-from outer_loop.config import register_configs
-from outer_loop.direct import TrainingResult, evaluate, make_optimizer, train_direct
-from outer_loop.eval_cli import EVAL_KEYS, evaluate_run
-from outer_loop.loggers import make_logger
-from outer_loop.meta_train import train_meta
-from outer_loop.plots import learning_curves
+from outer_loop.algorithm.meta_train import train_meta
+from outer_loop.app.build import build_meta, build_network, build_rule, build_task
+from outer_loop.app.compose import CONFIG_DIR
+from outer_loop.app.config import register_configs
+from outer_loop.app.direct import TrainingResult, evaluate, train_direct
+from outer_loop.app.loggers import make_logger
+from outer_loop.app.resume import resume_state
+from outer_loop.checkpoint import save_checkpoint
+from outer_loop.optimizers import make_optimizer
+from outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
+from outer_loop.reports.plots import learning_curves
 
 log = logging.getLogger(__name__)
 
 register_configs()
 
 MODES = ("direct", "meta")
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-"""The app's configs: ``conf/`` beside the packages (an absolute path, so that it is found whatever the caller)."""
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -60,7 +61,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     device = resolve_device(cfg.train.device, "train.device")
     network = build_network(cfg.network, family).to(device)
     rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
-    optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr)
+    optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr, key="train.optimizer")
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
     eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
     eval_episode = eval_episode.to(device)
@@ -98,9 +99,9 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         logger.image(name, figure, iteration)
 
     try:
-        result = train_meta(meta, cfg, run_dir, logger, on_figure)
+        result = train_meta(meta, cfg, run_dir, logger, on_figure, resume_state(cfg))
         history = result.history
-        meta_learning_curves(history, cfg.name).savefig(run_dir / "learning_curve.png", dpi=110)
+        meta_learning_curves(history, cfg.name, family.metric).savefig(run_dir / "learning_curve.png", dpi=110)
         evaluation = evaluate_run(meta, cfg, run_dir) if cfg.eval.enabled else None
         if evaluation is not None:
             logger.log({"iteration": cfg.outer.iterations,
@@ -127,12 +128,13 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def meta_learning_curves(history: list[dict[str, Any]], title: str) -> Any:
-    """Outer loss and the training batches' metric before (demo) and after (test) the update, on one axis each."""
-    curves = {"before update (demo)": [{"iteration": r["iteration"], "mse_xy": r["demo_mse"]} for r in history],
-              "after update (test)": [{"iteration": r["iteration"], "mse_xy": r["test_mse"]} for r in history],
+def meta_learning_curves(history: list[dict[str, Any]], title: str, metric: str = "mse_xy") -> Any:
+    """Outer loss and the training batches' ``metric`` (the family's) before (demo) and after (test) the
+    update, on one axis each."""
+    curves = {"before update (demo)": [{"iteration": r["iteration"], metric: r["demo_mse"]} for r in history],
+              "after update (test)": [{"iteration": r["iteration"], metric: r["test_mse"]} for r in history],
               "outer loss": [{"iteration": r["iteration"], "loss": r["loss"]} for r in history]}
-    return learning_curves(curves, ["loss", "mse_xy"], title=title)
+    return learning_curves(curves, ["loss", metric], title=title)
 
 
 def logger_defaults(cfg: DictConfig) -> dict[str, Any]:
@@ -165,12 +167,9 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         _, output = evaluate(network, family, eval_episode.select(0))
         family.plot(eval_episode.select(0), output).savefig(run_dir / "episode.png", dpi=110)
     if cfg.train.checkpoint:
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        final, partial = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "last.pt.tmp"
-        torch.save({"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                    "iteration": cfg.train.iterations, "config": OmegaConf.to_container(cfg, resolve=True)},
-                   partial)
-        os.replace(partial, final)  # atomic: a crash never leaves a half-written last.pt
+        save_checkpoint(run_dir / "checkpoints" / "last.pt",
+                        {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
+                         "iteration": cfg.train.iterations, "config": OmegaConf.to_container(cfg, resolve=True)})
     log.info("final train %s | eval %s | %.1f s", last, result.final_eval, result.wall_time_s)
     return summary
 

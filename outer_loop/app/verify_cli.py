@@ -2,7 +2,7 @@
 
 ``eprop2_reference_fixture/<backend>`` runs one outer iteration of ``experiment=arm_one_shot_paper``
 (``semantics=reference``) on the published e-prop 2 code's float64 dump and passes when every spike is
-identical and every signal, ΔW, output, loss and meta-gradient agrees to 1e-10 (outer_loop.reference_fixture).
+identical and every signal, ΔW, output, loss and meta-gradient agrees to 1e-10 (outer_loop.app.reference_fixture).
 The dump lives in the source checkout's ``tests/data/`` (2.2 MB, not in the wheel): without it the rows are
 skipped with a message, or ``--reference-fixture PATH`` points at it.
 """
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
-from outer_loop.reference_fixture import (
+from outer_loop.app.reference_fixture import (
     FIXTURE_NAME,
     TOLERANCE,
     build_fixture_meta,

@@ -1,0 +1,90 @@
+"""Inner backends: the ways to run the one-shot inner loop, one small protocol and one registry.
+
+A backend turns a batch of tasks into per-task adapted weights (:class:`inner_loop.one_shot.Adaptation`).
+``explicit`` applies W − η·ΔW itself (any η mode, several demonstrations); ``higher`` steps higher's
+differentiable optimizers (SGD or Adam, one float η, one demonstration). A new backend is one file with a
+class that has these members, plus one ``register_backend(...)`` call (e.g. at the end of that file,
+imported below or by the code that uses it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from inner_loop.higher_backend import adapt_with_higher
+from inner_loop.learning_rates import InnerLearningRates
+from inner_loop.one_shot import Adaptation, adapt
+from inner_loop.settings import InnerSettings
+from l2l.error_module import ErrorModule
+from l2l.network import RecurrentNetwork
+
+
+class InnerBackend(Protocol):
+    """``name``; ``needs_autograd``: whether evaluation must keep autograd on (an optimizer that differentiates);
+    ``check(settings, lr_mode)`` raises ValueError naming the key of an unsupported setting; ``adapt(...)``
+    runs the inner loop (codes: one (B, T, n_code) per demonstration)."""
+
+    name: str
+    needs_autograd: bool
+
+    def check(self, settings: InnerSettings, lr_mode: str = "fixed") -> None: ...
+
+    def adapt(self, learner: RecurrentNetwork, error_module: ErrorModule, inputs: torch.Tensor,
+              codes: Sequence[torch.Tensor], rates: InnerLearningRates, settings: InnerSettings) -> Adaptation: ...
+
+
+BACKENDS: dict[str, InnerBackend] = {}
+
+
+def register_backend(backend: InnerBackend) -> InnerBackend:
+    """Make ``backend`` available as ``inner.backend=<backend.name>``; returns it."""
+    BACKENDS[backend.name] = backend
+    return backend
+
+
+def get_backend(name: str) -> InnerBackend:
+    """The registered backend ``name``; ValueError naming ``inner.backend`` and the choices otherwise."""
+    if name not in BACKENDS:
+        raise ValueError(f"inner.backend={name!r} is not allowed: choose one of {sorted(BACKENDS)}")
+    return BACKENDS[name]
+
+
+class ExplicitBackend:
+    """W_task = W − η·ΔW per demonstration (``inner_loop.one_shot.adapt``); η fixed or learned."""
+
+    name = "explicit"
+    needs_autograd = False
+
+    def check(self, settings: InnerSettings, lr_mode: str = "fixed") -> None:
+        if settings.optimizer != "sgd":
+            raise ValueError(f"inner.optimizer={settings.optimizer!r} needs inner.backend=higher "
+                             "(the explicit backend applies W − η·ΔW, i.e. sgd)")
+
+    def adapt(self, learner, error_module, inputs, codes, rates, settings) -> Adaptation:
+        return adapt(learner, error_module, inputs, list(codes), rates(), settings.adapt_weights,
+                     settings.first_order, settings.n_demos)
+
+
+class HigherBackend:
+    """One step of higher's differentiable SGD or Adam per task (``inner_loop.higher_backend``); fixed η."""
+
+    name = "higher"
+    needs_autograd = True
+
+    def check(self, settings: InnerSettings, lr_mode: str = "fixed") -> None:
+        if settings.n_demos != 1:
+            raise ValueError(f"inner.n_demos={settings.n_demos} needs inner.backend=explicit (higher takes one step)")
+        if lr_mode != "fixed":
+            raise ValueError(f"inner.lr_mode={lr_mode!r} needs inner.backend=explicit "
+                             "(higher's optimizers take one float learning rate)")
+
+    def adapt(self, learner, error_module, inputs, codes, rates, settings) -> Adaptation:
+        return adapt_with_higher(learner, error_module, inputs, codes[0], rates.initial, settings.adapt_weights,
+                                 settings.first_order, settings.optimizer)
+
+
+register_backend(ExplicitBackend())
+register_backend(HigherBackend())

@@ -1,0 +1,46 @@
+"""One outer iteration of e-prop 2, the same for training and profiling: outer loss, backward, clip, step."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from l2l.timing import phase
+from outer_loop.algorithm.meta import MetaLearner
+from outer_loop.algorithm.objective import MetaStep
+from tasks.base import Episode
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The outer loss or its gradient norm became NaN/inf: ``what`` names it, ``value`` is its value."""
+
+    def __init__(self, message: str, what: str = "", value: float = math.nan) -> None:
+        super().__init__(message)
+        self.what, self.value = what, value
+
+
+def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Episode,
+               generator: torch.Generator | None = None, grad_clip: float = 0.0) -> tuple[MetaStep, float]:
+    """The outer loss on ``episode`` (the meta-learner draws the coded targets from ``generator``), BPTT
+    through both trials and the update, the global gradient norm clipped to ``grad_clip`` (> 0; 0: no
+    clipping), one optimizer step. Returns the step and the gradient norm before clipping.
+
+    Raises :class:`NonFiniteLossError` before stepping when the loss or the gradient norm is not finite.
+    Phases for ``l2l.timing``: "forward" (with the meta-learner's own), "backward", "optimizer step".
+    """
+    with phase("forward"):
+        step = meta(episode, generator)
+    if not torch.isfinite(step.loss):
+        raise NonFiniteLossError(f"the outer loss is {float(step.loss.detach())}", "the outer loss",
+                                 float(step.loss.detach()))
+    with phase("backward"):
+        optimizer.zero_grad(set_to_none=True)
+        step.loss.backward()
+        parameters = [p for p in meta.parameters() if p.grad is not None]
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
+    if not torch.isfinite(grad_norm):
+        raise NonFiniteLossError(f"the gradient norm is {float(grad_norm)}", "the gradient norm", float(grad_norm))
+    with phase("optimizer step"):
+        optimizer.step()
+    return step, float(grad_norm)

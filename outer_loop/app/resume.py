@@ -1,0 +1,47 @@
+"""Resuming a meta-training run: the checkpoint's config must be the run's, up to what may change."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from outer_loop.app.config import Config
+from outer_loop.checkpoint import load_checkpoint
+
+RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
+                     "outer.train_error_module",
+                     "outer.lr", "outer.grad_clip", "outer.rate_weight", "outer.learner_rate_hz",
+                     "outer.error_module_rate_hz")
+"""Config entries a resumed run must share with its checkpoint (others, e.g. outer.iterations, may change)."""
+
+
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
+    """The entries of RESUME_MUST_MATCH that differ between two resolved configs, as 'key: saved -> current'."""
+    diffs = []
+    for key in RESUME_MUST_MATCH:
+        a, b = saved, current
+        for part in key.split("."):
+            a = a.get(part) if isinstance(a, Mapping) else None
+            b = b.get(part) if isinstance(b, Mapping) else None
+        if a != b:
+            diffs.append(f"{key}: {a!r} -> {b!r}")
+    return diffs
+
+
+def resume_state(cfg: DictConfig) -> dict[str, Any] | None:
+    """The checkpoint ``cfg.outer.resume`` points at, checked against ``cfg`` (None when not resuming).
+
+    A checkpoint from before a config entry existed holds that entry's default. ValueError naming
+    ``outer.resume`` and every differing entry when the run would not continue the same training.
+    """
+    if not cfg.outer.resume:
+        return None
+    state = load_checkpoint(cfg.outer.resume)
+    saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
+    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
+    if diffs:
+        raise ValueError(f"outer.resume={cfg.outer.resume!r}: the checkpoint was trained with another config "
+                         f"({'; '.join(diffs)}); resume with the same settings")
+    return state

@@ -1,0 +1,17 @@
+"""The optimizers of both training loops (direct training and meta-training), chosen by name."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD}
+
+
+def make_optimizer(name: str, parameters: Iterable[torch.nn.Parameter], lr: float,
+                   key: str = "train.optimizer") -> torch.optim.Optimizer:
+    """``adam`` or ``sgd`` over ``parameters`` with learning rate ``lr``; ``key`` names the config entry in errors."""
+    if name not in OPTIMIZERS:
+        raise ValueError(f"{key}={name!r} is not allowed: choose one of {sorted(OPTIMIZERS)}")
+    return OPTIMIZERS[name](parameters, lr=lr)

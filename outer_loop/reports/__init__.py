@@ -1,0 +1,1 @@
+"""What runs produce for people: held-out evaluation files, demos, figures, tables, shipped models."""
