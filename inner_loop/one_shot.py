@@ -70,10 +70,10 @@ def adapted_names(learner: RecurrentNetwork, weights: Sequence[str]) -> list[str
     """Parameter names of the learner's recurrent layers whose kind (``w_in``, ``w_rec``, ``bias``) adapts."""
     allowed = ("w_in", "w_rec", "bias")
     if not weights:
-        raise ValueError("adapt_weights=[] is not allowed: name at least one of " + str(list(allowed)))
+        raise ValueError("inner.adapt_weights=[] is not allowed: name at least one of " + str(list(allowed)))
     for w in weights:
         if w not in allowed:
-            raise ValueError(f"adapt_weights contains {w!r}: choose from {list(allowed)}")
+            raise ValueError(f"inner.adapt_weights={list(weights)!r} is not allowed: {w!r} is none of {list(allowed)}")
     return [name for name in learner.parameter_dict()
             if name.startswith("layers.") and name.split(".")[-1] in weights]
 

@@ -8,13 +8,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PROJECT = ("l2l", "tasks", "inner_loop", "outer_loop")
-SHARED = ("outer_loop.checkpoint", "outer_loop.optimizers")
+SHARED = ("outer_loop.checkpoint", "outer_loop.optimizers", "outer_loop.guard")
 ALLOWED = {
     "l2l": ("l2l",),
     "tasks": ("l2l", "tasks"),
     "inner_loop": ("l2l", "inner_loop"),
-    "outer_loop.checkpoint": (),
-    "outer_loop.optimizers": (),
+    "outer_loop.checkpoint": ("l2l",),
+    "outer_loop.optimizers": ("l2l",),
+    "outer_loop.guard": ("l2l",),
     "outer_loop.algorithm": ("l2l", "tasks", "inner_loop", "outer_loop.algorithm", *SHARED),
     "outer_loop": PROJECT,
 }

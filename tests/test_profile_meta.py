@@ -35,5 +35,7 @@ def test_profile_of_the_smoke_experiment_accounts_for_the_iteration():
 
 
 def test_bench_meta_rejects_a_direct_experiment(capsys):
-    with pytest.raises(ValueError, match="experiment='pattern_eprop' is a mode='direct' experiment"):
+    with pytest.raises(SystemExit) as stop:
         bench_main(["meta", "--experiment", "pattern_eprop", "--iterations", "1"])
+    assert stop.value.code == 2
+    assert "experiment='pattern_eprop' is a mode='direct' experiment" in capsys.readouterr().err

@@ -74,5 +74,6 @@ def test_direct_experiment_is_rejected():
 
 
 def test_a_trial_length_the_task_rejects_fails_before_the_sweep():
-    with pytest.raises(ValueError, match=r"task.n_steps=23 is not a valid setting of experiment='smoke': n_steps=23"):
+    message = r"task.n_steps=23 is not a valid setting of experiment='smoke': task.n_steps=23"
+    with pytest.raises(ValueError, match=message):
         run_scaling("smoke", axes="trial_length", values={"trial_length": [20, 23]}, progress=False)

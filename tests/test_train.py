@@ -174,7 +174,7 @@ class FakeRun:
 @pytest.fixture
 def fake_wandb(monkeypatch):
     calls = []
-    module = types.SimpleNamespace(init=lambda **kwargs: FakeRun(calls, kwargs))
+    module = types.SimpleNamespace(init=lambda **kwargs: FakeRun(calls, kwargs), Settings=lambda **kwargs: kwargs)
     monkeypatch.setitem(sys.modules, "wandb", module)
     return calls
 

@@ -21,10 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 
 from l2l.device import resolve_device
-from l2l.validation import require_nonnegative, require_nonnegative_int, require_size
+from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
 from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.algorithm.outer_step import NonFiniteLossError, outer_step
+from outer_loop.algorithm.outer_step import outer_step
 from outer_loop.checkpoint import save_checkpoint
+from outer_loop.guard import DivergenceGuard, GracefulStop, NonFiniteLossError, TrainingInterrupted, all_finite
 from outer_loop.optimizers import make_optimizer
 
 log = logging.getLogger(__name__)
@@ -54,8 +55,8 @@ def check_outer_config(outer: Any) -> None:
     require_size("outer.checkpoint_every", outer.checkpoint_every)
     require_nonnegative_int("outer.figure_every", outer.figure_every)
     require_nonnegative("outer.grad_clip", outer.grad_clip)
-    if not outer.lr > 0:
-        raise ValueError(f"outer.lr={outer.lr!r} is not allowed: it must be > 0")
+    require_positive("outer.lr", outer.lr)
+    require_nonnegative_int("outer.threads", outer.threads)
 
 
 def train_meta(
@@ -102,6 +103,8 @@ def train_meta(
     begin = time.perf_counter()
 
     def checkpoint(done: int) -> None:
+        if not all_finite(meta.state_dict().values()):   # never replace the last good checkpoint with garbage
+            raise NonFiniteLossError(_stop_message(done - 1, "a meta-parameter is not finite", checkpoints))
         state = {"meta": meta.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
                  "data_rng": data.get_state(), "torch_rng": torch.get_rng_state(), "config": config,
                  "history": result.history}
@@ -109,42 +112,48 @@ def train_meta(
         if outer.keep_checkpoints:
             save_checkpoint(checkpoints / f"iteration_{done:06d}.pt", state)
 
+    guard = DivergenceGuard(outer.divergence_factor, "outer.divergence_factor")
     bar = tqdm(total=outer.iterations, initial=start, disable=not outer.progress, desc="meta-train", dynamic_ncols=True)
-    try:
-        for it in range(start, outer.iterations):
-            episode = meta.family.sample(outer.batch_size, data).to(device)
-            try:
-                step, grad_norm = outer_step(meta, optimizer, episode, data, outer.grad_clip)
-            except NonFiniteLossError as error:
-                raise NonFiniteLossError(_stop_message(it, error.what, error.value, checkpoints), error.what,
-                                         error.value) from None
-            done = it + 1
-            if it % outer.log_every == 0 or done == outer.iterations:
-                record = {"iteration": it, **step.metrics, "grad_norm": grad_norm,
-                          **{f"inner_lr/{k}": v for k, v in meta.rates.summary().items()},
-                          "seconds": elapsed_before + time.perf_counter() - begin}
-                result.history.append(record)
-                if logger is not None:
-                    logger.log(record)
-                bar.set_postfix({"loss": f"{record['loss']:.4g}", "demo": f"{record['demo_mse']:.4g}",
-                                 "test": f"{record['test_mse']:.4g}"}, refresh=False)
-            if on_figure is not None and outer.figure_every and done % outer.figure_every == 0:
-                figure = meta.family.plot(episode.select(0), step.test_output.detach()[:1])
-                on_figure(meta.family.name, figure, it)
-            if done % outer.checkpoint_every == 0 or done == outer.iterations:
-                checkpoint(done)
-            bar.update(1)
-    finally:
-        bar.close()
+    with GracefulStop() as stop:
+        try:
+            for it in range(start, outer.iterations):
+                episode = meta.family.sample(outer.batch_size, data).to(device)
+                try:
+                    step, grad_norm = outer_step(meta, optimizer, episode, data, outer.grad_clip, guard)
+                except NonFiniteLossError as error:
+                    raise type(error)(_stop_message(it, str(error), checkpoints), error.what, error.value) from None
+                done = it + 1
+                if it % outer.log_every == 0 or done == outer.iterations:
+                    record = {"iteration": it, **step.metrics, "grad_norm": grad_norm,
+                              **{f"inner_lr/{k}": v for k, v in meta.rates.summary().items()},
+                              "seconds": elapsed_before + time.perf_counter() - begin}
+                    result.history.append(record)
+                    if logger is not None:
+                        logger.log(record)
+                    bar.set_postfix({"loss": f"{record['loss']:.4g}", "demo": f"{record['demo_mse']:.4g}",
+                                     "test": f"{record['test_mse']:.4g}"}, refresh=False)
+                if on_figure is not None and outer.figure_every and done % outer.figure_every == 0:
+                    figure = meta.family.plot(episode.select(0), step.test_output.detach()[:1])
+                    on_figure(meta.family.name, figure, it)
+                if done % outer.checkpoint_every == 0 or done == outer.iterations:
+                    checkpoint(done)
+                bar.update(1)
+                if stop.requested is not None and done < outer.iterations:
+                    checkpoint(done)
+                    last = checkpoints / "last.pt"
+                    raise TrainingInterrupted(f"stopped by signal {stop.requested} after iteration {it}; {last} "
+                                              f"holds it (continue with outer.resume={last})", stop.requested)
+        finally:
+            bar.close()
     result.first, result.iterations = start, outer.iterations
     result.wall_time_s = time.perf_counter() - begin
     return result
 
 
-def _stop_message(iteration: int, what: str, value: float, checkpoints: Path) -> str:
+def _stop_message(iteration: int, problem: str, checkpoints: Path) -> str:
     last = checkpoints / "last.pt"
     kept = (f"the last good checkpoint is {str(last)!r} (resume with outer.resume=...)" if last.exists()
             else "no checkpoint was written yet")
-    return (f"iteration {iteration}: {what} is {value}; stopping instead of training on garbage. "
+    return (f"iteration {iteration}: {problem}; stopping instead of training on garbage. "
             f"{kept}. "
             "Try a smaller outer.lr or inner.lr, or outer.grad_clip > 0.")

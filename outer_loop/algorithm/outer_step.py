@@ -9,31 +9,28 @@ import torch
 from l2l.timing import phase
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.algorithm.objective import MetaStep
+from outer_loop.guard import DivergenceGuard, NonFiniteLossError
 from tasks.base import Episode
 
 
-class NonFiniteLossError(FloatingPointError):
-    """The outer loss or its gradient norm became NaN/inf: ``what`` names it, ``value`` is its value."""
-
-    def __init__(self, message: str, what: str = "", value: float = math.nan) -> None:
-        super().__init__(message)
-        self.what, self.value = what, value
-
-
 def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Episode,
-               generator: torch.Generator | None = None, grad_clip: float = 0.0) -> tuple[MetaStep, float]:
+               generator: torch.Generator | None = None, grad_clip: float = 0.0,
+               guard: DivergenceGuard | None = None) -> tuple[MetaStep, float]:
     """The outer loss on ``episode`` (the meta-learner draws the coded targets from ``generator``), BPTT
     through both trials and the update, the global gradient norm clipped to ``grad_clip`` (> 0; 0: no
     clipping), one optimizer step. Returns the step and the gradient norm before clipping.
 
-    Raises :class:`NonFiniteLossError` before stepping when the loss or the gradient norm is not finite.
+    Raises :class:`outer_loop.guard.NonFiniteLossError` before stepping when the loss or the gradient norm is
+    not finite, or when ``guard`` finds the loss diverged, and after it when a weight became non-finite.
     Phases for ``l2l.timing``: "forward" (with the meta-learner's own), "backward", "optimizer step".
     """
     with phase("forward"):
         step = meta(episode, generator)
-    if not torch.isfinite(step.loss):
-        raise NonFiniteLossError(f"the outer loss is {float(step.loss.detach())}", "the outer loss",
-                                 float(step.loss.detach()))
+    loss = float(step.loss.detach())
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(f"the outer loss is {loss}", "the outer loss", loss)
+    if guard is not None:
+        guard.check_loss(loss)
     with phase("backward"):
         optimizer.zero_grad(set_to_none=True)
         step.loss.backward()
@@ -43,4 +40,6 @@ def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Epi
         raise NonFiniteLossError(f"the gradient norm is {float(grad_norm)}", "the gradient norm", float(grad_norm))
     with phase("optimizer step"):
         optimizer.step()
+    if guard is not None:
+        guard.check_weights(meta.named_parameters())
     return step, float(grad_norm)

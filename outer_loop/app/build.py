@@ -18,7 +18,7 @@ from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import LearningRule, make_rule
-from l2l.validation import require_choice, require_size
+from l2l.validation import require_choice, require_positive, require_size
 from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
 from tasks import TaskFamily, make_family
 from tasks.encoders import PopulationCode
@@ -34,11 +34,18 @@ def _plain(node: Any) -> dict[str, Any]:
 
 
 def build_task(cfg: Any) -> TaskFamily:
-    """The task family named ``cfg.name`` with the other fields as its parameters (lists become tuples)."""
+    """The task family named ``cfg.name`` with the other fields as its parameters (lists become tuples).
+
+    A ValueError of the family that names one of its parameters is reported as ``task.<parameter>``."""
     params = _plain(cfg)
     name = params.pop("name")
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-    return make_family(name, **params)
+    try:
+        return make_family(name, **params)
+    except ValueError as error:
+        message = str(error)
+        first = message.split("=", 1)[0].split("[", 1)[0]
+        raise ValueError(f"task.{message}" if first in params else message) from None
 
 
 def cell_parameters(cfg: Any, node: str = "network") -> Any:
@@ -54,6 +61,7 @@ def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:
 
     Uses torch's global RNG."""
     require_size("network.layers", cfg.layers)
+    require_size("network.n_hidden", cfg.n_hidden)
     return RecurrentNetwork(
         family.n_inputs, [cfg.n_hidden] * cfg.layers, family.n_outputs, cell=cfg.cell, cell_params=cell_parameters(cfg),
         tau_out=cfg.tau_out, dt=cfg.dt, readout_bias=cfg.readout_bias, readout_init_scale=cfg.readout_init_scale,
@@ -69,6 +77,9 @@ def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
                                                             dt=dt)
     elif cfg.rate_weight < 0:
         raise ValueError(f"rule.rate_weight={cfg.rate_weight!r} is not allowed: it must be >= 0")
+    if cfg.name == "rtrl":
+        require_positive("rule.memory_budget_gib", cfg.memory_budget_gib)
+        options["memory_budget_gib"] = cfg.memory_budget_gib
     if cfg.name == "eprop":
         require_choice("rule.feedback", cfg.feedback, ("symmetric", "random", "adaptive"))
         options["feedback"] = cfg.feedback
@@ -84,9 +95,14 @@ def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:
     learner = build_network(cfg.network, family)
     em = cfg.error_module
     require_size("error_module.n_hidden", em.n_hidden)
+    require_choice("error_module.signal_layers", em.signal_layers, ("top", "all"))
     require_size("error_module.code_neurons", em.code_neurons)
     if len(em.code_range) != 2:
         raise ValueError(f"error_module.code_range={list(em.code_range)!r} is not allowed: give [low, high]")
+    require_positive("error_module.code_sigma", em.code_sigma)
+    require_positive("error_module.code_peak_hz", em.code_peak_hz)
+    if not em.code_range[0] < em.code_range[1]:
+        raise ValueError(f"error_module.code_range={list(em.code_range)!r} is not allowed: low must be < high")
     code = PopulationCode(n_neurons=em.code_neurons, sigma=em.code_sigma, low=em.code_range[0], high=em.code_range[1],
                           peak_rate_hz=em.code_peak_hz, dt=cfg.network.dt)
     error_module = ErrorModule(

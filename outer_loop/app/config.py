@@ -104,7 +104,10 @@ class OuterConfig:
     ``checkpoint_every`` iterations (and a numbered copy kept when ``keep_checkpoints``); ``figure_every`` > 0
     saves (and logs) an arm figure. ``resume``: a checkpoint path to continue from. ``threads`` > 0 sets torch's
     CPU threads. ``train_error_module=false`` keeps the error module (and its projection) at its random
-    initialization while the rest is meta-trained: the ablation of docs/results.md."""
+    initialization while the rest is meta-trained: the ablation of docs/results.md. The run stops (keeping the
+    last good checkpoint) on a non-finite loss, gradient or weight, or when the loss exceeds
+    ``divergence_factor`` × its running median (0: off). ``memory_budget_gib`` > 0: the most one iteration may
+    need (estimated before training; 0: the memory available). Ctrl-C or SIGTERM: a checkpoint, then a stop."""
 
     iterations: int = 20000
     batch_size: int = 100
@@ -123,6 +126,8 @@ class OuterConfig:
     progress: bool = True
     threads: int = 0
     device: str = "${device}"
+    divergence_factor: float = 1000.0
+    memory_budget_gib: float = 0.0
 
 
 @dataclass
@@ -144,7 +149,8 @@ class RuleConfig:
     """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop.
 
     ``feedback`` (eprop): symmetric | random | adaptive; ``feedback_seed`` draws the random B (default: ``seed``).
-    Rate regularization weight·Σ_j (f̄_j − target)² is on when ``rate_weight`` > 0.
+    Rate regularization weight·Σ_j (f̄_j − target)² is on when ``rate_weight`` > 0. ``memory_budget_gib`` (rtrl):
+    the most its influence tensors may take; it stops before allocating more.
     """
 
     name: str = "eprop"
@@ -152,6 +158,7 @@ class RuleConfig:
     feedback_seed: int | None = None
     rate_target_hz: float = 10.0
     rate_weight: float = 0.0
+    memory_budget_gib: float = 4.0
 
 
 @dataclass
@@ -160,7 +167,9 @@ class TrainConfig:
 
     ``optimizer``: adam | sgd. Metrics are logged every ``log_every`` iterations (and at the last);
     the held-out evaluation batch (``eval_batch_size`` episodes from ``seed`` + 2) is scored every
-    ``eval_every`` iterations (0: only at the end). ``threads`` > 0 sets torch's CPU threads.
+    ``eval_every`` iterations (0: only at the end). ``threads`` > 0 sets torch's CPU threads. Stops on a
+    non-finite loss, gradient or weight and on a loss above ``divergence_factor`` × its running median (0: off),
+    before the optimizer steps; ``memory_budget_gib`` as in ``outer``; Ctrl-C or SIGTERM: checkpoint, stop.
     """
 
     iterations: int = 200
@@ -175,11 +184,14 @@ class TrainConfig:
     device: str = "${device}"
     plots: bool = True
     checkpoint: bool = True
+    divergence_factor: float = 1000.0
+    memory_budget_gib: float = 0.0
 
 
 @dataclass
 class LoggerConfig:
-    """``name``: none (metrics.jsonl only) | wandb (W&B too; ``mode`` offline by default: online only if asked)."""
+    """``name``: none (metrics.jsonl only) | wandb (W&B too; ``mode`` offline by default: online only if asked).
+    Online, W&B gets ``init_timeout`` seconds to start the run, else the run is logged offline with a warning."""
 
     name: str = "none"
     project: str = "l2l"
@@ -187,6 +199,7 @@ class LoggerConfig:
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
+    init_timeout: float = 30.0
 
 
 @dataclass

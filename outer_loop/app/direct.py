@@ -22,6 +22,7 @@ from l2l.network import RecurrentNetwork
 from l2l.rules import LearningRule
 from l2l.validation import require_nonnegative_int, require_size
 from outer_loop.app.loggers import MetricsLogger
+from outer_loop.guard import DivergenceGuard, GracefulStop, NonFiniteLossError, TrainingInterrupted
 from tasks.base import Episode, TaskFamily
 
 
@@ -39,7 +40,8 @@ def evaluate(network: RecurrentNetwork, family: TaskFamily, episode: Episode) ->
     with torch.no_grad():
         trial = network.run(episode.inputs)
         summary = family.loss(trial.output, episode).summary()
-    summary["rate_hz"] = mean_rate_hz(trial.layers, network)
+    if any(cell.model.spiking for cell in network.layers):
+        summary["rate_hz"] = mean_rate_hz(trial.layers, network)
     return summary, trial.output
 
 
@@ -48,6 +50,27 @@ def mean_rate_hz(layers: list, network: RecurrentNetwork) -> float:
     rates = [a.z.float().mean() * 1000.0 / cell.params.dt for a, cell in zip(layers, network.layers, strict=True)
              if cell.model.spiking]
     return float(torch.stack(rates).mean()) if rates else float("nan")
+
+
+def _check_step(guard: DivergenceGuard, iteration: int, loss: float, network: RecurrentNetwork) -> None:
+    """The loss (finite, not diverged) and every gradient (finite) of this iteration, before the step."""
+    try:
+        guard.check_loss(loss)
+        for name, p in network.named_parameters():
+            if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
+                raise NonFiniteLossError(f"the gradient of {name} has non-finite entries", f"the gradient of {name}")
+    except NonFiniteLossError as error:
+        raise type(error)(f"iteration {iteration}: {error}; stopping before the optimizer steps on it. "
+                          "Try a smaller train.lr.", error.what, error.value) from None
+
+
+def _check_weights(guard: DivergenceGuard, iteration: int, network: RecurrentNetwork) -> None:
+    """Every weight finite after the step of ``iteration``."""
+    try:
+        guard.check_weights(network.named_parameters())
+    except NonFiniteLossError as error:
+        raise type(error)(f"iteration {iteration}: {error} after the optimizer step. Try a smaller train.lr.",
+                          error.what, error.value) from None
 
 
 def train_direct(
@@ -67,51 +90,64 @@ def train_direct(
     progress: bool = True,
     device: torch.device | str = "cpu",
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    divergence_factor: float = 1000.0,
 ) -> TrainingResult:
     """Train ``network`` for ``iterations`` steps of ``optimizer`` on batches of ``batch_size`` episodes.
 
     ``generator`` draws the training episodes (same seed, same batches). ``metric`` (a key of the
     family's metrics) is shown in the progress bar. Returns the logged history and the final evaluation.
+    Raises :class:`outer_loop.guard.NonFiniteLossError` (before the step) on a non-finite or diverged loss or
+    gradient, or a non-finite weight, and :class:`outer_loop.guard.TrainingInterrupted` at the end of the
+    iteration in which Ctrl-C or SIGTERM arrived (``.iteration`` of the exception: the completed ones).
     """
-    require_size("iterations", iterations)
-    require_size("batch_size", batch_size)
-    require_size("log_every", log_every)
-    require_nonnegative_int("eval_every", eval_every)
+    require_size("train.iterations", iterations)
+    require_size("train.batch_size", batch_size)
+    require_size("train.log_every", log_every)
+    require_nonnegative_int("train.eval_every", eval_every)
+    guard = DivergenceGuard(divergence_factor, "train.divergence_factor")
     result = TrainingResult()
     start = time.perf_counter()
     bar = tqdm(total=iterations, disable=not progress, desc=family.name, dynamic_ncols=True, leave=True)
-    try:
-        for it in range(iterations):
-            episode = family.sample(batch_size, generator).to(device)
+    with GracefulStop() as stop:
+        try:
+            for it in range(iterations):
+                episode = family.sample(batch_size, generator).to(device)
 
-            def loss_fn(y: torch.Tensor, episode: Episode = episode) -> torch.Tensor:
-                return family.loss(y, episode).mean
+                def loss_fn(y: torch.Tensor, episode: Episode = episode) -> torch.Tensor:
+                    return family.loss(y, episode).mean
 
-            optimizer.zero_grad(set_to_none=True)
-            grad = rule.backward(network, episode.inputs, loss_fn)
-            optimizer.step()
-            last = it == iterations - 1
-            if it % log_every == 0 or last:
-                record: dict[str, Any] = {"iteration": it, "loss": float(grad.loss), "task_loss": float(grad.task_loss)}
-                metrics = family.loss(grad.trial.output, episode).summary()
-                record.update({k: v for k, v in metrics.items() if k != "loss"})
-                record["rate_hz"] = mean_rate_hz(grad.trial.layers, network)
-                if eval_episode is not None and eval_every > 0 and (it % eval_every == 0 or last):
-                    summary, _ = evaluate(network, family, eval_episode)
-                    record.update({f"eval_{k}": v for k, v in summary.items()})
-                record["time_s"] = time.perf_counter() - start
-                result.history.append(record)
-                if logger is not None:
-                    logger.log(record)
-                if on_log is not None:
-                    on_log(record)
-                shown = {"loss": f"{record['task_loss']:.4g}"}
-                if metric is not None and metric in record:
-                    shown[metric] = f"{record[metric]:.3g}"
-                bar.set_postfix(shown, refresh=False)
-            bar.update(1)
-    finally:
-        bar.close()
+                optimizer.zero_grad(set_to_none=True)
+                grad = rule.backward(network, episode.inputs, loss_fn)
+                _check_step(guard, it, float(grad.loss), network)
+                optimizer.step()
+                _check_weights(guard, it, network)
+                last = it == iterations - 1
+                if it % log_every == 0 or last:
+                    record: dict[str, Any] = {"iteration": it, "loss": float(grad.loss),
+                                              "task_loss": float(grad.task_loss)}
+                    metrics = family.loss(grad.trial.output, episode).summary()
+                    record.update({k: v for k, v in metrics.items() if k != "loss"})
+                    if any(cell.model.spiking for cell in network.layers):
+                        record["rate_hz"] = mean_rate_hz(grad.trial.layers, network)
+                    if eval_episode is not None and eval_every > 0 and (it % eval_every == 0 or last):
+                        summary, _ = evaluate(network, family, eval_episode)
+                        record.update({f"eval_{k}": v for k, v in summary.items()})
+                    record["time_s"] = time.perf_counter() - start
+                    result.history.append(record)
+                    if logger is not None:
+                        logger.log(record)
+                    if on_log is not None:
+                        on_log(record)
+                    shown = {"loss": f"{record['task_loss']:.4g}"}
+                    if metric is not None and metric in record:
+                        shown[metric] = f"{record[metric]:.3g}"
+                    bar.set_postfix(shown, refresh=False)
+                bar.update(1)
+                if stop.requested is not None and not last:
+                    raise TrainingInterrupted(f"stopped by signal {stop.requested} after iteration {it}",
+                                              stop.requested, completed=it + 1)
+        finally:
+            bar.close()
     if eval_episode is not None:
         result.final_eval, _ = evaluate(network, family, eval_episode)
     result.wall_time_s = time.perf_counter() - start

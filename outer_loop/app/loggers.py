@@ -8,12 +8,15 @@ end — for W&B that is ``wandb.finish``, which keeps Hydra multirun jobs in sep
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from l2l.validation import require_choice
+from l2l.validation import require_choice, require_positive
+
+log = logging.getLogger(__name__)
 
 WANDB_MODES = ("offline", "disabled", "online")
 
@@ -25,6 +28,22 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def strict(value: Any) -> Any:
+    """``value`` (dicts, lists, numbers, tensors' items) with every non-finite float as None: valid JSON."""
+    if isinstance(value, Mapping):
+        return {k: strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict(v) for v in value]
+    return _jsonable(value)
+
+
+def write_json(path: str | Path, value: Any) -> Path:
+    """``value`` as strict JSON (``null``, never ``NaN``) in ``path``, indented; returns the path."""
+    path = Path(path)
+    path.write_text(json.dumps(strict(value), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    return path
 
 
 class MetricsLogger:
@@ -49,7 +68,7 @@ class JsonlLogger(MetricsLogger):
         self._file = self.path.open("w", encoding="utf-8")  # a resumed run re-logs its history
 
     def log(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps({k: _jsonable(v) for k, v in record.items()}) + "\n")
+        self._file.write(json.dumps(strict(dict(record)), allow_nan=False) + "\n")
         self._file.flush()
 
     def finish(self, exit_code: int = 0) -> None:
@@ -58,17 +77,32 @@ class JsonlLogger(MetricsLogger):
 
 
 class WandbLogger(MetricsLogger):
-    """Weights & Biases run stored under ``run_dir/wandb``; ``mode`` offline (default), disabled or online."""
+    """Weights & Biases run stored under ``run_dir/wandb``; ``mode`` offline (default), disabled or online.
+
+    Online, ``wandb.init`` waits at most ``init_timeout`` seconds for the server; if it cannot start the run
+    (no network, no API key, a server error), the run is logged offline instead, with one warning line,
+    so that training never dies because a dashboard is unreachable (``wandb sync`` uploads it later).
+    """
 
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any], project: str = "l2l", mode: str = "offline",
                  name: str | None = None, entity: str | None = None, group: str | None = None,
-                 tags: list[str] | None = None) -> None:
+                 tags: list[str] | None = None, init_timeout: float = 30.0) -> None:
         require_choice("logger.mode", mode, WANDB_MODES)
+        require_positive("logger.init_timeout", init_timeout)
         import wandb  # imported here: runs without W&B never pay for the import
 
         self._wandb = wandb
-        self.run = wandb.init(project=project, entity=entity, name=name, group=group, tags=list(tags or []),
-                              dir=str(run_dir), mode=mode, config=dict(config), reinit="finish_previous")
+        options = dict(project=project, entity=entity, name=name, group=group, tags=list(tags or []),
+                       dir=str(run_dir), config=dict(config), reinit="finish_previous")
+        try:
+            self.run = wandb.init(mode=mode, settings=wandb.Settings(init_timeout=init_timeout), **options)
+        except Exception as error:   # wandb raises its own errors (CommError, UsageError, ...) and timeouts
+            if mode != "online":
+                raise
+            reason = " ".join(str(error).split())[:200] or type(error).__name__
+            log.warning("W&B: could not start an online run within %g s (%s); logging offline to %s/wandb "
+                        "instead (wandb sync uploads it later)", init_timeout, reason, run_dir)
+            self.run = wandb.init(mode="offline", **options)
 
     def log(self, record: Mapping[str, Any]) -> None:
         step = record.get("iteration")
@@ -113,7 +147,8 @@ def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_na
     if cfg.name == "wandb":
         tags = [str(t)[:64] for t in [*cfg.tags, *(default_tags or [])]]
         loggers.append(WandbLogger(run_dir, config, project=cfg.project, mode=cfg.mode, name=run_name,
-                                   entity=cfg.entity, group=cfg.group or default_group, tags=tags))
+                                   entity=cfg.entity, group=cfg.group or default_group, tags=tags,
+                                   init_timeout=cfg.init_timeout))
     return CompositeLogger(loggers)
 
 

@@ -8,7 +8,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from outer_loop.app.config import Config
-from outer_loop.checkpoint import load_checkpoint
+from outer_loop.checkpoint import CheckpointError, load_checkpoint
+from outer_loop.guard import all_finite
 
 RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
                      "outer.train_error_module",
@@ -39,6 +40,14 @@ def resume_state(cfg: DictConfig) -> dict[str, Any] | None:
     if not cfg.outer.resume:
         return None
     state = load_checkpoint(cfg.outer.resume)
+    if not all_finite(state["meta"].values()):
+        bad = [k for k, v in state["meta"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
+        raise CheckpointError(f"outer.resume={cfg.outer.resume!r}: the checkpoint holds non-finite weights in "
+                              f"{bad[:4]}; resume from an earlier checkpoint (outer.keep_checkpoints=true keeps them)")
+    done = int(state["iteration"])
+    if cfg.outer.iterations < done:
+        raise ValueError(f"outer.iterations={cfg.outer.iterations} is below the checkpoint's iteration {done} "
+                         f"(outer.resume={cfg.outer.resume!r}): set outer.iterations > {done} to train further")
     saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
     diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
     if diffs:

@@ -15,9 +15,10 @@ Hydra's ``.hydra/`` config record; direct runs add ``episode.png`` (target vs pr
 
 from __future__ import annotations
 
-import json
 import logging
+import os
 import platform
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +28,18 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
+from l2l.rules.influence import MemoryBudgetError
 from outer_loop.algorithm.meta_train import train_meta
 from outer_loop.app.build import build_meta, build_network, build_rule, build_task
+from outer_loop.app.checks import check_config, check_memory
 from outer_loop.app.compose import CONFIG_DIR
 from outer_loop.app.config import register_configs
 from outer_loop.app.direct import TrainingResult, evaluate, train_direct
-from outer_loop.app.loggers import make_logger
+from outer_loop.app.loggers import make_logger, write_json
 from outer_loop.app.resume import resume_state
+from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
 from outer_loop.checkpoint import save_checkpoint
+from outer_loop.guard import NonFiniteLossError, TrainingInterrupted, all_finite
 from outer_loop.optimizers import make_optimizer
 from outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
 from outer_loop.reports.plots import learning_curves
@@ -47,19 +52,37 @@ MODES = ("direct", "meta")
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
-    """Run the job described by ``cfg`` writing into ``run_dir``; returns the summary (also in summary.json)."""
+    """Run the job described by ``cfg`` writing into ``run_dir``; returns the summary (also in summary.json).
+
+    The run dir is held for this process (:class:`outer_loop.app.run_lock.RunDirLock`): a second run into it
+    stops at start. Bad configs fail here, before any work, with a ValueError naming the key."""
     if cfg.mode not in MODES:
         raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
+    check_config(cfg)
+    check_memory(cfg)              # from the config's sizes, before anything is built
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    if cfg.mode == "meta":
-        return run_meta(cfg, run_dir)
+    with RunDirLock(run_dir):
+        return run_meta(cfg, run_dir) if cfg.mode == "meta" else run_direct(cfg, run_dir)
+
+
+def _device(cfg: DictConfig, node: str) -> torch.device:
+    """``<node>.device``, named ``device`` in errors when it is the top-level setting it follows."""
+    key = "device" if OmegaConf.is_interpolation(cfg[node], "device") else f"{node}.device"
+    return resolve_device(cfg[node].device, key)
+
+
+def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """``mode=direct``: train a network with a rule; returns the summary (summary.json)."""
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)                                       # network initialization
     family = build_task(cfg.task)
-    device = resolve_device(cfg.train.device, "train.device")
+    check_memory(cfg, family)
+    device = _device(cfg, "train")
     network = build_network(cfg.network, family).to(device)
+    if cfg.rule.name == "eprop" and len(network.layers) > 1:
+        raise ValueError(f"network.layers={cfg.network.layers} is not allowed with rule=eprop, which trains one "
+                         "recurrent layer: use network.layers=1, or rule=bptt or rule=rtrl for a stack")
     rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
     optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr, key="train.optimizer")
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
@@ -68,12 +91,18 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
     try:
-        result = train_direct(
-            network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
-            generator=data, eval_episode=eval_episode, log_every=cfg.train.log_every,
-            eval_every=cfg.train.eval_every, logger=logger, metric=family.metric, progress=cfg.train.progress,
-            device=device,
-        )
+        try:
+            result = train_direct(
+                network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
+                generator=data, eval_episode=eval_episode, log_every=cfg.train.log_every,
+                eval_every=cfg.train.eval_every, logger=logger, metric=family.metric, progress=cfg.train.progress,
+                device=device, divergence_factor=cfg.train.divergence_factor,
+            )
+        except MemoryBudgetError as error:
+            raise ValueError(str(error).replace("memory_budget_gib", "rule.memory_budget_gib")) from None
+        except TrainingInterrupted as stop:
+            last = save_direct_checkpoint(cfg, run_dir, network, optimizer, stop.completed)
+            raise TrainingInterrupted(f"{stop}; {last} holds the network", stop.signal_number, stop.completed) from None
         summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result)
     except BaseException:
         logger.finish(exit_code=1)
@@ -88,7 +117,9 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(cfg.outer.threads)
     torch.manual_seed(cfg.seed)                                       # initial meta-parameters
     family = build_task(cfg.task)
-    device = resolve_device(cfg.outer.device, "outer.device")
+    check_memory(cfg, family)
+    device = _device(cfg, "outer")
+    resume = resume_state(cfg)
     meta = build_meta(cfg, family).to(device)
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
@@ -99,7 +130,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         logger.image(name, figure, iteration)
 
     try:
-        result = train_meta(meta, cfg, run_dir, logger, on_figure, resume_state(cfg))
+        result = train_meta(meta, cfg, run_dir, logger, on_figure, resume)
         history = result.history
         meta_learning_curves(history, cfg.name, family.metric).savefig(run_dir / "learning_curve.png", dpi=110)
         evaluation = evaluate_run(meta, cfg, run_dir) if cfg.eval.enabled else None
@@ -117,7 +148,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
             "machine": platform.machine(),
         }
-        (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+        write_json(run_dir / "summary.json", summary)
     except BaseException:
         logger.finish(exit_code=1)
         raise
@@ -159,7 +190,7 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "device": str(next(network.parameters()).device), "machine": platform.machine(),
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    write_json(run_dir / "summary.json", summary)
     if cfg.train.plots:
         keys = ["task_loss"] + ([family.metric] if family.metric != "loss" else [])
         fig = learning_curves(train_and_eval(result.history), keys, title=cfg.name)
@@ -167,11 +198,20 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         _, output = evaluate(network, family, eval_episode.select(0))
         family.plot(eval_episode.select(0), output).savefig(run_dir / "episode.png", dpi=110)
     if cfg.train.checkpoint:
-        save_checkpoint(run_dir / "checkpoints" / "last.pt",
-                        {"network": network.state_dict(), "optimizer": optimizer.state_dict(),
-                         "iteration": cfg.train.iterations, "config": OmegaConf.to_container(cfg, resolve=True)})
+        save_direct_checkpoint(cfg, run_dir, network, optimizer, cfg.train.iterations)
     log.info("final train %s | eval %s | %.1f s", last, result.final_eval, result.wall_time_s)
     return summary
+
+
+def save_direct_checkpoint(cfg: DictConfig, run_dir: Path, network, optimizer, iteration: int | None) -> Path:
+    """``checkpoints/last.pt`` of a direct run (network, optimizer, iteration, config); never a non-finite one."""
+    state = network.state_dict()
+    if not all_finite(state.values()):
+        raise NonFiniteLossError(f"the network has non-finite weights after iteration {iteration}: no checkpoint "
+                                 "written", "a weight")
+    return save_checkpoint(run_dir / "checkpoints" / "last.pt",
+                           {"network": state, "optimizer": optimizer.state_dict(), "iteration": iteration,
+                            "config": OmegaConf.to_container(cfg, resolve=True)})
 
 
 def train_and_eval(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
@@ -182,10 +222,26 @@ def train_and_eval(history: list[dict[str, Any]]) -> dict[str, list[dict[str, An
     return {"train": history, "eval": evals} if evals else {"train": history}
 
 
+USAGE_ERRORS = (ValueError, FloatingPointError, RunDirInUseError, OSError)
+"""What ``l2l-train`` reports as one line (exit 2) instead of a traceback: bad configs and inputs, unusable
+checkpoints, a diverged run, a busy run dir, a disk problem. ``HYDRA_FULL_ERROR=1`` shows the traceback."""
+
+
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Entry point of ``l2l-train``. Returns the held-out test MSE of a meta run (the Optuna sweeper's objective)."""
-    summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    try:
+        summary = run(cfg, HydraConfig.get().runtime.output_dir)
+    except TrainingInterrupted as stop:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"l2l-train: {stop}", file=sys.stderr)
+        raise SystemExit(128 + stop.signal_number) from None
+    except USAGE_ERRORS as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"l2l-train: error: {' '.join(str(error).split())}", file=sys.stderr)
+        raise SystemExit(2) from None
     if summary.get("mode") == "meta":
         return summary["eval"]["test_mse"] if summary["eval"] else summary["final_train"].get("test_mse")
     return None

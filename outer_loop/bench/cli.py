@@ -21,9 +21,11 @@ import sys
 from pathlib import Path
 
 import torch
+from hydra.errors import HydraException
 
 from l2l.bench import DEFAULT, QUICK, environment, memory_growth, run_benchmark
 from l2l.device import resolve_device
+from outer_loop.app.compose import CONFIG_DIR
 from outer_loop.bench.profile_meta import format_profile, profile_meta
 from outer_loop.bench.scaling import format_scaling, plot_scaling, run_scaling
 
@@ -70,9 +72,18 @@ def meta_main(argv: list[str]) -> int:
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
+    for flag, value, least in (("--iterations", args.iterations, 1), ("--threads", args.threads, 0)):
+        if value < least:
+            parser.error(f"{flag}={value} is not allowed: it must be an integer >= {least}")
+    experiments = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+    if args.experiment not in experiments:
+        parser.error(f"--experiment={args.experiment!r} is not allowed: choose one of {experiments}")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
-    report = profile_meta(args.experiment, args.overrides, iterations=args.iterations)
+    try:
+        report = profile_meta(args.experiment, args.overrides, iterations=args.iterations)
+    except (ValueError, HydraException) as error:
+        parser.error(" ".join(str(error).split()))
     print(json.dumps(report, indent=2) if args.json else format_profile(report))
     return 0
 

@@ -29,8 +29,10 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from l2l.device import resolve_device
+from l2l.validation import require_nonnegative_int
 from outer_loop.app.train import CONFIG_DIR
-from outer_loop.reports.pretrained import CheckpointError, load_pretrained
+from outer_loop.checkpoint import CheckpointError
+from outer_loop.reports.pretrained import load_pretrained
 
 
 @dataclass
@@ -60,6 +62,7 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"tasks={cfg.tasks!r} is not allowed: it must be >= 1")
     if not 0 <= cfg.gif_task < cfg.tasks:
         raise ValueError(f"gif_task={cfg.gif_task!r} is not allowed: it must be in [0, tasks={cfg.tasks})")
+    require_nonnegative_int("threads", cfg.threads)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device, "device")

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.reports.pretrained import CheckpointError
+from outer_loop.checkpoint import CheckpointError
 
 log = logging.getLogger(__name__)
 
@@ -94,15 +94,29 @@ def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[Met
     return build_from_state(state, file)
 
 
+def default_out(run: Path) -> Path:
+    """Where ``l2l-eval RUN`` writes without ``--out``: a run dir itself, the run dir of its
+    ``checkpoints/<file>.pt``, else (a shipped name, any other file) the current directory."""
+    if run.is_dir():
+        return run
+    if run.is_file() and run.parent.name == "checkpoints":
+        return run.parent.parent
+    return Path(".")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``l2l-eval``."""
     parser = argparse.ArgumentParser(prog="l2l-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("run", help="a meta-training run dir or a checkpoint file (checkpoints/last.pt)")
     parser.add_argument("--tasks", type=int, default=None, help="number of held-out tasks (default: eval.tasks)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks (default: eval.seed)")
-    parser.add_argument("--out", default=None, help="where eval.json and eval.png go (default: the run dir)")
+    parser.add_argument("--out", default=None, help="where eval.json and eval.png go (default: the run dir of a "
+                        "run dir or its checkpoints/last.pt, else the current directory)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
+    for flag, value, least in (("--tasks", args.tasks, 1), ("--threads", args.threads, 0)):
+        if value is not None and value < least:
+            parser.error(f"{flag}={value} is not allowed: it must be an integer >= {least}")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -112,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         meta, cfg = load_meta(args.run, overrides)
     except CheckpointError as error:
         parser.exit(2, f"l2l-eval: error: {error}\n")
-    run = Path(args.run)
-    out = Path(args.out) if args.out else (run if run.is_dir() else run.parent.parent if run.is_file() else Path("."))
-    result = evaluate_run(meta, cfg, out)
+    out = Path(args.out) if args.out else default_out(Path(args.run))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        result = evaluate_run(meta, cfg, out)
+    except OSError as error:
+        parser.exit(2, f"l2l-eval: error: --out {str(out)!r}: cannot write there ({error.strerror or error})\n")
     print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))
     print(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
     return 0

@@ -83,7 +83,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     episode.add_argument("--index", type=int, default=0, help="which evaluation episode (default 0)")
     args = parser.parse_args(argv)
     if args.command == "episode":
-        episode_figure(args.run_dir, args.index).savefig(args.out, dpi=110)
+        from outer_loop.checkpoint import CheckpointError
+
+        try:
+            figure = episode_figure(args.run_dir, args.index)
+        except CheckpointError as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+        figure.savefig(args.out, dpi=110)
         return
     runs = {}
     for spec in args.runs:

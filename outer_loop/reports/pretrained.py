@@ -179,7 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("--out", default=None, help="target folder (default: the package's l2l/pretrained)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    path = export_pretrained(args.run_dir, args.name, args.command, args.out)
+    try:
+        path = export_pretrained(args.run_dir, args.name, args.command, args.out)
+    except CheckpointError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     state = read_state(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {path.with_suffix('.yaml')}; "
           f"check: {json.dumps(state['check'])}")

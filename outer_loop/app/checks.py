@@ -1,0 +1,135 @@
+"""Checks of a composed ``l2l-train`` config before any work: unknown keys, values the builders do not see,
+and whether one iteration fits in memory. Each failure is one ValueError naming the key, the value and what
+is allowed.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
+from outer_loop.app.config import Config
+from outer_loop.app.task_schemas import task_schema
+from tasks import FAMILIES, TaskFamily
+
+OPEN_NODES = ("options",)
+"""Config nodes whose keys are free (a cell's extra parameters)."""
+
+FLOAT_BYTES = 4
+PER_NEURON_STEP = 12   # floats autograd and the traces keep per neuron, step and task (the estimate is 0.7-0.9× a
+                       # measured iteration of the arm at 120 and 200 neurons: it errs on the side of running)
+PER_WEIGHT = 4         # per-task weights: W_task, its gradient, ΔW, the update's intermediate
+
+
+def unknown_keys(cfg: DictConfig) -> list[str]:
+    """'key=value (did you mean ...?)' for every key of ``cfg`` that no schema has (``+foo=1`` typos)."""
+    found: list[str] = []
+    plain = OmegaConf.to_container(cfg, resolve=False)
+    reference = OmegaConf.to_container(OmegaConf.structured(Config), resolve=False)
+    task_name = plain.get("task", {}).get("name") if isinstance(plain.get("task"), Mapping) else None
+    if task_name in FAMILIES:
+        reference["task"] = OmegaConf.to_container(OmegaConf.structured(task_schema(task_name, FAMILIES[task_name])))
+
+    def walk(node: Mapping[str, Any], ref: Mapping[str, Any], prefix: str) -> None:
+        for key, value in node.items():
+            path = f"{prefix}{key}"
+            if key not in ref:
+                close = difflib.get_close_matches(str(key), [str(k) for k in ref], n=1)
+                hint = f" (did you mean {prefix}{close[0]}?)" if close else ""
+                found.append(f"{path}={value!r}{hint}")
+            elif isinstance(value, Mapping) and isinstance(ref[key], Mapping) and key not in OPEN_NODES:
+                walk(value, ref[key], path + ".")
+
+    walk(plain, reference, "")
+    return found
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Raise ValueError for the first impossible entry the builders and loops do not check themselves."""
+    unknown = unknown_keys(cfg)
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not an l2l-train key: check the spelling (l2l-train --cfg job prints "
+                         f"every key)" + (f"; also unknown: {', '.join(unknown[1:])}" if len(unknown) > 1 else ""))
+    require_nonnegative_int("train.threads", cfg.train.threads)
+    require_nonnegative_int("outer.threads", cfg.outer.threads)
+    require_positive("train.lr", cfg.train.lr)
+    require_positive("outer.lr", cfg.outer.lr)
+    require_size("train.eval_batch_size", cfg.train.eval_batch_size)
+    require_nonnegative("train.memory_budget_gib", cfg.train.memory_budget_gib)
+    require_nonnegative("outer.memory_budget_gib", cfg.outer.memory_budget_gib)
+    if cfg.mode == "meta":
+        require_size("eval.tasks", cfg.eval.tasks)
+        require_nonnegative_int("eval.figure_tasks", cfg.eval.figure_tasks)
+        for key in ("bptt_lrs", "eprop1_lrs"):
+            rates = list(cfg.eval[key])
+            if not rates or not all(isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in rates):
+                raise ValueError(f"eval.{key}={rates!r} is not allowed: give a non-empty list of finite learning "
+                                 "rates > 0")
+
+
+def available_bytes() -> int | None:
+    """MemAvailable of this machine (Linux), None where unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def meta_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, str]:
+    """Estimated peak bytes of one meta-training iteration and the settings that drive it."""
+    batch, steps = int(cfg.outer.batch_size), int(family.n_steps)
+    learner = int(cfg.network.n_hidden) * int(cfg.network.layers)
+    em = int(cfg.error_module.n_hidden)
+    demos = int(cfg.inner.n_demos)
+    em_trials = demos + int(bool(cfg.error_module.in_test_trial))
+    em_inputs = family.n_outputs * int(cfg.error_module.code_neurons) + learner + family.n_inputs
+    per_step = PER_NEURON_STEP * ((demos + 1) * learner + em_trials * em) + em_trials * em_inputs
+    weights = PER_WEIGHT * learner * (family.n_inputs + int(cfg.network.n_hidden)) * (demos + 1)
+    need = FLOAT_BYTES * batch * (steps * per_step + weights)
+    drivers = (f"outer.batch_size={batch}, task.n_steps={steps}, network.n_hidden={cfg.network.n_hidden}"
+               f" (layers {cfg.network.layers}), error_module.n_hidden={em}, inner.n_demos={demos}")
+    return need, drivers
+
+
+def direct_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, str]:
+    """Estimated peak bytes of one direct-training iteration and the settings that drive it."""
+    batch, steps = int(cfg.train.batch_size), int(family.n_steps)
+    hidden = int(cfg.network.n_hidden) * int(cfg.network.layers)
+    need = FLOAT_BYTES * batch * steps * (PER_NEURON_STEP * hidden + family.n_inputs)
+    drivers = (f"train.batch_size={batch}, task.n_steps={steps}, network.n_hidden={cfg.network.n_hidden}"
+               f" (layers {cfg.network.layers})")
+    return need, drivers
+
+
+class _Sizes:
+    """What the estimates read of a family, from its config alone (before building it: a family with 1e8
+    steps takes long to build); its inputs and outputs count as 1."""
+
+    def __init__(self, task: Any) -> None:
+        self.n_steps = int(task.get("n_steps") or 1)
+        self.n_inputs = self.n_outputs = 1
+
+
+def check_memory(cfg: DictConfig, family: TaskFamily | None = None) -> None:
+    """ValueError naming the driving keys when one iteration would need more than the budget or the RAM.
+
+    Without ``family``, from the config's sizes alone (a lower bound; called before the family is built)."""
+    node = "outer" if cfg.mode == "meta" else "train"
+    sizes = family if family is not None else _Sizes(cfg.task)
+    need, drivers = (meta_iteration_bytes if cfg.mode == "meta" else direct_iteration_bytes)(cfg, sizes)
+    budget = float(cfg[node].memory_budget_gib) * 2**30
+    limit = budget if budget > 0 else available_bytes()
+    if limit is not None and need > limit:
+        where = f"{node}.memory_budget_gib={cfg[node].memory_budget_gib:g}" if budget > 0 else \
+            f"the {limit / 2**30:.1f} GiB of memory available"
+        raise ValueError(f"{drivers}: one iteration needs about {need / 2**30:.1f} GiB, more than {where}; make one "
+                         f"of these smaller (or set {node}.memory_budget_gib if the estimate is too cautious)")

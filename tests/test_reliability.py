@@ -1,0 +1,468 @@
+"""Reliability and security of l2l-train and the commands that read checkpoints: one-line errors for bad
+input, no code execution from checkpoints, one run per run dir, guarded training, graceful stops."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from outer_loop.app import train
+from outer_loop.app.checks import meta_iteration_bytes
+from outer_loop.app.loggers import write_json
+from outer_loop.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from outer_loop.guard import DivergedError, DivergenceGuard, NonFiniteLossError
+
+TINY_META = ["experiment=smoke", "task.n_steps=30", "network.n_hidden=8", "error_module.n_hidden=6",
+             "error_module.code_neurons=4", "outer.batch_size=2", "outer.progress=false", "eval.enabled=false",
+             "outer.figure_every=0"]
+TINY_DIRECT = ["experiment=pattern_eprop", "task.n_steps=30", "task.n_inputs=5", "network.n_hidden=8",
+               "train.batch_size=2", "train.iterations=3", "train.progress=false", "train.plots=false"]
+
+
+def l2l_train(args: list[str], run_dir: Path) -> tuple[int, str]:
+    """``l2l-train ARGS`` in this process: (exit code, stderr)."""
+    argv = ["l2l-train", *args, f"hydra.run.dir={run_dir}", "hydra/job_logging=disabled",
+            "hydra/hydra_logging=disabled"]
+    err = io.StringIO()
+    saved = sys.argv
+    sys.argv = argv
+    try:
+        with contextlib.redirect_stderr(err):
+            train.main()
+        code = 0
+    except SystemExit as stop:
+        code = stop.code if isinstance(stop.code, int) else 1
+    finally:
+        sys.argv = saved
+    return code, err.getvalue()
+
+
+NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+BAD_META = [
+    ("outer.optimizer=rmsprop", "outer.optimizer='rmsprop' is not allowed: choose one of ['adam', 'sgd']"),
+    ("network.n_hidden=0", "network.n_hidden=0 is not allowed: it must be an integer >= 1"),
+    ("network.tau_m=0", "network.tau_m=0.0 is not allowed: it must be a finite number > 0"),
+    ("network.v_th=-1", "network.v_th=-1.0 is not allowed"),
+    ("network.dt=0", "network.dt=0.0 is not allowed"),
+    ("network.n_ref=-1", "network.n_ref=-1 is not allowed: it must be an integer >= 0"),
+    ("network.gamma=0", "network.gamma=0.0 is not allowed"),
+    ("network.surrogate=box", "network.surrogate='box' is not allowed: choose one of"),
+    ("network.psi_refractory=half", "network.psi_refractory='half' is not allowed: choose one of ['keep', 'zero']"),
+    ("network.cell=spiky", "network.cell='spiky' is not allowed: choose one of"),
+    ("error_module.n_hidden=0", "error_module.n_hidden=0 is not allowed"),
+    ("error_module.code_sigma=0", "error_module.code_sigma=0.0 is not allowed"),
+    ("error_module.code_peak_hz=-5", "error_module.code_peak_hz=-5.0 is not allowed"),
+    ("error_module.signal_layers=some", "error_module.signal_layers='some' is not allowed: choose one of"),
+    ("error_module.tau_m=-1", "error_module.tau_m=-1.0 is not allowed"),
+    ("eval.bptt_lrs=[]", "eval.bptt_lrs=[] is not allowed: give a non-empty list"),
+    ("eval.eprop1_lrs=[-1.0]", "eval.eprop1_lrs=[-1.0] is not allowed"),
+    ("eval.tasks=0", "eval.tasks=0 is not allowed"),
+    ("eval.figure_tasks=-1", "eval.figure_tasks=-1 is not allowed: it must be an integer >= 0"),
+    ("outer.iterations=0", "outer.iterations=0 is not allowed"),
+    ("outer.batch_size=0", "outer.batch_size=0 is not allowed"),
+    ("outer.lr=inf", "outer.lr=inf is not allowed: it must be a finite number > 0"),
+    ("outer.lr=-1", "outer.lr=-1.0 is not allowed"),
+    ("outer.threads=-2", "outer.threads=-2 is not allowed: it must be an integer >= 0"),
+    ("outer.checkpoint_every=0", "outer.checkpoint_every=0 is not allowed"),
+    ("outer.log_every=0", "outer.log_every=0 is not allowed"),
+    ("outer.grad_clip=-1", "outer.grad_clip=-1.0 is not allowed"),
+    ("outer.divergence_factor=0.5", "outer.divergence_factor=0.5 is not allowed: it must be 0 (off) or"),
+    ("outer.memory_budget_gib=-1", "outer.memory_budget_gib=-1.0 is not allowed"),
+    ("outer.resume=/nonexistent/last.pt", "checkpoint '/nonexistent/last.pt' does not exist"),
+    ("inner.lr_mode=per_neuron", "inner.lr_mode='per_neuron' is not allowed"),
+    ("inner.lr=0", "inner.lr=0.0 is not allowed"),
+    ("inner.backend=magic", "inner.backend='magic' is not allowed: choose one of ['explicit', 'higher']"),
+    ("inner.optimizer=adam", "inner.optimizer='adam' needs inner.backend=higher"),
+    ("inner.n_demos=0", "inner.n_demos=0 is not allowed"),
+    ("inner.adapt_weights=[w_out]", "inner.adapt_weights=['w_out'] is not allowed"),
+    ("+foo=1", "foo=1 is not an l2l-train key"),
+    ("+outer.batchsize=3", "outer.batchsize=3 (did you mean outer.batch_size?) is not an l2l-train key"),
+    ("mode=both", "mode='both' is not allowed: choose one of ['direct', 'meta']"),
+    ("logger.name=tensorboard", "logger.name='tensorboard' is not allowed"),
+    ("logger.init_timeout=0", None),   # read only with logger=wandb: accepted here
+    ("network.n_hidden=100000", "network.n_hidden=100000 (layers 1), error_module.n_hidden=6, inner.n_demos=1: "
+                                "one iteration needs about"),
+    ("outer.batch_size=10000000", "outer.batch_size=10000000, task.n_steps=30"),
+    ("task.n_steps=100000000", "task.n_steps=100000000"),
+    ("task.n_sines=0", "task.n_sines=0 is not allowed"),
+    ("outer.memory_budget_gib=0.0000001", "more than outer.memory_budget_gib=1e-07"),
+]
+BAD_DIRECT = [
+    ("train.iterations=0", "train.iterations=0 is not allowed"),
+    ("train.batch_size=0", "train.batch_size=0 is not allowed"),
+    ("train.lr=-1", "train.lr=-1.0 is not allowed: it must be a finite number > 0"),
+    ("train.optimizer=rmsprop", "train.optimizer='rmsprop' is not allowed"),
+    ("train.threads=-1", "train.threads=-1 is not allowed"),
+    ("train.log_every=0", "train.log_every=0 is not allowed"),
+    ("train.eval_batch_size=0", "train.eval_batch_size=0 is not allowed"),
+    ("train.divergence_factor=-3", "train.divergence_factor=-3.0 is not allowed"),
+    ("rule.name=magic", "rule.name='magic' is not allowed"),
+    ("rule.feedback=mirror", "rule.feedback='mirror' is not allowed"),
+    ("rule.rate_weight=-1", "rule.rate_weight=-1.0 is not allowed"),
+    ("network.layers=2", "network.layers=2 is not allowed with rule=eprop"),
+    ("+network.options={colour: 1}", "network.options={'colour': 1} is not allowed for a lif cell"),
+    ("task.n_inputs=0", "task.n_inputs=0 is not allowed"),
+]
+
+
+@pytest.mark.parametrize("override, message", BAD_META, ids=[o for o, _ in BAD_META])
+def test_bad_meta_override_is_one_line_naming_key_value_and_choice(tmp_path, override, message):
+    code, err = l2l_train([*TINY_META, "outer.iterations=1", override], tmp_path / "run")
+    if message is None:
+        assert code == 0, err
+        return
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("l2l-train: error: "), err
+    assert message in lines[0], lines[0]
+    assert "Traceback" not in err
+
+
+@pytest.mark.parametrize("override, message", BAD_DIRECT, ids=[o for o, _ in BAD_DIRECT])
+def test_bad_direct_override_is_one_line_naming_key_value_and_choice(tmp_path, override, message):
+    code, err = l2l_train([*TINY_DIRECT, override], tmp_path / "run")
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], err
+
+
+@NO_GPU
+def test_a_missing_gpu_is_reported_as_the_device_key(tmp_path):
+    code, err = l2l_train([*TINY_META, "device=cuda"], tmp_path / "run")
+    assert code == 2 and "error: device='cuda' is not available here" in err, err
+
+
+@pytest.mark.parametrize("override, key", [("train.iteratons=5", "train.iteratons"),
+                                           ("train.iterations=abc", "train.iterations"),
+                                           ("network=foo", "network"), ("experiment=nope", "experiment")])
+def test_composition_errors_name_the_key_without_a_traceback(tmp_path, override, key):
+    code, err = l2l_train([override], tmp_path / "run")
+    assert code == 1 and key in err and "Traceback" not in err, err
+
+
+def test_hydra_full_error_still_shows_the_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(ValueError, match="outer.lr=-1"):
+        l2l_train([*TINY_META, "outer.lr=-1"], tmp_path / "run")
+
+
+# ---- checkpoints never execute code ------------------------------------------------------------------------
+
+
+class Payload:
+    """What a crafted checkpoint smuggles in: unpickling it writes a marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "pwned"))
+
+
+@pytest.fixture(scope="module")
+def finished_runs(tmp_path_factory):
+    """A tiny meta run and a tiny direct run (their checkpoints are the templates of the payloads)."""
+    root = tmp_path_factory.mktemp("runs")
+    assert l2l_train([*TINY_META, "outer.iterations=2"], root / "meta")[0] == 0
+    assert l2l_train(TINY_DIRECT, root / "direct")[0] == 0
+    return root
+
+
+def plant(run: Path, target: Path, marker: Path) -> Path:
+    """Copy ``run``'s last.pt to ``target`` (a run dir layout) with a payload added."""
+    state = torch.load(run / "checkpoints" / "last.pt", weights_only=True)
+    state["evil"] = Payload(marker)
+    (target / "checkpoints").mkdir(parents=True)
+    torch.save(state, target / "checkpoints" / "last.pt")
+    return target / "checkpoints" / "last.pt"
+
+
+def test_no_entry_point_runs_code_from_a_checkpoint(finished_runs, tmp_path, capsys):
+    from outer_loop.reports import eval_cli, plots, pretrained
+
+    marker = tmp_path / "marker"
+    meta_file = plant(finished_runs / "meta", tmp_path / "meta", marker)
+    direct_dir = plant(finished_runs / "direct", tmp_path / "direct", marker).parent.parent
+    unsafe = "is corrupted or not a torch checkpoint"
+    for resume in (meta_file, meta_file.parent.parent):
+        code, err = l2l_train([*TINY_META, "outer.iterations=4", f"outer.resume={resume}"], tmp_path / "resumed")
+        assert code == 2 and err.count("\n") == 1 and str(meta_file) in err and unsafe in err, err
+    calls = [lambda: eval_cli.main([str(meta_file)]),
+             lambda: pretrained.main(["export", str(meta_file.parent.parent), "x", "--command", "c",
+                                      "--out", str(tmp_path / "export")]),
+             lambda: plots.main(["episode", str(tmp_path / "e.png"), str(direct_dir)])]
+    for call in calls:
+        with pytest.raises(SystemExit) as stop:
+            call()
+        err = capsys.readouterr().err
+        assert stop.value.code == 2 and err.count("\n") == 1 and unsafe in err, err
+    code, err = demo_main(["checkpoint=" + str(meta_file), f"hydra.run.dir={tmp_path / 'demo'}"])
+    assert code == 2 and unsafe in err, err
+    assert not marker.exists()
+    # the control: the same file, unpickled without the safe loader, does run the payload
+    torch.load(meta_file, weights_only=False)
+    assert marker.read_text() == "pwned"
+
+
+def demo_main(args: list[str]) -> tuple[int, str]:
+    from outer_loop.reports import demo
+
+    saved, sys.argv = sys.argv, ["l2l-demo", *args, "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
+    err = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(err):
+            demo.main()
+        return 0, err.getvalue()
+    except SystemExit as stop:
+        return stop.code, err.getvalue()
+    finally:
+        sys.argv = saved
+
+
+def test_resume_refuses_non_finite_weights_and_iterations_below_the_checkpoint(finished_runs, tmp_path):
+    state = load_checkpoint(finished_runs / "meta")
+    state["meta"]["learner.layers.0.w_rec"][0, 1] = math.nan
+    save_checkpoint(tmp_path / "nan.pt", state)
+    code, err = l2l_train([*TINY_META, "outer.iterations=4", f"outer.resume={tmp_path / 'nan.pt'}"], tmp_path / "a")
+    assert code == 2 and "non-finite weights in ['learner.layers.0.w_rec']" in err, err
+    code, err = l2l_train([*TINY_META, "outer.iterations=1", f"outer.resume={finished_runs / 'meta'}"], tmp_path / "b")
+    assert code == 2 and "outer.iterations=1 is below the checkpoint's iteration 2" in err, err
+
+
+def test_eval_of_a_loose_checkpoint_writes_into_the_current_directory(finished_runs, tmp_path, monkeypatch, capsys):
+    from outer_loop.reports import eval_cli
+
+    loose = tmp_path / "some" / "dir"
+    loose.mkdir(parents=True)
+    (loose / "model.pt").write_bytes((finished_runs / "meta" / "checkpoints" / "last.pt").read_bytes())
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert eval_cli.main([str(loose / "model.pt"), "--tasks", "2"]) == 0
+    assert (work / "eval.json").is_file() and not (tmp_path / "some" / "eval.json").exists()
+    for argv, message in ((["--tasks", "0"], "--tasks=0 is not allowed"), (["--threads", "-1"], "--threads=-1"),
+                          (["--out", "/proc/x"], "--out '/proc/x': cannot write there")):
+        with pytest.raises(SystemExit) as stop:
+            eval_cli.main([str(loose / "model.pt"), *argv])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [(["--iterations", "0"], "--iterations=0 is not allowed"),
+                                           (["--experiment", "nope"], "--experiment='nope' is not allowed"),
+                                           (["--experiment", "pattern_eprop"], "is a mode='direct' experiment")])
+def test_bench_meta_refuses_bad_arguments_in_one_line(argv, message, capsys):
+    from outer_loop.bench.cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(["meta", *argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and "Traceback" not in err, err
+
+
+# ---- one run per run dir; atomic writes -------------------------------------------------------------------------
+
+
+def l2l_train_process(args: list[str], run_dir: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "outer_loop.app.train", *args, f"hydra.run.dir={run_dir}"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+
+
+def wait_for(predicate, timeout: float = 60.0, pause: float = 0.02, process: subprocess.Popen | None = None) -> None:
+    end = time.time() + timeout
+    while not predicate():
+        assert time.time() < end, "timed out"
+        assert process is None or process.poll() is None, f"the run ended first: {process.stderr.read()[-500:]}"
+        if pause:
+            time.sleep(pause)
+
+
+def test_a_second_run_into_a_busy_run_dir_stops_at_start(tmp_path):
+    run_dir = tmp_path / "run"
+    first = l2l_train_process([*TINY_META, "outer.iterations=400", "outer.checkpoint_every=1000"], run_dir)
+    try:
+        wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").stat().st_size > 0)
+        code, err = l2l_train([*TINY_META, "outer.iterations=2"], run_dir)
+        assert code == 2 and f"run dir {str(run_dir)!r} is in use by pid {first.pid}" in err, err
+        assert first.poll() is None
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(60)
+    # the first run stopped gracefully: one line, a checkpoint, valid metrics
+    assert first.returncode == 128 + signal.SIGINT, first.stderr.read()
+    assert "stopped by signal 2" in first.stderr.read()
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert load_checkpoint(run_dir)["iteration"] >= rows[-1]["iteration"] + 1
+    # once it is gone, the run dir is free again
+    assert l2l_train([*TINY_META, "outer.iterations=1"], run_dir)[0] == 0
+
+
+def test_concurrent_writers_never_share_a_temporary_file(tmp_path):
+    path = tmp_path / "last.pt"
+    errors = []
+
+    def write(k: int) -> None:
+        try:
+            for i in range(20):
+                save_checkpoint(path, {"writer": k, "i": i, "w": torch.full((1000,), float(k))})
+        except Exception as error:  # noqa: BLE001 - the test reports any failure
+            errors.append(error)
+
+    threads = [threading.Thread(target=write, args=(k,)) for k in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    state = read_checkpoint(path)
+    assert state["i"] == 19 and bool((state["w"] == state["writer"]).all())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.pt"]
+
+
+def test_default_run_dirs_are_distinct_within_one_second():
+    from omegaconf import OmegaConf
+
+    hydra = OmegaConf.to_container(OmegaConf.load(Path(train.CONFIG_DIR) / "config.yaml").hydra, resolve=False)
+    assert hydra["run"]["dir"].endswith("${now:%Y-%m-%d_%H-%M-%S_%f}")     # microseconds: two runs started in
+    assert hydra["sweep"]["dir"].endswith("${now:%Y-%m-%d_%H-%M-%S_%f}")   # the same second get two dirs
+
+
+# ---- kill -9 and resume -----------------------------------------------------------------------------------------
+
+
+KILL_RUN = [*TINY_META, "outer.iterations=14", "outer.checkpoint_every=1", "outer.log_every=1", "seed=3"]
+
+
+def rows_of(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+
+
+def without_time(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def test_kill_9_at_any_point_loses_at_most_one_checkpoint_interval(tmp_path):
+    whole = tmp_path / "whole"
+    assert l2l_train(KILL_RUN, whole)[0] == 0
+    run_dir = tmp_path / "killed"
+    checkpoints = run_dir / "checkpoints"
+    lost = []
+    for kill in ("after 3 logged", "after 6 logged", "during a checkpoint write", "after 11 logged"):
+        resume = [f"outer.resume={checkpoints / 'last.pt'}"] if (checkpoints / "last.pt").exists() else []
+        process = l2l_train_process([*KILL_RUN, *resume], run_dir)
+        if kill.startswith("during"):   # poll without pause: a write takes milliseconds
+            wait_for(lambda: any(e.name.endswith(".tmp") for e in os.scandir(checkpoints)), 120, 0, process)
+        else:
+            count = int(kill.split()[1])
+            wait_for(lambda c=count: (run_dir / "metrics.jsonl").is_file() and len(rows_of(run_dir)) >= c, 120,
+                     process=process)
+        process.kill()
+        process.wait(30)
+        logged = rows_of(run_dir)[-1]["iteration"] + 1 if rows_of(run_dir) else 0
+        kept = load_checkpoint(run_dir)["iteration"] if (checkpoints / "last.pt").exists() else 0
+        lost.append(logged - kept)
+    assert l2l_train([*KILL_RUN, f"outer.resume={checkpoints / 'last.pt'}"], run_dir)[0] == 0
+    assert all(n <= 1 for n in lost), lost                      # checkpoint_every = 1
+    assert without_time(rows_of(run_dir)) == without_time(rows_of(whole))
+    final, reference = load_checkpoint(run_dir)["meta"], load_checkpoint(whole)["meta"]
+    assert all(torch.equal(final[k], reference[k]) for k in reference)
+
+
+# ---- divergence --------------------------------------------------------------------------------------------------
+
+
+def test_meta_training_stops_on_divergence_and_keeps_the_last_good_checkpoint(tmp_path):
+    code, err = l2l_train([*TINY_META, "outer.iterations=30", "outer.lr=1e6", "outer.checkpoint_every=1"],
+                          tmp_path / "run")   # the loss jumps from 6.5 to 2.6e10 at iteration 1
+    assert code == 2 and "stopping instead of training on garbage" in err and err.count("\n") == 1, err
+    assert "more than outer.divergence_factor=1000 times its running median" in err
+    if (tmp_path / "run" / "checkpoints" / "last.pt").exists():
+        state = load_checkpoint(tmp_path / "run")
+        assert all(bool(torch.isfinite(v).all()) for v in state["meta"].values())
+    assert not (tmp_path / "run" / "summary.json").exists()
+    for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in metrics.jsonl"))
+
+
+def test_direct_training_stops_before_stepping_on_a_nan(tmp_path):
+    code, err = l2l_train([*TINY_DIRECT, "train.iterations=20", "train.lr=1e30"], tmp_path / "run")
+    assert code == 2 and "stopping before the optimizer steps on it. Try a smaller train.lr." in err, err
+    assert not (tmp_path / "run" / "checkpoints" / "last.pt").exists()
+
+
+def test_the_guard_catches_non_finite_and_diverging_losses_only():
+    guard = DivergenceGuard(10.0, "outer.divergence_factor", window=5, warmup=3)
+    for loss in (1.0, 2.0, 1.5, 5.0, 9.0):             # grows, but within 10× the running median
+        guard.check_loss(loss)
+    with pytest.raises(DivergedError, match="more than outer.divergence_factor=10 times its running median"):
+        guard.check_loss(100.0)
+    with pytest.raises(NonFiniteLossError, match="the loss is nan"):
+        DivergenceGuard(0.0, "k").check_loss(math.nan)
+    off = DivergenceGuard(0.0, "k", warmup=1)
+    for loss in (1.0, 1e9):
+        off.check_loss(loss)
+    with pytest.raises(NonFiniteLossError, match="the weight w has non-finite entries"):
+        DivergenceGuard.check_weights([("v", torch.ones(2)), ("w", torch.tensor([1.0, math.inf]))])
+
+
+def test_summaries_are_strict_json(tmp_path):
+    path = write_json(tmp_path / "s.json", {"a": math.nan, "b": [1.0, math.inf], "c": torch.tensor(2.0)})
+    assert json.loads(path.read_text()) == {"a": None, "b": [1.0, None], "c": 2.0}
+
+
+# ---- memory pre-flight ---------------------------------------------------------------------------------------------
+
+
+def test_the_memory_estimate_is_close_to_a_measured_iteration(compose):
+    from l2l.memory import peak_memory_bytes
+    from outer_loop.algorithm.outer_step import outer_step
+    from outer_loop.app.build import build_meta, build_task
+    from outer_loop.optimizers import make_optimizer
+
+    cfg = compose("experiment=arm_one_shot", "outer.batch_size=8", "network.n_hidden=120",
+                  "error_module.n_hidden=120")
+    family = build_task(cfg.task)
+    torch.manual_seed(0)
+    meta = build_meta(cfg, family)
+    optimizer = make_optimizer("adam", meta.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(0)
+    episode = family.sample(8, g)
+    outer_step(meta, optimizer, episode, g)                            # warm-up
+    measured = peak_memory_bytes(lambda: outer_step(meta, optimizer, family.sample(8, g), g))
+    if measured is None:
+        pytest.skip("no resident-set measurement on this platform")
+    estimate, drivers = meta_iteration_bytes(cfg, family)
+    assert "outer.batch_size=8" in drivers and "network.n_hidden=120" in drivers
+    assert 0.5 * measured < estimate < 4 * measured, (estimate, measured)   # cautious, never blocking a real run
+
+
+# ---- W&B without a network -------------------------------------------------------------------------------------------
+
+
+def test_wandb_online_without_a_server_falls_back_to_offline(tmp_path):
+    env = {**os.environ, "WANDB_MODE": "", "WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "a" * 40,
+           "WANDB_SILENT": "true"}
+    env.pop("WANDB_MODE")
+    started = time.time()
+    result = subprocess.run([sys.executable, "-m", "outer_loop.app.train", *TINY_META, "outer.iterations=2",
+                             "logger=wandb", "logger.mode=online", "logger.init_timeout=2",
+                             f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env,
+                            timeout=240)
+    assert result.returncode == 0, result.stderr[-2000:]
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "W&B: could not start an online run within 2 s" in log and "logging offline" in log
+    assert len(rows_of(tmp_path / "run")) == 2
+    assert list((tmp_path / "run" / "wandb").glob("offline-run-*"))
+    assert time.time() - started < 200
