@@ -201,9 +201,11 @@ class ArmTrajectories(TaskFamily):
             produced = self.arm.endpoint(omega, self.dt)[0]
             ax_xy.plot(produced[:, 0], produced[:, 1], color="C1", label="produced")
         reach = self.arm.reach * 1.05
-        ax_xy.set(xlim=(-reach, reach), ylim=(-reach, reach), aspect="equal", xlabel="x", ylabel="y")
+        ax_xy.set(xlim=(-reach, reach), ylim=(-reach, reach), aspect="equal", xlabel="x (m)", ylabel="y (m)",
+                  title=f"task {index}: endpoint")
+        ax_xy.title.set_fontsize(8)
         ax_xy.legend(fontsize=7, loc="lower left")
-        for i, label in enumerate(("x", "y")):
+        for i, label in enumerate(("x (m)", "y (m)")):
             axes[i].plot(t, target[:, i], "--", color="C0")
             if produced is not None:
                 axes[i].plot(t, produced[:, i], color="C1")
@@ -214,7 +216,8 @@ class ArmTrajectories(TaskFamily):
             if output is not None:
                 axes[2].plot(t, output[index, :, j].detach().cpu(), color=f"C{2 + j}", label=f"ω{j + 1}")
         axes[2].set(ylabel="ω (rad/s)", xlabel="time (ms)")
-        axes[2].legend(fontsize=6, ncol=4)
+        # below the axes, so that it never hides the traces
+        axes[2].legend(fontsize=6, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.45), frameon=False)
         return fig
 
 

@@ -135,6 +135,13 @@ class TaskFamily(ABC):
     def loss(self, output: torch.Tensor, episode: Episode) -> TaskLoss:
         """Score the readout ``output`` (B, T, n_outputs) on ``episode``: per-task loss (B,) and metrics."""
 
+    def chunk_loss(self, output: torch.Tensor, episode: Episode, steps: slice) -> torch.Tensor:
+        """The task loss's share of the steps ``steps`` (a scalar; output: those steps (B, t, n_outputs)),
+        for families whose loss is a sum over time (online e-prop needs it). Summed over consecutive
+        chunks it equals ``loss(...).mean``."""
+        raise ValueError(f"task={self.name!r} has no loss that is a sum over time: rule=eprop_online needs one "
+                         "(task=pattern has it)")
+
     @abstractmethod
     def plot(self, episode: Episode, output: torch.Tensor | None = None, index: int = 0) -> Figure:
         """Draw task ``index`` of the batch: the target and, if given, the produced output (B, T, n_outputs)."""

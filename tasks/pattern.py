@@ -94,6 +94,11 @@ class PatternGeneration(TaskFamily):
         variance = target.var(dim=1, unbiased=False).mean(-1).clamp(min=1e-12)
         return TaskLoss(mse, {"mse": mse.detach(), "nmse": (mse / variance).detach()})
 
+    def chunk_loss(self, output: torch.Tensor, episode: Episode, steps: slice) -> torch.Tensor:
+        """The mean over tasks of the MSE's share of ``steps``: Σ_chunks equals ``loss(...).mean``."""
+        target = episode.target[:, steps].to(output)
+        return ((output - target) ** 2).sum() / (episode.target.shape[1] * target.shape[-1] * target.shape[0])
+
     def plot(self, episode: Episode, output: torch.Tensor | None = None, index: int = 0) -> Figure:
         """Input raster and, per output channel, target (dashed) vs produced output."""
         fig, axes = new_figure(1 + self.n_outputs)

@@ -184,6 +184,7 @@ def test_each_demonstration_sees_its_own_code():
 
 @pytest.fixture
 def fake_wandb(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)   # l2l's own default (offline), not the suite's "disabled"
     calls = []
     module = types.SimpleNamespace(
         init=lambda **kw: calls.append(("init", kw)) or types.SimpleNamespace(
@@ -201,6 +202,8 @@ def test_wandb_gets_resolved_config_group_images_and_finish(fake_wandb, tmp_path
     images = [c for c in fake_wandb if c[0] == "log" and "arm" in c[2]]
     assert [c[1] for c in images] == [1, 3] and images[0][2]["arm"][0] == "image"
     assert any(c[0] == "log" and "eval/test_mse" in c[2] for c in fake_wandb)
+    logged = {key for c in fake_wandb if c[0] == "log" for key in c[2]}
+    assert {"learning_curve", "eval", "demo"} <= logged          # the figures of the run dir, in W&B too
     assert fake_wandb[-1] == ("finish", 0)
 
 

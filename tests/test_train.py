@@ -134,9 +134,10 @@ def test_run_writes_metrics_summary_plots_and_checkpoint(task, tmp_path):
     cfg = compose_config(tiny(task, rule, cell, "train.eval_every=2"))
     summary = run(cfg, tmp_path)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    records = [json.loads(line) for line in lines]
+    *records, held_out = [json.loads(line) for line in lines]
     assert [r["iteration"] for r in records] == [0, 1, 2]
     metric = FAMILIES[task].metric
+    assert held_out["iteration"] == 3 and {"eval/loss", f"eval/{metric}"} <= set(held_out)   # as in meta mode
     for r in records:
         assert {"loss", "task_loss", "rate_hz", "time_s", metric} <= set(r)
     assert "eval_loss" in records[0] and "eval_loss" in records[2] and "eval_loss" not in records[1]
@@ -154,7 +155,8 @@ def test_same_seed_same_run(tmp_path):
         run(compose_config(tiny("pattern", f"seed={seed}", "train.plots=false", "train.checkpoint=false")),
             tmp_path / str(i))
         histories.append([(r["loss"], r["rate_hz"]) for r in
-                          map(json.loads, (tmp_path / str(i) / "metrics.jsonl").read_text().splitlines())])
+                          map(json.loads, (tmp_path / str(i) / "metrics.jsonl").read_text().splitlines())
+                          if "loss" in r])
     assert histories[0] == histories[1]
     assert histories[0] != histories[2]
 
@@ -173,8 +175,10 @@ class FakeRun:
 
 @pytest.fixture
 def fake_wandb(monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)   # l2l's own default (offline), not the suite's "disabled"
     calls = []
-    module = types.SimpleNamespace(init=lambda **kwargs: FakeRun(calls, kwargs), Settings=lambda **kwargs: kwargs)
+    module = types.SimpleNamespace(init=lambda **kwargs: FakeRun(calls, kwargs), Settings=lambda **kwargs: kwargs,
+                                   Image=lambda pixels: ("image", pixels.shape))
     monkeypatch.setitem(sys.modules, "wandb", module)
     return calls
 
@@ -182,7 +186,10 @@ def fake_wandb(monkeypatch):
 def test_wandb_logger_offline_by_default_and_finished(fake_wandb, tmp_path):
     run(compose_config(tiny("pattern", "logger=wandb")), tmp_path)
     kinds = [c[0] for c in fake_wandb]
-    assert kinds == ["init", "log", "log", "log", "finish"]
+    assert kinds == ["init", "log", "log", "log", "log", "log", "log", "finish"]
+    held_out, curve, episode = (c[2] for c in fake_wandb[4:7])
+    assert fake_wandb[4][1] == 3 and {"eval/loss", "eval/nmse"} <= set(held_out)     # the keys of meta mode
+    assert curve["learning_curve"][0] == "image" and episode["pattern"][0] == "image"
     init = fake_wandb[0][1]
     assert init["mode"] == "offline" and init["dir"] == str(tmp_path) and init["project"] == "l2l"
     assert init["config"]["task"]["name"] == "pattern" and isinstance(init["config"]["train"], dict)

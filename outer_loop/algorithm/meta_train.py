@@ -134,6 +134,8 @@ def train_meta(
                                      "test": f"{record['test_mse']:.4g}"}, refresh=False)
                 if on_figure is not None and outer.figure_every and done % outer.figure_every == 0:
                     figure = meta.family.plot(episode.select(0), step.test_output.detach()[:1])
+                    figure.suptitle(f"iteration {it}: training task 0, test trial after the one-shot update "
+                                    "(dashed: target)", fontsize=9)
                     on_figure(meta.family.name, figure, it)
                 if done % outer.checkpoint_every == 0 or done == outer.iterations:
                     checkpoint(done)

@@ -18,7 +18,7 @@ from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import LearningRule, make_rule
-from l2l.validation import require_choice, require_positive, require_size
+from l2l.validation import require_choice, require_nonnegative_int, require_positive, require_size
 from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
 from tasks import TaskFamily, make_family
 from tasks.encoders import PopulationCode
@@ -68,24 +68,41 @@ def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:
     )
 
 
+RULE_NAMES = ("bptt", "rtrl", "eprop", "deep_eprop", "eprop_online", "morder")
+
+
 def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
-    """The learning rule ``cfg.name`` (bptt | rtrl | eprop) with rate regularization if ``cfg.rate_weight`` > 0."""
-    require_choice("rule.name", cfg.name, ("bptt", "rtrl", "eprop"))
+    """The learning rule ``cfg.name`` with its options and rate regularization if ``cfg.rate_weight`` > 0."""
+    require_choice("rule.name", cfg.name, RULE_NAMES)
     options: dict[str, Any] = {}
     if cfg.rate_weight > 0:
         options["rate_regularization"] = RateRegularization(target_hz=cfg.rate_target_hz, weight=cfg.rate_weight,
                                                             dt=dt)
     elif cfg.rate_weight < 0:
         raise ValueError(f"rule.rate_weight={cfg.rate_weight!r} is not allowed: it must be >= 0")
-    if cfg.name == "rtrl":
+    if cfg.name in ("rtrl", "deep_eprop", "morder"):
         require_positive("rule.memory_budget_gib", cfg.memory_budget_gib)
         options["memory_budget_gib"] = cfg.memory_budget_gib
-    if cfg.name == "eprop":
+    if cfg.name in ("eprop", "deep_eprop", "eprop_online"):
         require_choice("rule.feedback", cfg.feedback, ("symmetric", "random", "adaptive"))
         options["feedback"] = cfg.feedback
         if cfg.feedback != "symmetric":
             options["seed"] = cfg.feedback_seed if cfg.feedback_seed is not None else seed
-    return make_rule(cfg.name, **options)
+    if cfg.name == "deep_eprop":
+        require_choice("rule.mode", cfg.mode, ("factorized", "online", "exact"))
+        options.update(mode=cfg.mode, across_layers=bool(cfg.across_layers))
+    if cfg.name == "eprop_online":
+        require_size("rule.chunk", cfg.chunk)
+        options["chunk"] = cfg.chunk
+    if cfg.name == "morder":
+        require_nonnegative_int("rule.order", cfg.order)
+        options["order"] = cfg.order
+    try:
+        return make_rule(cfg.name, **options)
+    except ValueError as error:  # the rule's own option errors, named as config keys
+        message = str(error)
+        name = message.split("=", 1)[0]
+        raise ValueError(f"rule.{message}" if name in options else message) from None
 
 
 def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:

@@ -10,8 +10,8 @@ from omegaconf import DictConfig
 
 from outer_loop.app.config import register_configs
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[2] / "conf")
-"""The app's configs: ``conf/`` beside the packages (an absolute path, so that it is found whatever the caller)."""
+CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+"""The app's configs: ``outer_loop/conf`` (in a source tree a link to the top-level ``conf/``; in a wheel a copy)."""
 
 
 def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:

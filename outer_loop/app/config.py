@@ -146,9 +146,12 @@ class EvalConfig:
 
 @dataclass
 class RuleConfig:
-    """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop.
+    """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop | deep_eprop | eprop_online | morder.
 
-    ``feedback`` (eprop): symmetric | random | adaptive; ``feedback_seed`` draws the random B (default: ``seed``).
+    ``feedback`` (the e-prop rules): symmetric | random | adaptive; ``feedback_seed`` draws the random B
+    (default: ``seed``). deep_eprop: ``mode`` factorized | online | exact, ``across_layers`` (false: layer-local
+    e-prop). eprop_online: ``chunk`` steps per chunk (one LIF layer, a loss that is a sum over time).
+    morder: ``order`` m >= 0 (0: e-prop, T − 1: RTRL).
     Rate regularization weight·Σ_j (f̄_j − target)² is on when ``rate_weight`` > 0. ``memory_budget_gib`` (rtrl):
     the most its influence tensors may take; it stops before allocating more.
     """
@@ -159,6 +162,10 @@ class RuleConfig:
     rate_target_hz: float = 10.0
     rate_weight: float = 0.0
     memory_budget_gib: float = 4.0
+    mode: str = "factorized"
+    across_layers: bool = True
+    chunk: int = 50
+    order: int = 1
 
 
 @dataclass
@@ -190,15 +197,20 @@ class TrainConfig:
 
 @dataclass
 class LoggerConfig:
-    """``name``: none (metrics.jsonl only) | wandb (W&B too; ``mode`` offline by default: online only if asked).
-    Online, W&B gets ``init_timeout`` seconds to start the run, else the run is logged offline with a warning."""
+    """``name``: none (metrics.jsonl only) | wandb (W&B too). Every W&B setting left unset here follows W&B's
+    environment (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``, ``WANDB_RUN_GROUP``, ``WANDB_TAGS``,
+    ``WANDB_NAME``, ``WANDB_DIR``), then l2l's default: ``mode`` offline (online only if asked), project l2l,
+    group the experiment (or sweep), tags the overrides, run name the experiment, seed and sweep job, the run
+    dir. Online, W&B gets ``init_timeout`` seconds to start the run, else it is logged offline with a warning."""
 
     name: str = "none"
-    project: str = "l2l"
-    mode: str = "offline"
+    project: str | None = None
+    mode: str | None = None
     entity: str | None = None
     group: str | None = None
     tags: list[str] = field(default_factory=list)
+    run_name: str | None = None
+    dir: str | None = None
     init_timeout: float = 30.0
 
 

@@ -1,7 +1,7 @@
 """Direct (non-meta) training of a network on a task family with any learning rule.
 
 One iteration: sample a batch of episodes, let the rule put its gradient into ``p.grad``
-(``rule.backward``; e-prop, BPTT or RTRL), step the optimizer. Every ``log_every`` iterations a
+(``rule.backward``; any rule of ``l2l.rules``), step the optimizer. Every ``log_every`` iterations a
 record goes to the logger: the training batch's loss (task + regularization) and task loss as the
 rule computed them before the step, the family's metrics on that batch, the mean firing rate (Hz)
 and the elapsed wall time; the held-out evaluation batch (``eval_*`` keys) is scored every
@@ -19,7 +19,7 @@ import torch
 from tqdm import tqdm
 
 from l2l.network import RecurrentNetwork
-from l2l.rules import LearningRule
+from l2l.rules import LearningRule, OnlineEProp, SeparableLoss
 from l2l.validation import require_nonnegative_int, require_size
 from outer_loop.app.loggers import MetricsLogger
 from outer_loop.guard import DivergenceGuard, GracefulStop, NonFiniteLossError, TrainingInterrupted
@@ -50,6 +50,14 @@ def mean_rate_hz(layers: list, network: RecurrentNetwork) -> float:
     rates = [a.z.float().mean() * 1000.0 / cell.params.dt for a, cell in zip(layers, network.layers, strict=True)
              if cell.model.spiking]
     return float(torch.stack(rates).mean()) if rates else float("nan")
+
+
+def task_loss(rule: LearningRule, family: TaskFamily, episode: Episode) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The loss ``rule`` minimizes on ``episode``: the family's mean task loss (for online e-prop as a sum over
+    time, :class:`l2l.rules.SeparableLoss`, from the family's ``chunk_loss``)."""
+    if isinstance(rule, OnlineEProp):
+        return SeparableLoss(lambda y, steps: family.chunk_loss(y, episode, steps))
+    return lambda y: family.loss(y, episode).mean
 
 
 def _check_step(guard: DivergenceGuard, iteration: int, loss: float, network: RecurrentNetwork) -> None:
@@ -113,11 +121,14 @@ def train_direct(
             for it in range(iterations):
                 episode = family.sample(batch_size, generator).to(device)
 
-                def loss_fn(y: torch.Tensor, episode: Episode = episode) -> torch.Tensor:
-                    return family.loss(y, episode).mean
+                loss_fn = task_loss(rule, family, episode)
 
                 optimizer.zero_grad(set_to_none=True)
                 grad = rule.backward(network, episode.inputs, loss_fn)
+                trial = grad.trial
+                if trial.output.shape[1] != episode.n_steps:   # online e-prop keeps its last chunk only
+                    with torch.no_grad():
+                        trial = network.run(episode.inputs)       # the same weights, the whole trial
                 _check_step(guard, it, float(grad.loss), network)
                 optimizer.step()
                 _check_weights(guard, it, network)
@@ -125,10 +136,10 @@ def train_direct(
                 if it % log_every == 0 or last:
                     record: dict[str, Any] = {"iteration": it, "loss": float(grad.loss),
                                               "task_loss": float(grad.task_loss)}
-                    metrics = family.loss(grad.trial.output, episode).summary()
+                    metrics = family.loss(trial.output, episode).summary()
                     record.update({k: v for k, v in metrics.items() if k != "loss"})
                     if any(cell.model.spiking for cell in network.layers):
-                        record["rate_hz"] = mean_rate_hz(grad.trial.layers, network)
+                        record["rate_hz"] = mean_rate_hz(trial.layers, network)
                     if eval_episode is not None and eval_every > 0 and (it % eval_every == 0 or last):
                         summary, _ = evaluate(network, family, eval_episode)
                         record.update({f"eval_{k}": v for k, v in summary.items()})

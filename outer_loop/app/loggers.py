@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,7 @@ class WandbLogger(MetricsLogger):
     def __init__(self, run_dir: str | Path, config: Mapping[str, Any], project: str = "l2l", mode: str = "offline",
                  name: str | None = None, entity: str | None = None, group: str | None = None,
                  tags: list[str] | None = None, init_timeout: float = 30.0) -> None:
+        Path(run_dir).mkdir(parents=True, exist_ok=True)
         require_choice("logger.mode", mode, WANDB_MODES)
         require_positive("logger.init_timeout", init_timeout)
         import wandb  # imported here: runs without W&B never pay for the import
@@ -135,20 +137,39 @@ class CompositeLogger(MetricsLogger):
             logger.finish(exit_code)
 
 
+def wandb_settings(cfg: Any, run_dir: str | Path, run_name: str | None = None, default_group: str | None = None,
+                   default_tags: list[str] | None = None) -> dict[str, Any]:
+    """The W&B run's settings: each from the config when it is set there, else from W&B's environment
+    variable, else l2l's default (see ``LoggerConfig``)."""
+    env = os.environ
+    if cfg.tags:
+        tags = list(cfg.tags)
+    elif env.get("WANDB_TAGS"):
+        tags = [t.strip() for t in env["WANDB_TAGS"].split(",") if t.strip()]
+    else:
+        tags = list(default_tags or [])
+    return {
+        "mode": cfg.mode or env.get("WANDB_MODE") or "offline",
+        "project": cfg.project or env.get("WANDB_PROJECT") or "l2l",
+        "entity": cfg.entity or env.get("WANDB_ENTITY") or None,
+        "group": cfg.group or env.get("WANDB_RUN_GROUP") or default_group,
+        "tags": [str(t)[:64] for t in tags],
+        "name": cfg.run_name or env.get("WANDB_NAME") or run_name,
+        "run_dir": cfg.dir or env.get("WANDB_DIR") or str(run_dir),
+    }
+
+
 def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_name: str | None = None,
                 default_group: str | None = None, default_tags: list[str] | None = None) -> MetricsLogger:
-    """``metrics.jsonl`` in ``run_dir``, plus W&B when ``cfg.name == "wandb"``. cfg: a LoggerConfig node.
+    """``metrics.jsonl`` in ``run_dir``, plus W&B when ``cfg.name == "wandb"`` (settings: :func:`wandb_settings`).
 
-    The W&B group is ``cfg.group`` or ``default_group`` (the experiment or sweep name); the tags are
-    ``cfg.tags`` plus ``default_tags`` (the command-line overrides), each cut to W&B's 64 characters.
+    cfg: a LoggerConfig node; ``default_group`` the experiment or sweep name, ``default_tags`` the overrides.
     """
     require_choice("logger.name", cfg.name, ("none", "wandb"))
     loggers: list[MetricsLogger] = [JsonlLogger(Path(run_dir) / "metrics.jsonl")]
     if cfg.name == "wandb":
-        tags = [str(t)[:64] for t in [*cfg.tags, *(default_tags or [])]]
-        loggers.append(WandbLogger(run_dir, config, project=cfg.project, mode=cfg.mode, name=run_name,
-                                   entity=cfg.entity, group=cfg.group or default_group, tags=tags,
-                                   init_timeout=cfg.init_timeout))
+        settings = wandb_settings(cfg, run_dir, run_name, default_group, default_tags)
+        loggers.append(WandbLogger(config=config, init_timeout=cfg.init_timeout, **settings))
     return CompositeLogger(loggers)
 
 

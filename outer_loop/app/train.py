@@ -1,7 +1,7 @@
 """``l2l-train``: the Hydra app. ``mode=direct`` trains a network on a task family with a learning rule;
 ``mode=meta`` meta-trains e-prop 2 (learner, error module, inner rates) for one-shot learning.
 
-    l2l-train experiment=arm_one_shot              # e-prop 2 on the CPU (about 10 minutes)
+    l2l-train experiment=arm_one_shot              # e-prop 2 on the CPU (about 4 minutes)
     l2l-train experiment=smoke                     # e-prop 2 end to end in under a minute
     l2l-train experiment=pattern_eprop             # e-prop 1 pattern generation
     l2l-train experiment=evidence_eprop train.iterations=50 logger=wandb
@@ -27,6 +27,7 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from l2l import __version__
 from l2l.device import resolve_device
 from l2l.rules.influence import MemoryBudgetError
 from outer_loop.algorithm.meta_train import train_meta
@@ -89,7 +90,7 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
     eval_episode = eval_episode.to(device)
     config = OmegaConf.to_container(cfg, resolve=True)
-    logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
+    logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
     try:
         try:
             result = train_direct(
@@ -103,7 +104,7 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         except TrainingInterrupted as stop:
             last = save_direct_checkpoint(cfg, run_dir, network, optimizer, stop.completed)
             raise TrainingInterrupted(f"{stop}; {last} holds the network", stop.signal_number, stop.completed) from None
-        summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result)
+        summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result, logger)
     except BaseException:
         logger.finish(exit_code=1)
         raise
@@ -122,7 +123,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     resume = resume_state(cfg)
     meta = build_meta(cfg, family).to(device)
     config = OmegaConf.to_container(cfg, resolve=True)
-    logger = make_logger(cfg.logger, run_dir, config, run_name=f"{cfg.name}-seed{cfg.seed}", **logger_defaults(cfg))
+    logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
 
     def on_figure(name: str, figure: Any, iteration: int) -> None:
         (run_dir / "figures").mkdir(exist_ok=True)
@@ -132,8 +133,11 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     try:
         result = train_meta(meta, cfg, run_dir, logger, on_figure, resume)
         history = result.history
-        meta_learning_curves(history, cfg.name, family.metric).savefig(run_dir / "learning_curve.png", dpi=110)
-        evaluation = evaluate_run(meta, cfg, run_dir) if cfg.eval.enabled else None
+        curves = meta_learning_curves(history, cfg.name, family.metric)
+        curves.savefig(run_dir / "learning_curve.png", dpi=110)
+        logger.image("learning_curve", curves, cfg.outer.iterations)
+        evaluation = (evaluate_run(meta, cfg, run_dir, lambda name, fig: logger.image(name, fig, cfg.outer.iterations))
+                      if cfg.eval.enabled else None)
         if evaluation is not None:
             logger.log({"iteration": cfg.outer.iterations,
                         **{f"eval/{k}": evaluation[k] for k in ("demo_mse", "test_mse", "bptt_step_mse",
@@ -169,17 +173,25 @@ def meta_learning_curves(history: list[dict[str, Any]], title: str, metric: str 
 
 
 def logger_defaults(cfg: DictConfig) -> dict[str, Any]:
-    """W&B group (the experiment name, or the sweep's) and tags (the command-line overrides) of this job."""
+    """W&B defaults of this job: group (the experiment name, or the sweep's), tags (the command-line overrides)
+    and run name (experiment, rule in direct mode, seed; in a sweep also the job number and its overrides, so
+    that no two jobs of a sweep share a name)."""
+    name = f"{cfg.name}-{cfg.rule.name}" if cfg.mode == "direct" and cfg.rule.name not in cfg.name else cfg.name
+    run_name = f"{name}-seed{cfg.seed}"
     if not HydraConfig.initialized():
-        return {"default_group": cfg.name, "default_tags": []}
+        return {"default_group": cfg.name, "default_tags": [], "run_name": run_name}
     hydra_cfg = HydraConfig.get()
-    group = cfg.name if hydra_cfg.mode.name == "RUN" else f"{cfg.name}-sweep-{Path(hydra_cfg.sweep.dir).name}"
-    return {"default_group": group, "default_tags": list(hydra_cfg.overrides.task)}
+    if hydra_cfg.mode is None or hydra_cfg.mode.name == "RUN":   # a composed config (l2l-tune) has no mode
+        return {"default_group": cfg.name, "default_tags": list(hydra_cfg.overrides.task), "run_name": run_name}
+    group = f"{cfg.name}-sweep-{Path(hydra_cfg.sweep.dir).name}"
+    job = f"{run_name}-job{hydra_cfg.job.num}-{hydra_cfg.job.override_dirname}"[:128]
+    return {"default_group": group, "default_tags": list(hydra_cfg.overrides.task), "run_name": job}
 
 
 def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, eval_episode,
-                  result: TrainingResult) -> dict[str, Any]:
-    """summary.json, learning_curve.png, episode.png and checkpoints/last.pt."""
+                  result: TrainingResult, logger: Any = None) -> dict[str, Any]:
+    """summary.json, learning_curve.png, episode.png and checkpoints/last.pt; the held-out scores
+    (``eval/<key>``, as in meta mode) and both figures also go to ``logger``."""
     last = result.history[-1]
     summary = {
         "name": cfg.name, "task": cfg.task.name, "rule": cfg.rule.name,
@@ -191,12 +203,18 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         "device": str(next(network.parameters()).device), "machine": platform.machine(),
     }
     write_json(run_dir / "summary.json", summary)
+    if logger is not None and result.final_eval:
+        logger.log({"iteration": cfg.train.iterations, **{f"eval/{k}": v for k, v in result.final_eval.items()}})
     if cfg.train.plots:
         keys = ["task_loss"] + ([family.metric] if family.metric != "loss" else [])
         fig = learning_curves(train_and_eval(result.history), keys, title=cfg.name)
         fig.savefig(run_dir / "learning_curve.png", dpi=110)
         _, output = evaluate(network, family, eval_episode.select(0))
-        family.plot(eval_episode.select(0), output).savefig(run_dir / "episode.png", dpi=110)
+        episode_figure = family.plot(eval_episode.select(0), output)
+        episode_figure.savefig(run_dir / "episode.png", dpi=110)
+        if logger is not None:
+            logger.image("learning_curve", fig, cfg.train.iterations)
+            logger.image(family.name, episode_figure, cfg.train.iterations)
     if cfg.train.checkpoint:
         save_direct_checkpoint(cfg, run_dir, network, optimizer, cfg.train.iterations)
     log.info("final train %s | eval %s | %.1f s", last, result.final_eval, result.wall_time_s)
@@ -247,5 +265,13 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``l2l-train`` command: ``--version`` prints l2l's version, anything else goes to the Hydra app."""
+    if "--version" in sys.argv[1:]:
+        print(f"l2l-train (l2l) {__version__}")
+        return
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from l2l import __version__
 from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
 from outer_loop.app.reference_fixture import (
     FIXTURE_NAME,
@@ -53,6 +54,7 @@ def fixture_rows(path: Path | None) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="l2l-verify", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     add_arguments(parser, (*CHECK_FAMILIES, FIXTURE_FAMILY))
     parser.add_argument("--reference-fixture", type=Path, default=None, metavar="PATH",
                         help=f"the published e-prop 2 code's float64 dump ({FIXTURE_NAME}; default: tests/data/)")

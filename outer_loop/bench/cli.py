@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from hydra.errors import HydraException
 
+from l2l import __version__
 from l2l.bench import DEFAULT, QUICK, environment, memory_growth, run_benchmark
 from l2l.device import resolve_device
 from outer_loop.app.compose import CONFIG_DIR
@@ -106,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="`l2l-bench alignment --help`: the gradient alignment study (cosine to BPTT per layer); "
                "`l2l-bench meta --help`: one e-prop 2 outer iteration of any experiment, timed by phase.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     parser.add_argument("--quick", action="store_true",
                         help=f"small sizes {QUICK} instead of {DEFAULT}; meta and scaling on a tiny smoke config")
     parser.add_argument("--json", action="store_true", help="print the whole report as JSON")

@@ -28,6 +28,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
+from l2l import __version__
 from l2l.device import resolve_device
 from l2l.validation import require_nonnegative_int
 from outer_loop.app.train import CONFIG_DIR
@@ -129,5 +130,13 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """The ``l2l-demo`` command: ``--version`` prints l2l's version, anything else goes to the Hydra app."""
+    if "--version" in sys.argv[1:]:
+        print(f"l2l-demo (l2l) {__version__}")
+        return
     main()
+
+
+if __name__ == "__main__":
+    cli()

@@ -22,9 +22,11 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from l2l import __version__
 from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.checkpoint import CheckpointError
+from outer_loop.reports.demo_figures import demo_figure
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +42,10 @@ def held_out_tasks(meta: MetaLearner, cfg: DictConfig) -> tuple[Any, torch.Tenso
     return episode, meta.encode(episode, generator)
 
 
-def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
-    """Evaluate ``meta`` on held-out tasks; writes eval.json and eval.png into ``out_dir``; returns eval.json's dict."""
+def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
+                 on_figure: Any = None) -> dict[str, Any]:
+    """Evaluate ``meta`` on held-out tasks; writes eval.json and eval.png into ``out_dir``; returns eval.json's dict.
+    ``on_figure(name, figure)`` also receives the figure (the app logs it to W&B)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(meta.parameters()).device
@@ -56,6 +60,9 @@ def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path) -> dic
         figure = one_shot_figure(meta, episode, step.adaptation.demo.output, step.test_output, tuple(shown))
         figure.suptitle(f"held-out tasks at quantiles of after/before MSE (of {result['n_tasks']} tasks)", fontsize=9)
         figure.savefig(out_dir / "eval.png", dpi=110)
+        if on_figure is not None:
+            on_figure("eval", figure)
+            on_figure("demo", demo_figure(meta, episode, step, shown[:2], "held-out tasks: demo, update, test"))
     return result
 
 
@@ -107,6 +114,7 @@ def default_out(run: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``l2l-eval``."""
     parser = argparse.ArgumentParser(prog="l2l-eval", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     parser.add_argument("run", help="a meta-training run dir or a checkpoint file (checkpoints/last.pt)")
     parser.add_argument("--tasks", type=int, default=None, help="number of held-out tasks (default: eval.tasks)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the held-out tasks (default: eval.seed)")

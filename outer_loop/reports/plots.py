@@ -17,6 +17,10 @@ from typing import Any
 from matplotlib.figure import Figure
 
 LOG_SCALE = ("loss", "task_loss", "mse", "nmse", "mse_xy", "mse_omega", "ce", "bce")
+LABELS = {"loss": "loss (task + regularization)", "task_loss": "task loss", "mse_xy": "Cartesian MSE (m²)",
+          "mse_omega": "joint-velocity MSE ((rad/s)²)", "mse": "MSE", "nmse": "normalized MSE",
+          "accuracy": "accuracy", "bit_error": "bit error rate", "rate_hz": "firing rate (Hz)"}
+"""Axis labels with units for the metrics l2l logs (a key without an entry is shown as it is)."""
 
 
 def read_history(path: str | Path) -> list[dict[str, Any]]:
@@ -41,7 +45,7 @@ def learning_curves(runs: Mapping[str, Sequence[Mapping[str, Any]]], keys: Seque
                 ax.plot(*zip(*points, strict=True), label=label, lw=1.2)
         if key.removeprefix("eval_") in LOG_SCALE:
             ax.set_yscale("log")
-        ax.set(xlabel="iteration", ylabel=key)
+        ax.set(xlabel="iteration", ylabel=LABELS.get(key.removeprefix("eval_"), key))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     if title:
