@@ -91,7 +91,7 @@ BAD_META = [
     ("+outer.batchsize=3", "outer.batchsize=3 (did you mean outer.batch_size?) is not an l2l-train key"),
     ("mode=both", "mode='both' is not allowed: choose one of ['direct', 'meta']"),
     ("logger.name=tensorboard", "logger.name='tensorboard' is not allowed"),
-    ("logger.init_timeout=0", None),   # read only with logger=wandb: accepted here
+    ("logger.init_timeout=0", "logger.init_timeout=0.0 is not allowed: it must be a finite number > 0"),
     ("network.n_hidden=100000", "network.n_hidden=100000 (layers 1), error_module.n_hidden=6, inner.n_demos=1: "
                                 "one iteration needs about"),
     ("outer.batch_size=10000000", "outer.batch_size=10000000, task.n_steps=30"),
@@ -120,9 +120,6 @@ BAD_DIRECT = [
 @pytest.mark.parametrize("override, message", BAD_META, ids=[o for o, _ in BAD_META])
 def test_bad_meta_override_is_one_line_naming_key_value_and_choice(tmp_path, override, message):
     code, err = l2l_train([*TINY_META, "outer.iterations=1", override], tmp_path / "run")
-    if message is None:
-        assert code == 0, err
-        return
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("l2l-train: error: "), err
@@ -342,6 +339,7 @@ def test_default_run_dirs_are_distinct_within_one_second():
 # ---- kill -9 and resume -----------------------------------------------------------------------------------------
 
 
+KILLS = ("after 3 logged", "after 6 logged", "during a checkpoint write", "after 11 logged")
 KILL_RUN = [*TINY_META, "outer.iterations=14", "outer.checkpoint_every=1", "outer.log_every=1", "seed=3"]
 
 
@@ -359,7 +357,7 @@ def test_kill_9_at_any_point_loses_at_most_one_checkpoint_interval(tmp_path):
     run_dir = tmp_path / "killed"
     checkpoints = run_dir / "checkpoints"
     lost = []
-    for kill in ("after 3 logged", "after 6 logged", "during a checkpoint write", "after 11 logged"):
+    for kill in KILLS:
         resume = [f"outer.resume={checkpoints / 'last.pt'}"] if (checkpoints / "last.pt").exists() else []
         process = l2l_train_process([*KILL_RUN, *resume], run_dir)
         if kill.startswith("during"):   # poll without pause: a write takes milliseconds
@@ -374,6 +372,7 @@ def test_kill_9_at_any_point_loses_at_most_one_checkpoint_interval(tmp_path):
         kept = load_checkpoint(run_dir)["iteration"] if (checkpoints / "last.pt").exists() else 0
         lost.append(logged - kept)
     assert l2l_train([*KILL_RUN, f"outer.resume={checkpoints / 'last.pt'}"], run_dir)[0] == 0
+    print("iterations lost per kill (logged - checkpointed):", dict(zip(KILLS, lost, strict=True)))
     assert all(n <= 1 for n in lost), lost                      # checkpoint_every = 1
     assert without_time(rows_of(run_dir)) == without_time(rows_of(whole))
     final, reference = load_checkpoint(run_dir)["meta"], load_checkpoint(whole)["meta"]

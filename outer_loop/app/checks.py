@@ -62,6 +62,7 @@ def check_config(cfg: DictConfig) -> None:
     require_size("train.eval_batch_size", cfg.train.eval_batch_size)
     require_nonnegative("train.memory_budget_gib", cfg.train.memory_budget_gib)
     require_nonnegative("outer.memory_budget_gib", cfg.outer.memory_budget_gib)
+    require_positive("logger.init_timeout", cfg.logger.init_timeout)
     if cfg.mode == "meta":
         require_size("eval.tasks", cfg.eval.tasks)
         require_nonnegative_int("eval.figure_tasks", cfg.eval.figure_tasks)
@@ -131,5 +132,5 @@ def check_memory(cfg: DictConfig, family: TaskFamily | None = None) -> None:
     if limit is not None and need > limit:
         where = f"{node}.memory_budget_gib={cfg[node].memory_budget_gib:g}" if budget > 0 else \
             f"the {limit / 2**30:.1f} GiB of memory available"
-        raise ValueError(f"{drivers}: one iteration needs about {need / 2**30:.1f} GiB, more than {where}; make one "
+        raise ValueError(f"{drivers}: one iteration needs about {need / 2**30:.3g} GiB, more than {where}; make one "
                          f"of these smaller (or set {node}.memory_budget_gib if the estimate is too cautious)")

@@ -83,7 +83,8 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     network = build_network(cfg.network, family).to(device)
     if cfg.rule.name == "eprop" and len(network.layers) > 1:
         raise ValueError(f"network.layers={cfg.network.layers} is not allowed with rule=eprop, which trains one "
-                         "recurrent layer: use network.layers=1, or rule=bptt or rule=rtrl for a stack")
+                         "recurrent layer: use network.layers=1, or rule=deep_eprop, rule=bptt or rule=rtrl for a "
+                         "stack")
     rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
     optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr, key="train.optimizer")
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
