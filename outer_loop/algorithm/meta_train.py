@@ -1,9 +1,9 @@
 """The outer loop of e-prop 2: meta-training with checkpoints, resume, NaN guard and a progress bar.
 
-One iteration: draw B tasks and their coded targets from the data generator (seed + 1), compute the
-outer loss (:class:`outer_loop.algorithm.meta.MetaLearner`), backpropagate through both trials and the update,
-clip (optional) and step. ``checkpoints/last.pt`` holds everything a resumed run needs to continue
-bit for bit: meta-parameters, optimizer state, the data generator's and torch's RNG states, the
+One iteration: draw B tasks from the data generator (seed + 1), then :func:`outer_step` (the meta-learner
+draws the coded targets from the same generator; outer loss, backward through both trials and the update,
+clipping, step), guarded by :class:`outer_loop.guard.DivergenceGuard`. ``checkpoints/last.pt`` holds
+everything a resumed run needs to continue bit for bit: meta-parameters, optimizer state, the data generator's and torch's RNG states, the
 iteration, the resolved config and the logged history (so that a resumed run's metrics.jsonl is whole).
 """
 
@@ -29,6 +29,7 @@ from outer_loop.guard import DivergenceGuard, GracefulStop, NonFiniteLossError, 
 from outer_loop.optimizers import make_optimizer
 
 log = logging.getLogger(__name__)
+
 
 class RecordLogger(Protocol):
     """Where the logged records go (``outer_loop.app.loggers``)."""

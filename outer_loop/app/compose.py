@@ -1,13 +1,16 @@
-"""The app's configs: where they live and how code (benchmarks, checks, tests) composes one without Hydra's CLI."""
+"""The app's configs: where they live, how code (benchmarks, checks, tests) composes one without Hydra's CLI,
+and the ``--version`` of the Hydra commands (Hydra's own flag prints Hydra's version)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
+from l2l import __version__
 from outer_loop.app.config import register_configs
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -19,3 +22,16 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -
     register_configs()
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         return compose(config_name=config_name, overrides=list(overrides))
+
+
+def with_version(prog: str, app: Callable[[], object]) -> Callable[[], None]:
+    """The console entry of a Hydra ``app``: ``--version`` prints l2l's version, anything else runs the app."""
+
+    def command() -> None:
+        if "--version" in sys.argv[1:]:
+            print(f"{prog} (l2l) {__version__}")
+            return
+        app()
+
+    command.__doc__ = f"The ``{prog}`` command: ``--version`` prints l2l's version, anything else runs the app."
+    return command

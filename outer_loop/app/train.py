@@ -27,13 +27,12 @@ import torch
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
-from l2l import __version__
 from l2l.device import resolve_device
 from l2l.rules.influence import MemoryBudgetError
 from outer_loop.algorithm.meta_train import train_meta
 from outer_loop.app.build import build_meta, build_network, build_rule, build_task
 from outer_loop.app.checks import check_config, check_memory
-from outer_loop.app.compose import CONFIG_DIR
+from outer_loop.app.compose import CONFIG_DIR, with_version
 from outer_loop.app.config import register_configs
 from outer_loop.app.direct import TrainingResult, evaluate, train_direct
 from outer_loop.app.loggers import make_logger, write_json
@@ -266,12 +265,7 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
-def cli() -> None:
-    """The ``l2l-train`` command: ``--version`` prints l2l's version, anything else goes to the Hydra app."""
-    if "--version" in sys.argv[1:]:
-        print(f"l2l-train (l2l) {__version__}")
-        return
-    main()
+cli = with_version("l2l-train", main)
 
 
 if __name__ == "__main__":

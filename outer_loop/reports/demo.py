@@ -28,10 +28,9 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from l2l import __version__
 from l2l.device import resolve_device
 from l2l.validation import require_nonnegative_int
-from outer_loop.app.train import CONFIG_DIR
+from outer_loop.app.compose import CONFIG_DIR, with_version
 from outer_loop.checkpoint import CheckpointError
 from outer_loop.reports.pretrained import load_pretrained
 
@@ -130,12 +129,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-def cli() -> None:
-    """The ``l2l-demo`` command: ``--version`` prints l2l's version, anything else goes to the Hydra app."""
-    if "--version" in sys.argv[1:]:
-        print(f"l2l-demo (l2l) {__version__}")
-        return
-    main()
+cli = with_version("l2l-demo", main)
 
 
 if __name__ == "__main__":
