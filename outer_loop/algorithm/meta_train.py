@@ -3,8 +3,9 @@
 One iteration: draw B tasks from the data generator (seed + 1), then :func:`outer_step` (the meta-learner
 draws the coded targets from the same generator; outer loss, backward through both trials and the update,
 clipping, step), guarded by :class:`outer_loop.guard.DivergenceGuard`. ``checkpoints/last.pt`` holds
-everything a resumed run needs to continue bit for bit: meta-parameters, optimizer state, the data generator's and torch's RNG states, the
-iteration, the resolved config and the logged history (so that a resumed run's metrics.jsonl is whole).
+everything a resumed run needs to continue bit for bit: meta-parameters, optimizer state, the data
+generator's and torch's RNG states, the iteration, the resolved config and the logged history (so that a
+resumed run's metrics.jsonl is whole).
 """
 
 from __future__ import annotations
