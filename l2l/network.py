@@ -19,6 +19,7 @@ from l2l.cells import RecurrentCell, get_cell
 from l2l.cells.base import recurrent_weight
 from l2l.filters import exp_filter
 from l2l.recurrent_input import RecurrentInput
+from l2l.spiking_trial import fusable, run_spiking_trial
 from l2l.synapses import synaptic_input
 from l2l.validation import require_positive, require_size
 
@@ -94,6 +95,8 @@ def simulate_layer(
     """
     batch, steps = inputs.shape[:2]
     model, p = cell.model, cell.params
+    if model.trial_constants is not None and fusable():
+        return _simulate_fused(cell, inputs, w_in, w_rec, bias, initial_state, detach_recurrent, zeta, record)
     current_in = synaptic_input(inputs, w_in)
     if bias is not None:
         current_in = current_in + (bias.unsqueeze(1) if bias.dim() == 2 else bias)
@@ -120,6 +123,35 @@ def simulate_layer(
         finished = model.finish_record({k: torch.stack([r[k] for r in records], 0) for k in records[0]}, p)
         recorded = {k: v.transpose(0, 1) for k, v in finished.items()}
     return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1), recorded, state)
+
+
+def _simulate_fused(cell: RecurrentCell, inputs: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor,
+                    bias: torch.Tensor | None, initial_state: Any, detach_recurrent: bool, zeta: torch.Tensor | None,
+                    record: bool) -> LayerActivity:
+    """:func:`simulate_layer` for a spiking cell through the fused trial (:mod:`l2l.spiking_trial`)."""
+    batch = inputs.shape[0]
+    model, p = cell.model, cell.params
+    if w_in.dim() == 2:  # time-major (T, B, n) directly
+        current = inputs.transpose(0, 1) @ w_in.transpose(0, 1)
+    else:
+        current = synaptic_input(inputs, w_in).transpose(0, 1).contiguous()
+    if bias is not None:
+        current = current + bias
+    state = initial_state if initial_state is not None else cell.init_state(batch, inputs.dtype, inputs.device)
+    fields = state._asdict()
+    trial = run_spiking_trial(
+        current, recurrent_weight(w_rec, p), model.trial_constants(p, cell.n, current), fields["v"],
+        fields.get("a"), fields["z"], fields["refractory"],
+        zeta.transpose(0, 1) if zeta is not None else None, detach_recurrent)
+    final = {"v": trial.v, "a": trial.a, "z": trial.z_in, "refractory": trial.r}
+    both = trial.z
+    z_prev = torch.cat([both[:1], both[1:-1].detach()]) if detach_recurrent else both[:-1]
+    recorded = {}
+    if record:
+        finished = model.finish_record({"excess": trial.excess, "refractory": trial.refractory}, p)
+        recorded = {k: v.transpose(0, 1) for k, v in finished.items()}
+    return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1), recorded,
+                         model.state(**{k: final[k] for k in model.state._fields}))
 
 
 class RecurrentNetwork(nn.Module):

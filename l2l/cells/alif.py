@@ -14,6 +14,7 @@ import torch
 
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
 from l2l.cells.lif import LIFParameters, next_refractory, spike_with_refractoriness, spiking_record
+from l2l.spiking_trial import SpikingConstants
 from l2l.validation import require_nonnegative, require_positive
 
 
@@ -77,8 +78,13 @@ def alif_dynamics(
     return z, ALIFState(v, a, z, next_refractory(state.refractory, z, p.n_ref)), rec
 
 
+def alif_trial_constants(p: ALIFParameters, n: int, like: torch.Tensor) -> SpikingConstants:
+    """The numbers the fused trial (:mod:`l2l.spiking_trial`) needs; β a float or (n,)."""
+    return SpikingConstants(p.alpha, p.v_th, p.n_ref, p.gamma, p.surrogate, p.rho, p.betas(n, like))
+
+
 MODEL = CellModel("alif", ALIFParameters, ALIFState, n_gates=1, has_bias=False, spiking=True, dynamics=alif_dynamics,
-                  record_finish=spiking_record)
+                  record_finish=spiking_record, trial_constants=alif_trial_constants)
 
 
 def alif_step(

@@ -39,6 +39,8 @@ class CellModel:
     dynamics: Dynamics
     bias_init: Callable[[int], torch.Tensor] | None = field(default=None)
     record_finish: Callable[[dict[str, torch.Tensor], Any], dict[str, torch.Tensor]] | None = field(default=None)
+    # (params, n, like) -> SpikingConstants: the model can run a whole trial as one node (l2l.spiking_trial)
+    trial_constants: Callable[[Any, int, torch.Tensor], Any] | None = field(default=None)
 
     def finish_record(self, record: dict[str, torch.Tensor], params: Any) -> dict[str, torch.Tensor]:
         """What the eligibility traces read, from what ``dynamics`` recorded (per step or stacked (B, T, n)).

@@ -17,6 +17,7 @@ import torch
 
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
 from l2l.spike import SURROGATES, SpikeFunction, needs_derivative, surrogate_derivative
+from l2l.spiking_trial import SpikingConstants
 from l2l.validation import require_choice, require_nonnegative_int, require_positive
 
 PSI_REFRACTORY = ("zero", "keep")
@@ -125,8 +126,13 @@ def lif_dynamics(
     return z, LIFState(v, z, next_refractory(state.refractory, z, p.n_ref)), rec
 
 
+def lif_trial_constants(p: LIFParameters, n: int, like: torch.Tensor) -> SpikingConstants:
+    """The numbers the fused trial (:mod:`l2l.spiking_trial`) needs."""
+    return SpikingConstants(p.alpha, p.v_th, p.n_ref, p.gamma, p.surrogate)
+
+
 MODEL = CellModel("lif", LIFParameters, LIFState, n_gates=1, has_bias=False, spiking=True, dynamics=lif_dynamics,
-                  record_finish=spiking_record)
+                  record_finish=spiking_record, trial_constants=lif_trial_constants)
 
 
 def lif_step(

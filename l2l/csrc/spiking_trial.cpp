@@ -1,0 +1,268 @@
+// The fused LIF/ALIF trial of l2l.spiking_trial on the CPU: the forward loop and its adjoint.
+//
+// Forward: every task's whole trial runs in one loop (tasks in parallel); the recurrent input
+// W z^{t-1} is gathered from the rows of Wᵀ of the neurons that spiked (event-driven: z is mostly 0).
+// Backward: one (B, n) x (n, n) product per step for the recurrent adjoint, the rest elementwise.
+// The math is written out in l2l/spiking_trial.py; this file repeats the loops only.
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <torch/library.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+namespace {
+
+template <typename T>
+inline T surrogate(T x, T gamma, int64_t kind) {
+  T ax = x < 0 ? -x : x;
+  if (kind == 0) return ax < 1 ? gamma * (1 - ax) : T(0);   // piecewise_linear
+  if (kind == 1) return gamma / ((1 + ax) * (1 + ax));      // fast_sigmoid
+  return gamma * std::exp(T(-0.5) * x * x);                 // gaussian
+}
+
+// One step's neuron update over a contiguous run of `count` (task, neuron) entries; drive = I^t + W z^{t-1}.
+template <typename T, bool ADAPTIVE, bool ZETA>
+void neuron_update(int64_t count, const T* __restrict drive, const T* __restrict z_prev, const T* __restrict r,
+                   const T* __restrict beta, const T* __restrict zeta, T* __restrict v, T* __restrict a,
+                   T* __restrict z_in, T* __restrict e, T* __restrict r_next, T* __restrict z_next, T alpha, T v_th,
+                   T n_ref, T rho) {
+  for (int64_t k = 0; k < count; ++k) {
+    T vk = drive[k] + alpha * v[k];
+    vk -= v_th * z_prev[k];
+    v[k] = vk;
+    T ek = vk - v_th;
+    if constexpr (ADAPTIVE) {
+      const T ak = a[k] * rho + z_in[k];
+      a[k] = ak;
+      ek -= ak * beta[k];
+    }
+    e[k] = ek;
+    const T spike = (ek > T(0)) & (r[k] <= T(0)) ? T(1) : T(0);
+    const T left = r[k] - T(1);
+    r_next[k] = (left > T(0) ? left : T(0)) + n_ref * spike;
+    z_in[k] = spike;
+    if constexpr (ZETA) {
+      z_next[k] = spike + zeta[k];
+    } else {
+      z_next[k] = spike;
+    }
+  }
+}
+
+// drive (n) += Σ over the neurons j that spiked of z_j · (row j of Wᵀ): the event-driven recurrent input.
+template <typename T>
+void add_recurrent(int64_t n, const T* __restrict z_prev, const T* __restrict w_t, T* __restrict drive) {
+  for (int64_t j = 0; j < n; ++j) {
+    const T s = z_prev[j];
+    if (s == T(0)) continue;
+    const T* __restrict row = w_t + j * n;
+    for (int64_t i = 0; i < n; ++i) drive[i] += s * row[i];
+  }
+}
+
+template <typename T, bool ADAPTIVE, bool ZETA>
+void forward_kernel(const at::Tensor& current, const at::Tensor& w_t, const at::Tensor& zeta, const at::Tensor& beta,
+                    at::Tensor& z, at::Tensor& excess, at::Tensor& refractory, at::Tensor& v, at::Tensor& a,
+                    at::Tensor& z_in, double alpha, double v_th, double n_ref, double rho) {
+  const int64_t steps = current.size(0), batch = current.size(1), n = current.size(2);
+  const bool shared = w_t.dim() == 2;
+  const T* cur = current.data_ptr<T>();
+  const T* wt = w_t.data_ptr<T>();
+  const T* zt = ZETA ? zeta.data_ptr<T>() : nullptr;
+  const T* bt = ADAPTIVE ? beta.data_ptr<T>() : nullptr;  // (B·n,): β of each entry
+  T* zp = z.data_ptr<T>();
+  T* ep = excess.data_ptr<T>();
+  T* rp = refractory.data_ptr<T>();
+  T* vp = v.data_ptr<T>();
+  T* ap = a.data_ptr<T>();
+  T* zin = z_in.data_ptr<T>();
+  const int64_t plane = batch * n;
+  std::vector<T> drive(plane);
+  // time outermost: each step reads and writes one contiguous (B, n) plane; tasks in parallel when the
+  // plane is large enough to pay for the threads
+  const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1));
+  for (int64_t t = 0; t < steps; ++t) {
+    const T* z_prev = zp + t * plane;
+    std::copy(cur + t * plane, cur + (t + 1) * plane, drive.data());
+    at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b)
+        add_recurrent<T>(n, z_prev + b * n, wt + (shared ? 0 : b * n * n), drive.data() + b * n);
+      const int64_t k0 = begin * n, count = (end - begin) * n;
+      neuron_update<T, ADAPTIVE, ZETA>(count, drive.data() + k0, z_prev + k0, rp + t * plane + k0,
+                                       ADAPTIVE ? bt + k0 : nullptr, ZETA ? zt + t * plane + k0 : nullptr, vp + k0,
+                                       ap + k0, zin + k0, ep + t * plane + k0, rp + (t + 1) * plane + k0,
+                                       zp + (t + 1) * plane + k0, T(alpha), T(v_th), T(n_ref), T(rho));
+    });
+  }
+}
+
+// current (T, B, n); w_t = W_recᵀ, (n, n) or (B, n, n), contiguous; zeta (T, B, n) or none; state (B, n);
+// beta (n,) for ALIF (rho >= 0), none for LIF. Returns z (T+1, B, n), excess (T, B, n), refractory (T+1, B, n),
+// and the final v, a, z_in (B, n).
+std::vector<at::Tensor> spiking_forward(const at::Tensor& current, const at::Tensor& w_t,
+                                        const c10::optional<at::Tensor>& zeta, const at::Tensor& v0,
+                                        const c10::optional<at::Tensor>& a0, const at::Tensor& z0,
+                                        const at::Tensor& r0, double alpha, double v_th, double n_ref, double rho,
+                                        const c10::optional<at::Tensor>& beta) {
+  TORCH_CHECK(current.device().is_cpu() && current.dim() == 3, "spiking_forward: current must be (T, B, n) on the CPU");
+  const int64_t steps = current.size(0), batch = current.size(1), n = current.size(2);
+  const bool adaptive = rho >= 0;
+  auto cur = current.contiguous();
+  auto wt = w_t.contiguous();
+  at::Tensor zt = zeta.has_value() ? zeta->contiguous() : at::Tensor();
+  auto z = at::empty({steps + 1, batch, n}, current.options());
+  auto excess = at::empty({steps, batch, n}, current.options());
+  auto refractory = at::empty({steps + 1, batch, n}, current.options());
+  z[0].copy_(z0);
+  refractory[0].copy_(r0);
+  auto v = v0.clone().contiguous();
+  auto a = adaptive ? a0->clone().contiguous() : at::zeros({batch, n}, current.options());
+  auto z_in = z0.clone().contiguous();
+  at::Tensor bt = adaptive ? beta->expand({batch, n}).contiguous() : at::Tensor();
+  AT_DISPATCH_FLOATING_TYPES(current.scalar_type(), "spiking_forward", [&] {
+    auto run = [&](auto adaptive_tag, auto zeta_tag) {
+      forward_kernel<scalar_t, decltype(adaptive_tag)::value, decltype(zeta_tag)::value>(
+          cur, wt, zt, bt, z, excess, refractory, v, a, z_in, alpha, v_th, n_ref, rho);
+    };
+    const bool has_zeta = zt.defined();
+    if (adaptive && has_zeta) run(std::true_type{}, std::true_type{});
+    else if (adaptive) run(std::true_type{}, std::false_type{});
+    else if (has_zeta) run(std::false_type{}, std::true_type{});
+    else run(std::false_type{}, std::false_type{});
+  });
+  return {z, excess, refractory, v, a, z_in};
+}
+
+template <typename T>
+void backward_step(int64_t offset, int64_t count, int64_t n, const T* g_z, const T* rec, const T* dv_next, const T* da_next,
+                   const T* g_zin, const T* g_e, const T* g_v, const T* g_a, const T* e, const T* r, const T* beta,
+                   T* total_z, T* dv, T* da, T v_th, T alpha, T rho, T gamma, int64_t kind, bool adaptive) {
+  const T inv_v_th = T(1) / v_th;
+  for (int64_t k = 0; k < count; ++k) {
+    T on_z = g_z ? g_z[k] : T(0);
+    if (rec) on_z += rec[k] - v_th * dv_next[k];
+    if (total_z) total_z[k] = on_z;
+    if (g_zin) on_z += g_zin[k];
+    if (da_next) on_z += da_next[k];
+    const T slope = r[k] <= 0 ? surrogate<T>(e[k] * inv_v_th, gamma, kind) * inv_v_th : T(0);
+    T d_e = on_z * slope;
+    if (g_e) d_e += g_e[k];
+    T d_v = d_e;
+    if (dv_next) d_v += alpha * dv_next[k];
+    if (g_v) d_v += g_v[k];
+    dv[k] = d_v;
+    if (adaptive) {
+      T d_a = -beta[(offset + k) % n] * d_e;
+      if (da_next) d_a += rho * da_next[k];
+      if (g_a) d_a += g_a[k];
+      da[k] = d_a;
+    }
+  }
+}
+
+template <typename T>
+const T* ptr_or_null(const at::Tensor& t) {
+  return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+// The adjoint recursion. w (n, n) or (B, n, n) as in the forward pass (not transposed); z, excess, refractory
+// from spiking_forward; incoming gradients may be absent. Returns dE/dI (T, B, n), dE/dz^t total (T, B, n)
+// (empty unless want_total_z), and the initial state's gradients g_v0, g_a0, g_z0 (B, n).
+std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& z, const at::Tensor& excess,
+                                         const at::Tensor& refractory, const c10::optional<at::Tensor>& g_z_opt,
+                                         const c10::optional<at::Tensor>& g_e_opt,
+                                         const c10::optional<at::Tensor>& g_v_opt,
+                                         const c10::optional<at::Tensor>& g_a_opt,
+                                         const c10::optional<at::Tensor>& g_zin_opt, double alpha_d, double v_th_d,
+                                         double gamma_d, int64_t kind, double rho_d,
+                                         const c10::optional<at::Tensor>& beta_opt, bool recurrent, bool want_total_z) {
+  const int64_t steps = excess.size(0), batch = excess.size(1), n = excess.size(2);
+  const bool adaptive = rho_d >= 0, shared = w.dim() == 2;
+  auto contiguous = [](const c10::optional<at::Tensor>& t) { return t.has_value() ? t->contiguous() : at::Tensor(); };
+  at::Tensor g_z = contiguous(g_z_opt), g_e = contiguous(g_e_opt), g_v = contiguous(g_v_opt);
+  at::Tensor g_a = adaptive ? contiguous(g_a_opt) : at::Tensor(), g_zin = contiguous(g_zin_opt);
+  at::Tensor beta = adaptive ? beta_opt->contiguous() : at::Tensor();
+  auto wc = w.contiguous();
+  auto ec = excess.contiguous(), rc = refractory.contiguous();
+  auto delta_v = at::empty({steps, batch, n}, excess.options());
+  at::Tensor total_z = want_total_z ? at::empty({steps, batch, n}, excess.options()) : at::Tensor();
+  auto rec = at::empty({batch, n}, excess.options());
+  std::vector<at::Tensor> da_buf = {at::empty({batch, n}, excess.options()), at::empty({batch, n}, excess.options())};
+  const int64_t plane = batch * n;
+  at::Tensor da_last;
+  AT_DISPATCH_FLOATING_TYPES(excess.scalar_type(), "spiking_backward", [&] {
+    using T = scalar_t;
+    const T* gz = ptr_or_null<T>(g_z);
+    const T* ge = ptr_or_null<T>(g_e);
+    const T* bt = ptr_or_null<T>(beta);
+    T* dvp = delta_v.data_ptr<T>();
+    T* tz = want_total_z ? total_z.data_ptr<T>() : nullptr;
+    const T* da_next = nullptr;
+    for (int64_t t = steps - 1; t >= 0; --t) {
+      const bool last = t == steps - 1;
+      const T* dv_next = last ? nullptr : dvp + (t + 1) * plane;
+      const T* rp = nullptr;
+      if (recurrent && !last) {
+        auto next = delta_v[t + 1];
+        if (shared) {
+          at::mm_out(rec, next, wc);
+        } else {
+          auto rec3 = rec.unsqueeze(1);
+          at::bmm_out(rec3, next.unsqueeze(1), wc);
+        }
+        rp = rec.data_ptr<T>();
+      }
+      T* da = adaptive ? da_buf[t % 2].data_ptr<T>() : nullptr;
+      const T* zin_g = last ? ptr_or_null<T>(g_zin) : nullptr;
+      const T* v_g = last ? ptr_or_null<T>(g_v) : nullptr;
+      const T* a_g = last ? ptr_or_null<T>(g_a) : nullptr;
+      T* dv = dvp + t * plane;
+      const T* e = ec.data_ptr<T>() + t * plane;
+      const T* r = rc.data_ptr<T>() + t * plane;
+      T* tzt = tz ? tz + t * plane : nullptr;
+      const T* gzt = gz ? gz + (t + 1) * plane : nullptr;
+      const T* get = ge ? ge + t * plane : nullptr;
+      const int64_t grain = 16384;
+      at::parallel_for(0, plane, grain, [&](int64_t begin, int64_t end) {
+        backward_step<T>(begin, end - begin, n, gzt ? gzt + begin : nullptr, rp ? rp + begin : nullptr,
+                         dv_next ? dv_next + begin : nullptr, da_next ? da_next + begin : nullptr,
+                         zin_g ? zin_g + begin : nullptr, get ? get + begin : nullptr, v_g ? v_g + begin : nullptr,
+                         a_g ? a_g + begin : nullptr, e + begin, r + begin, bt,
+                         tzt ? tzt + begin : nullptr, dv + begin, da ? da + begin : nullptr, T(v_th_d), T(alpha_d),
+                         T(rho_d), T(gamma_d), kind, adaptive);
+      });
+      da_next = da;
+    }
+    if (adaptive) da_last = da_buf[0];  // t = 0 wrote buffer 0
+  });
+  auto dv0 = delta_v[0];
+  auto g_v0 = dv0 * alpha_d;
+  at::Tensor g_z0 = shared ? at::mm(dv0, wc) : at::bmm(dv0.unsqueeze(1), wc).squeeze(1);
+  g_z0.sub_(dv0, v_th_d);
+  if (g_z.defined()) g_z0.add_(g_z[0]);
+  at::Tensor g_a0;
+  if (adaptive) {
+    g_z0.add_(da_last);  // a^0 = ρ a0 + z_in^{-1}, and z_in^{-1} is the initial z
+    g_a0 = da_last * rho_d;
+  }
+  return {delta_v, want_total_z ? total_z : at::empty({0}, excess.options()), g_v0,
+          adaptive ? g_a0 : at::empty({0}, excess.options()), g_z0};
+}
+
+}  // namespace
+
+TORCH_LIBRARY(l2l_spiking, m) {
+  m.def("forward(Tensor current, Tensor w_t, Tensor? zeta, Tensor v0, Tensor? a0, Tensor z0, Tensor r0, float alpha, "
+        "float v_th, float n_ref, float rho, Tensor? beta) -> Tensor[]");
+  m.def("backward(Tensor w, Tensor z, Tensor excess, Tensor refractory, Tensor? g_z, Tensor? g_e, Tensor? g_v, "
+        "Tensor? g_a, Tensor? g_zin, float alpha, float v_th, float gamma, int kind, float rho, Tensor? beta, "
+        "bool recurrent, bool want_total_z) -> Tensor[]");
+}
+
+TORCH_LIBRARY_IMPL(l2l_spiking, CPU, m) {
+  m.impl("forward", &spiking_forward);
+  m.impl("backward", &spiking_backward);
+}

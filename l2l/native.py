@@ -1,0 +1,72 @@
+"""The C++ kernels of l2l (``l2l/csrc``), compiled on first use with the machine's compiler and cached.
+
+``spiking_ops()`` returns ``torch.ops.l2l_spiking`` (the fused LIF/ALIF trial, :mod:`l2l.spiking_trial`) or
+None when they cannot be had: ``L2L_NATIVE=0`` in the environment, no C++ compiler or ninja, or a failed
+build. Then the PyTorch loop of the same trial is used, and the reason is printed once. The first build
+takes about a minute; later processes load the cached library (``TORCH_EXTENSIONS_DIR``, by default
+``~/.cache/torch_extensions``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE = Path(__file__).parent / "csrc" / "spiking_trial.cpp"
+_state: dict[str, Any] = {}
+
+
+def spiking_ops() -> Any | None:
+    """The compiled fused-trial operators, or None (the reason is printed once to stderr)."""
+    if "ops" not in _state:
+        _state["ops"] = _load()
+    return _state["ops"]
+
+
+def native_status() -> str:
+    """One line: whether the C++ kernels are in use, and why not."""
+    ops = spiking_ops()
+    return "C++ kernels: in use" if ops is not None else f"C++ kernels: not in use ({_state.get('reason')})"
+
+
+def _load() -> Any | None:
+    if os.environ.get("L2L_NATIVE", "1") == "0":
+        _state["reason"] = "L2L_NATIVE=0"
+        return None
+    try:
+        from torch.utils import cpp_extension
+
+        if not SOURCE.exists():
+            raise FileNotFoundError(f"{SOURCE} is missing")
+        cpp_extension.verify_ninja_availability()
+        name = f"l2l_spiking_{_source_tag()}"
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+        if not any(build_dir.glob("*.so")):
+            print(f"l2l: building the C++ trial kernel once (about a minute) in {build_dir}", file=sys.stderr)
+        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native", "-ffp-contract=off"], is_python_module=False,
+                           verbose=False)
+        return torch.ops.l2l_spiking
+    except Exception as error:  # no compiler, no ninja, a failed build: the PyTorch loop does the same work
+        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+        _state["reason"] = reason
+        print(f"l2l: the C++ trial kernel is not available ({reason}); using the PyTorch loop", file=sys.stderr)
+        return None
+
+
+def _source_tag() -> str:
+    """A short hash of the source and of this CPU's instruction sets (the build uses ``-march=native``), so that
+    an edited kernel is rebuilt, and a cache shared by different machines never hands one another's build."""
+    import hashlib
+    import platform
+
+    cpu = platform.machine()
+    try:
+        flags = next(line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags"))
+        cpu += flags
+    except (OSError, StopIteration):
+        pass
+    return hashlib.sha1(SOURCE.read_bytes() + cpu.encode()).hexdigest()[:10]
