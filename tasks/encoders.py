@@ -108,7 +108,15 @@ class PopulationCode:
         centres = self.centres.to(dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
         return self.peak_rate_hz * torch.exp(-((x - centres) ** 2) / (2.0 * self.sigma**2))
 
-    def encode(self, values: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Poisson spikes coding ``values`` (..., d) -> (..., d·n_neurons), coordinate-major."""
-        rates = self.rates(values)
-        return poisson_spikes(rates, self.dt, generator).flatten(-2)
+    def encode(self, values: torch.Tensor, generator: torch.Generator | None = None, draws: int | None = None
+               ) -> torch.Tensor:
+        """Poisson spikes coding ``values`` (..., d) -> (..., d·n_neurons), coordinate-major; with ``draws=K``,
+        K independent draws (K, ..., d·n_neurons), the same numbers as K calls one after another."""
+        if not torch.isfinite(values).all():
+            raise ValueError("values has non-finite entries: a population code needs finite values")
+        # the rates are finite and at most peak_rate_hz (checked to give a probability <= 1 per step)
+        p = self.rates(values).mul_(self.dt).div_(1000.0)
+        dtype = p.dtype if p.is_floating_point() else torch.float32
+        spikes = [(torch.rand(p.shape, generator=generator, dtype=dtype) < p).to(dtype).flatten(-2)
+                  for _ in range(draws or 1)]
+        return torch.stack(spikes) if draws is not None else spikes[0]

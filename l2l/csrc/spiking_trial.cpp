@@ -136,36 +136,63 @@ std::vector<at::Tensor> spiking_forward(const at::Tensor& current, const at::Ten
   return {z, excess, refractory, v, a, z_in};
 }
 
+// Σ_i a_i b_i with eight partial sums (vectorizable without reassociating the compiler's way).
 template <typename T>
-void backward_step(int64_t offset, int64_t count, int64_t n, const T* g_z, const T* rec, const T* dv_next, const T* da_next,
-                   const T* g_zin, const T* g_e, const T* g_v, const T* g_a, const T* e, const T* r, const T* beta,
-                   T* total_z, T* dv, T* da, T v_th, T alpha, T rho, T gamma, int64_t kind, bool adaptive) {
-  const T inv_v_th = T(1) / v_th;
-  for (int64_t k = 0; k < count; ++k) {
-    T on_z = g_z ? g_z[k] : T(0);
-    if (rec) on_z += rec[k] - v_th * dv_next[k];
-    if (total_z) total_z[k] = on_z;
-    if (g_zin) on_z += g_zin[k];
-    if (da_next) on_z += da_next[k];
-    const T slope = r[k] <= 0 ? surrogate<T>(e[k] * inv_v_th, gamma, kind) * inv_v_th : T(0);
-    T d_e = on_z * slope;
-    if (g_e) d_e += g_e[k];
-    T d_v = d_e;
-    if (dv_next) d_v += alpha * dv_next[k];
-    if (g_v) d_v += g_v[k];
-    dv[k] = d_v;
-    if (adaptive) {
-      T d_a = -beta[(offset + k) % n] * d_e;
-      if (da_next) d_a += rho * da_next[k];
-      if (g_a) d_a += g_a[k];
-      da[k] = d_a;
-    }
-  }
+inline T dot(const T* __restrict a, const T* __restrict b, int64_t n) {
+  T acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int u = 0; u < 8; ++u) acc[u] += a[i + u] * b[i + u];
+  T sum = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) sum += a[i] * b[i];
+  return sum;
 }
 
 template <typename T>
 const T* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
+}
+
+struct BackwardConstants {
+  double alpha, v_th, gamma, rho;
+  int64_t kind;
+  bool adaptive, recurrent, want_total_z;
+};
+
+// One step of the adjoint for tasks [begin, end). The recurrent term (W − v_th·1)ᵀ δv^{t+1} of neuron j is
+// needed only where its surrogate is non-zero (or when dE/dz is returned): one dot product per such j.
+template <typename T>
+void backward_rows(int64_t begin, int64_t end, int64_t n, bool last, const T* w_t, bool shared, const T* g_z,
+                   const T* dv_next, const T* da_next, const T* g_zin, const T* g_e, const T* g_v, const T* g_a,
+                   const T* e, const T* r, const T* beta, T* total_z, T* dv, T* da, const BackwardConstants& c) {
+  const T v_th = c.v_th, alpha = c.alpha, rho = c.rho, gamma = c.gamma, inv_v_th = T(1) / T(c.v_th);
+  const bool recurrent = c.recurrent && !last;
+  for (int64_t b = begin; b < end; ++b) {
+    const T* wb = w_t + (shared ? 0 : b * n * n);
+    const int64_t base = b * n;
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t k = base + j;
+      const T slope = r[k] <= 0 ? surrogate<T>(e[k] * inv_v_th, gamma, c.kind) * inv_v_th : T(0);
+      T on_z = g_z ? g_z[k] : T(0);
+      if (recurrent && (slope != T(0) || total_z))
+        on_z += dot<T>(wb + j * n, dv_next + base, n) - v_th * dv_next[k];
+      if (total_z) total_z[k] = on_z;
+      if (g_zin) on_z += g_zin[k];
+      if (da_next) on_z += da_next[k];
+      T d_e = on_z * slope;
+      if (g_e) d_e += g_e[k];
+      T d_v = d_e;
+      if (dv_next) d_v += alpha * dv_next[k];
+      if (g_v) d_v += g_v[k];
+      dv[k] = d_v;
+      if (c.adaptive) {
+        T d_a = -beta[k] * d_e;
+        if (da_next) d_a += rho * da_next[k];
+        if (g_a) d_a += g_a[k];
+        da[k] = d_a;
+      }
+    }
+  }
 }
 
 // The adjoint recursion. w (n, n) or (B, n, n) as in the forward pass (not transposed); z, excess, refractory
@@ -176,77 +203,56 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
                                          const c10::optional<at::Tensor>& g_e_opt,
                                          const c10::optional<at::Tensor>& g_v_opt,
                                          const c10::optional<at::Tensor>& g_a_opt,
-                                         const c10::optional<at::Tensor>& g_zin_opt, double alpha_d, double v_th_d,
-                                         double gamma_d, int64_t kind, double rho_d,
+                                         const c10::optional<at::Tensor>& g_zin_opt, double alpha, double v_th,
+                                         double gamma, int64_t kind, double rho,
                                          const c10::optional<at::Tensor>& beta_opt, bool recurrent, bool want_total_z) {
   const int64_t steps = excess.size(0), batch = excess.size(1), n = excess.size(2);
-  const bool adaptive = rho_d >= 0, shared = w.dim() == 2;
+  const bool adaptive = rho >= 0, shared = w.dim() == 2;
   auto contiguous = [](const c10::optional<at::Tensor>& t) { return t.has_value() ? t->contiguous() : at::Tensor(); };
   at::Tensor g_z = contiguous(g_z_opt), g_e = contiguous(g_e_opt), g_v = contiguous(g_v_opt);
   at::Tensor g_a = adaptive ? contiguous(g_a_opt) : at::Tensor(), g_zin = contiguous(g_zin_opt);
-  at::Tensor beta = adaptive ? beta_opt->contiguous() : at::Tensor();
-  auto wc = w.contiguous();
+  at::Tensor beta = adaptive ? beta_opt->expand({batch, n}).contiguous() : at::Tensor();
+  auto w_t = w.transpose(-1, -2).contiguous();  // row j: the weights out of neuron j
   auto ec = excess.contiguous(), rc = refractory.contiguous();
   auto delta_v = at::empty({steps, batch, n}, excess.options());
   at::Tensor total_z = want_total_z ? at::empty({steps, batch, n}, excess.options()) : at::Tensor();
-  auto rec = at::empty({batch, n}, excess.options());
   std::vector<at::Tensor> da_buf = {at::empty({batch, n}, excess.options()), at::empty({batch, n}, excess.options())};
   const int64_t plane = batch * n;
-  at::Tensor da_last;
+  const BackwardConstants c{alpha, v_th, gamma, rho, kind, adaptive, recurrent, want_total_z};
+  const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1));
   AT_DISPATCH_FLOATING_TYPES(excess.scalar_type(), "spiking_backward", [&] {
     using T = scalar_t;
     const T* gz = ptr_or_null<T>(g_z);
     const T* ge = ptr_or_null<T>(g_e);
     const T* bt = ptr_or_null<T>(beta);
+    const T* wt = w_t.data_ptr<T>();
     T* dvp = delta_v.data_ptr<T>();
     T* tz = want_total_z ? total_z.data_ptr<T>() : nullptr;
     const T* da_next = nullptr;
     for (int64_t t = steps - 1; t >= 0; --t) {
       const bool last = t == steps - 1;
       const T* dv_next = last ? nullptr : dvp + (t + 1) * plane;
-      const T* rp = nullptr;
-      if (recurrent && !last) {
-        auto next = delta_v[t + 1];
-        if (shared) {
-          at::mm_out(rec, next, wc);
-        } else {
-          auto rec3 = rec.unsqueeze(1);
-          at::bmm_out(rec3, next.unsqueeze(1), wc);
-        }
-        rp = rec.data_ptr<T>();
-      }
       T* da = adaptive ? da_buf[t % 2].data_ptr<T>() : nullptr;
       const T* zin_g = last ? ptr_or_null<T>(g_zin) : nullptr;
       const T* v_g = last ? ptr_or_null<T>(g_v) : nullptr;
       const T* a_g = last ? ptr_or_null<T>(g_a) : nullptr;
-      T* dv = dvp + t * plane;
-      const T* e = ec.data_ptr<T>() + t * plane;
-      const T* r = rc.data_ptr<T>() + t * plane;
-      T* tzt = tz ? tz + t * plane : nullptr;
-      const T* gzt = gz ? gz + (t + 1) * plane : nullptr;
-      const T* get = ge ? ge + t * plane : nullptr;
-      const int64_t grain = 16384;
-      at::parallel_for(0, plane, grain, [&](int64_t begin, int64_t end) {
-        backward_step<T>(begin, end - begin, n, gzt ? gzt + begin : nullptr, rp ? rp + begin : nullptr,
-                         dv_next ? dv_next + begin : nullptr, da_next ? da_next + begin : nullptr,
-                         zin_g ? zin_g + begin : nullptr, get ? get + begin : nullptr, v_g ? v_g + begin : nullptr,
-                         a_g ? a_g + begin : nullptr, e + begin, r + begin, bt,
-                         tzt ? tzt + begin : nullptr, dv + begin, da ? da + begin : nullptr, T(v_th_d), T(alpha_d),
-                         T(rho_d), T(gamma_d), kind, adaptive);
+      at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
+        backward_rows<T>(begin, end, n, last, wt, shared, gz ? gz + (t + 1) * plane : nullptr, dv_next, da_next,
+                         zin_g, ge ? ge + t * plane : nullptr, v_g, a_g, ec.data_ptr<T>() + t * plane,
+                         rc.data_ptr<T>() + t * plane, bt, tz ? tz + t * plane : nullptr, dvp + t * plane, da, c);
       });
       da_next = da;
     }
-    if (adaptive) da_last = da_buf[0];  // t = 0 wrote buffer 0
   });
   auto dv0 = delta_v[0];
-  auto g_v0 = dv0 * alpha_d;
-  at::Tensor g_z0 = shared ? at::mm(dv0, wc) : at::bmm(dv0.unsqueeze(1), wc).squeeze(1);
-  g_z0.sub_(dv0, v_th_d);
+  auto g_v0 = dv0 * alpha;
+  at::Tensor g_z0 = shared ? at::mm(dv0, w) : at::bmm(dv0.unsqueeze(1), w).squeeze(1);
+  g_z0.sub_(dv0, v_th);
   if (g_z.defined()) g_z0.add_(g_z[0]);
   at::Tensor g_a0;
   if (adaptive) {
-    g_z0.add_(da_last);  // a^0 = ρ a0 + z_in^{-1}, and z_in^{-1} is the initial z
-    g_a0 = da_last * rho_d;
+    g_z0.add_(da_buf[0]);  // a^0 = ρ a0 + z_in^{-1}, and z_in^{-1} is the initial z; t = 0 wrote buffer 0
+    g_a0 = da_buf[0] * rho;
   }
   return {delta_v, want_total_z ? total_z : at::empty({0}, excess.options()), g_v0,
           adaptive ? g_a0 : at::empty({0}, excess.options()), g_z0};

@@ -85,7 +85,7 @@ class MetaLearner(nn.Module):
         """The target population-coded for the error module, drawn afresh for each trial it sees:
         (K, B, T, n_out·target_code.n_neurons) spikes, K = :attr:`code_trials` (demonstrations first)."""
         target = episode.target.to("cpu", torch.float32)   # drawn on the CPU, from a CPU generator
-        return torch.stack([self.target_code.encode(target, generator) for _ in range(self.code_trials)])
+        return self.target_code.encode(target, generator, draws=self.code_trials)
 
     def trial_codes(self, code: torch.Tensor) -> list[torch.Tensor]:
         """``code`` (K, B, T, n_code) from :meth:`encode` split per trial, or one (B, T, n_code) for every trial."""
