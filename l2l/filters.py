@@ -61,8 +61,10 @@ def _filter_time_major(u: torch.Tensor, decay: float | torch.Tensor, initial: to
     # F^{t0-1} entering each block: a recurrence over the K blocks on their last rows only
     state = initial[..., 0, :] if initial is not None else torch.zeros_like(blocks[..., 0, 0, :])
     entering = [state]
+    # the blocks' last rows in one view, unbound once (one backward node, not one zero-filled copy per block)
+    last_rows = inside[..., -1, :].unbind(-2)
     for k in range(n_blocks - 1):
-        state = inside[..., k, -1, :] + carry[-1] * state
+        state = last_rows[k] + carry[-1] * state
         entering.append(state)
     out = torch.addcmul(inside, carry, torch.stack(entering, -2).unsqueeze(-2))
     return out.reshape(*u.shape[:-2], n_blocks * block, u.shape[-1])[..., :steps, :]
