@@ -189,8 +189,15 @@ class _FusedSpikingTrial(torch.autograd.Function):
         return outputs
 
     @staticmethod
+    def backward(ctx, *grads):
+        if torch.is_grad_enabled():  # create_graph=True: a second derivative would silently miss this node's terms
+            raise RuntimeError("the fused spiking trial has first-order gradients only (create_graph=True asks for "
+                               "more): set l2l.spiking_trial.FUSED = False to differentiate the step-by-step path")
+        return _FusedSpikingTrial._backward(ctx, *grads)
+
+    @staticmethod
     @once_differentiable
-    def backward(ctx, g_z, g_excess, _g_refractory, g_v, g_a, g_z_in, _g_r):
+    def _backward(ctx, g_z, g_excess, _g_refractory, g_v, g_a, g_z_in, _g_r):
         w_rec, z, excess, refractory = ctx.saved_tensors
         c: SpikingConstants = ctx.constants
         g_a = g_a if c.rho is not None else None
