@@ -17,6 +17,8 @@ from typing import Any
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "spiking_trial.cpp"
+# this machine's instruction sets; no contraction into FMAs, so each operation rounds as PyTorch's do
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
 _state: dict[str, Any] = {}
 
 
@@ -47,7 +49,7 @@ def _load() -> Any | None:
         build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
         if not any(build_dir.glob("*.so")):
             print(f"l2l: building the C++ trial kernel once (about a minute) in {build_dir}", file=sys.stderr)
-        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=["-O3", "-march=native", "-ffp-contract=off"], is_python_module=False,
+        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, is_python_module=False,
                            verbose=False)
         return torch.ops.l2l_spiking
     except Exception as error:  # no compiler, no ninja, a failed build: the PyTorch loop does the same work

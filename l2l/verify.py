@@ -95,6 +95,33 @@ def eprop_vs_autodiff(case: Case) -> float:
     return relative_error(estimate.grads, detached_autograd(case), case.network.parameter_dict())
 
 
+def fused_trial_vs_step(case: Case) -> float:
+    """The fused trial (:mod:`l2l.spiking_trial`) against the step-by-step simulation: BPTT gradients of the loss
+    plus a term in ψ (what the inner loop's update reads) and dE/dz^t through ζ, per task weights and shared."""
+    import l2l.spiking_trial as spiking_trial
+
+    network = case.network
+    batch, steps = case.inputs.shape[:2]
+    psi_weight = torch.linspace(-1.0, 1.0, steps, dtype=torch.float64)[None, :, None]
+
+    def gradients() -> dict[str, torch.Tensor]:
+        zetas = [torch.zeros(batch, steps, c.n, dtype=torch.float64, requires_grad=True) for c in network.layers]
+        params = network.parameter_dict()
+        per_task = {k: v.expand(batch, *v.shape) * 1.0 for k, v in params.items() if k.endswith("w_rec")}
+        trial = network.run(case.inputs, per_task, zeta=zetas, record=True)
+        loss = case.loss(trial.output) + sum((a.record["psi"] * psi_weight).sum() for a in trial.layers)
+        grads = torch.autograd.grad(loss, [*params.values(), *zetas])
+        return dict(zip([*params, *(f"zeta{k}" for k in range(len(zetas)))], grads, strict=True))
+
+    fused = gradients()
+    spiking_trial.FUSED = False
+    try:
+        plain = gradients()
+    finally:
+        spiking_trial.FUSED = True
+    return relative_error(fused, plain, plain)
+
+
 def factorization_vs_bptt(case: Case) -> float:
     """Σ_t (dE/dz^t from BPTT) · e^t against the BPTT gradient of the recurrent layer (Bellec eq. 1)."""
     network, (cell,) = case.network, case.network.layers
@@ -157,7 +184,10 @@ def checks_for(cell: str) -> list[Check]:
         return lambda reg: DeepEProp("symmetric", mode=mode, rate_regularization=reg)
 
     factorized, online, exact = deep("factorized"), deep("online"), deep("exact")
-    rows = [
+    fused = CELLS[cell].cell.model.trial_constants is not None
+    rows = [Check(f"fused_trial_vs_step/{cell}", fused_trial_vs_step),
+            Check(f"fused_trial_vs_step/{cell}/depth2", fused_trial_vs_step, 2)] if fused else []
+    rows += [
         Check(f"eprop_vs_autodiff/{cell}", eprop_vs_autodiff),
         Check(f"rtrl_vs_bptt/{cell}", rule_pair(rtrl, bptt)),
         Check(f"factorization_vs_bptt/{cell}", factorization_vs_bptt),
@@ -204,6 +234,7 @@ def run_checks(cells: Iterable[str] | None = None, families: Iterable[str] | Non
 
 
 CHECK_FAMILIES = (
+    "fused_trial_vs_step",
     "eprop_vs_autodiff", "rtrl_vs_bptt", "factorization_vs_bptt", "deep_eprop_vs_autodiff", "deep_exact_vs_bptt",
     "deep_online_vs_factorized", "deep_eprop_vs_eprop", "order0_vs_eprop", "ordermax_vs_rtrl",
 )
