@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from l2l import __version__
+from l2l.allocator import keep_freed_memory
 from outer_loop.app.config import register_configs
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -31,6 +32,7 @@ def with_version(prog: str, app: Callable[[], object]) -> Callable[[], None]:
         if "--version" in sys.argv[1:]:
             print(f"{prog} (l2l) {__version__}")
             return
+        keep_freed_memory()
         app()
 
     command.__doc__ = f"The ``{prog}`` command: ``--version`` prints l2l's version, anything else runs the app."

@@ -32,6 +32,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from l2l import __version__
+from l2l.allocator import keep_freed_memory
 from outer_loop.app.build import build_task
 from outer_loop.app.checks import check_config
 from outer_loop.app.compose import compose_config
@@ -427,6 +428,7 @@ def tune(args: argparse.Namespace, run: Runner) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``l2l-tune``: 0 when the study reached ``--trials`` COMPLETE trials; 2 for usage errors."""
+    keep_freed_memory()
     p = parser()
     args = p.parse_intermixed_args(argv)      # overrides before, between and after the options
     for flag, value, least in (("--trials", args.trials, 1), ("--max-failures", args.max_failures, 1)):

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 
 from l2l import __version__
+from l2l.allocator import keep_freed_memory
 from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
 from outer_loop.app.reference_fixture import (
     FIXTURE_NAME,
@@ -53,6 +54,7 @@ def fixture_rows(path: Path | None) -> list[dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     parser = argparse.ArgumentParser(prog="l2l-verify", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     add_arguments(parser, (*CHECK_FAMILIES, FIXTURE_FAMILY))

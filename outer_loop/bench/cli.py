@@ -24,6 +24,7 @@ import torch
 from hydra.errors import HydraException
 
 from l2l import __version__
+from l2l.allocator import keep_freed_memory
 from l2l.bench import DEFAULT, QUICK, environment, memory_growth, run_benchmark
 from l2l.device import resolve_device
 from outer_loop.app.compose import CONFIG_DIR
@@ -97,6 +98,7 @@ QUICK_META = ["task.n_steps=20", "network.n_hidden=8", "error_module.n_hidden=8"
 
 
 def main(argv: list[str] | None = None) -> int:
+    keep_freed_memory()
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "alignment":
         return alignment_main(argv[1:])

@@ -23,6 +23,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2l import __version__
+from l2l.allocator import keep_freed_memory
 from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.checkpoint import CheckpointError
@@ -113,6 +114,7 @@ def default_out(run: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``l2l-eval``."""
+    keep_freed_memory()
     parser = argparse.ArgumentParser(prog="l2l-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     parser.add_argument("run", help="a meta-training run dir or a checkpoint file (checkpoints/last.pt)")
