@@ -53,7 +53,9 @@ def _load() -> Any | None:
                            verbose=False)
         return torch.ops.l2l_spiking
     except Exception as error:  # no compiler, no ninja, a failed build: the PyTorch loop does the same work
-        reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"[:200]
+        lines = str(error).splitlines()
+        detail = next((line.strip() for line in lines if "error:" in line), lines[0] if lines else "")
+        reason = f"{type(error).__name__}: {detail}"[:240]
         _state["reason"] = reason
         print(f"l2l: the C++ trial kernel is not available ({reason}); using the PyTorch loop", file=sys.stderr)
         return None

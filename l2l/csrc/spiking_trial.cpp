@@ -195,6 +195,50 @@ void backward_rows(int64_t begin, int64_t end, int64_t n, bool last, const T* w_
   }
 }
 
+// rec (n) = Σ_i δv_i · (row i of W): the recurrent adjoint Wᵀ δv of one task, as row updates (no reduction,
+// vectorizable, no branch on the data).
+template <typename T>
+void recurrent_adjoint(int64_t n, const T* __restrict w, const T* __restrict dv, T* __restrict rec) {
+  for (int64_t j = 0; j < n; ++j) rec[j] = T(0);
+  for (int64_t i = 0; i < n; ++i) {
+    const T s = dv[i];
+    const T* __restrict row = w + i * n;
+    for (int64_t j = 0; j < n; ++j) rec[j] += s * row[j];
+  }
+}
+
+template <typename T, int KIND>
+inline T slope_of(T e, T r, T gamma, T inv_v_th) {
+  const T x = e * inv_v_th;
+  const T ax = x < T(0) ? -x : x;
+  T s;
+  if constexpr (KIND == 0) {
+    s = ax < T(1) ? gamma * (T(1) - ax) : T(0);
+  } else if constexpr (KIND == 1) {
+    s = gamma / ((T(1) + ax) * (T(1) + ax));
+  } else {
+    s = gamma * std::exp(T(-0.5) * x * x);
+  }
+  return r <= T(0) ? s * inv_v_th : T(0);
+}
+
+// One step of the adjoint (not the last one) over `count` contiguous entries, every input present.
+template <typename T, int KIND, bool ADAPTIVE, bool TOTAL>
+void adjoint_update(int64_t count, const T* __restrict g_z, const T* __restrict rec, const T* __restrict dv_next,
+                    const T* __restrict da_next, const T* __restrict g_e, const T* __restrict e,
+                    const T* __restrict r, const T* __restrict beta, T* __restrict total_z, T* __restrict dv,
+                    T* __restrict da, T v_th, T alpha, T rho, T gamma) {
+  const T inv_v_th = T(1) / v_th;
+  for (int64_t k = 0; k < count; ++k) {
+    T on_z = g_z[k] + rec[k] - v_th * dv_next[k];
+    if constexpr (TOTAL) total_z[k] = on_z;
+    if constexpr (ADAPTIVE) on_z += da_next[k];
+    const T d_e = on_z * slope_of<T, KIND>(e[k], r[k], gamma, inv_v_th) + g_e[k];
+    dv[k] = d_e + alpha * dv_next[k];
+    if constexpr (ADAPTIVE) da[k] = -beta[k] * d_e + rho * da_next[k];
+  }
+}
+
 // The adjoint recursion. w (n, n) or (B, n, n) as in the forward pass (not transposed); z, excess, refractory
 // from spiking_forward; incoming gradients may be absent. Returns dE/dI (T, B, n), dE/dz^t total (T, B, n)
 // (empty unless want_total_z), and the initial state's gradients g_v0, g_a0, g_z0 (B, n).
@@ -212,6 +256,7 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
   at::Tensor g_z = contiguous(g_z_opt), g_e = contiguous(g_e_opt), g_v = contiguous(g_v_opt);
   at::Tensor g_a = adaptive ? contiguous(g_a_opt) : at::Tensor(), g_zin = contiguous(g_zin_opt);
   at::Tensor beta = adaptive ? beta_opt->expand({batch, n}).contiguous() : at::Tensor();
+  auto wc = w.contiguous();
   auto w_t = w.transpose(-1, -2).contiguous();  // row j: the weights out of neuron j
   auto ec = excess.contiguous(), rc = refractory.contiguous();
   auto delta_v = at::empty({steps, batch, n}, excess.options());
@@ -229,18 +274,53 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
     T* dvp = delta_v.data_ptr<T>();
     T* tz = want_total_z ? total_z.data_ptr<T>() : nullptr;
     const T* da_next = nullptr;
+    const T* wr = wc.data_ptr<T>();
+    const bool vectorized = recurrent;  // without the recurrent adjoint every step is the generic one
+    std::vector<T> zeros(vectorized ? plane : 0, T(0));
+    std::vector<T> rec(vectorized ? plane : 0);
+    auto dispatch = [&](auto kind_tag, auto adaptive_tag, auto total_tag, int64_t count, const T* g_zt,
+                        const T* rect, const T* dvn, const T* dan, const T* g_et, const T* et, const T* rt,
+                        const T* btt, T* tzt, T* dvt, T* dat) {
+      adjoint_update<T, decltype(kind_tag)::value, decltype(adaptive_tag)::value, decltype(total_tag)::value>(
+          count, g_zt, rect, dvn, dan, g_et, et, rt, btt, tzt, dvt, dat, T(v_th), T(alpha), T(rho), T(gamma));
+    };
     for (int64_t t = steps - 1; t >= 0; --t) {
       const bool last = t == steps - 1;
       const T* dv_next = last ? nullptr : dvp + (t + 1) * plane;
       T* da = adaptive ? da_buf[t % 2].data_ptr<T>() : nullptr;
-      const T* zin_g = last ? ptr_or_null<T>(g_zin) : nullptr;
-      const T* v_g = last ? ptr_or_null<T>(g_v) : nullptr;
-      const T* a_g = last ? ptr_or_null<T>(g_a) : nullptr;
-      at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-        backward_rows<T>(begin, end, n, last, wt, shared, gz ? gz + (t + 1) * plane : nullptr, dv_next, da_next,
-                         zin_g, ge ? ge + t * plane : nullptr, v_g, a_g, ec.data_ptr<T>() + t * plane,
-                         rc.data_ptr<T>() + t * plane, bt, tz ? tz + t * plane : nullptr, dvp + t * plane, da, c);
-      });
+      const T* e_t = ec.data_ptr<T>() + t * plane;
+      const T* r_t = rc.data_ptr<T>() + t * plane;
+      if (last || !vectorized) {
+        const T* zin_g = last ? ptr_or_null<T>(g_zin) : nullptr;
+        const T* v_g = last ? ptr_or_null<T>(g_v) : nullptr;
+        const T* a_g = last ? ptr_or_null<T>(g_a) : nullptr;
+        at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
+          backward_rows<T>(begin, end, n, last, wt, shared, gz ? gz + (t + 1) * plane : nullptr, dv_next, da_next,
+                           zin_g, ge ? ge + t * plane : nullptr, v_g, a_g, e_t, r_t, bt,
+                           tz ? tz + t * plane : nullptr, dvp + t * plane, da, c);
+        });
+      } else {
+        const T* g_z_t = gz ? gz + (t + 1) * plane : zeros.data();
+        const T* g_e_t = ge ? ge + t * plane : zeros.data();
+        at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
+          for (int64_t b = begin; b < end; ++b)
+            recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
+          const int64_t k0 = begin * n, count = (end - begin) * n;
+          const T* bk = adaptive ? bt + k0 : nullptr;
+          const T* dak = adaptive ? da_next + k0 : nullptr;
+          T* dak_out = adaptive ? da + k0 : nullptr;
+          T* tzk = tz ? tz + t * plane + k0 : nullptr;
+          auto run = [&](auto kind_tag) {
+            if (adaptive && tz) dispatch(kind_tag, std::true_type{}, std::true_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
+            else if (adaptive) dispatch(kind_tag, std::true_type{}, std::false_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
+            else if (tz) dispatch(kind_tag, std::false_type{}, std::true_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
+            else dispatch(kind_tag, std::false_type{}, std::false_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
+          };
+          if (kind == 0) run(std::integral_constant<int, 0>{});
+          else if (kind == 1) run(std::integral_constant<int, 1>{});
+          else run(std::integral_constant<int, 2>{});
+        });
+      }
       da_next = da;
     }
   });
