@@ -17,6 +17,7 @@ from collections.abc import Callable
 import torch
 
 from l2l.memory import peak_memory_bytes
+from l2l.native import native_status
 from l2l.network import RecurrentNetwork
 from l2l.rules import BPTT, EProp, OnlineEProp, SeparableLoss
 
@@ -128,4 +129,4 @@ def environment(device: str) -> dict:
     return {"device": device, "threads": torch.get_num_threads(), "torch": torch.__version__,
             "machine": platform.machine(), "processor": platform.processor(), "python": platform.python_version(),
             "gpu": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else None,
-            "timestamp": time.strftime("%Y-%m-%d %H:%M:%S")}
+            "native": native_status(), "timestamp": time.strftime("%Y-%m-%d %H:%M:%S")}

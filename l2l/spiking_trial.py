@@ -2,9 +2,8 @@
 
 The step-by-step simulation of :func:`l2l.network.simulate_layer` builds about ten autograd nodes
 per step; at 32 tasks × 100 neurons the time goes to that bookkeeping, not to arithmetic. Here the
-forward pass is a loop of in-place operations into preallocated time-major buffers, with the same
-operations in the same order as the cells' ``dynamics`` (so the spikes are bit-identical), and the
-backward pass is the adjoint recursion of the same dynamics, run backward in time:
+forward pass is one loop over time writing into preallocated time-major buffers, and the backward
+pass is the adjoint recursion of the same dynamics, run backward in time:
 
     a^t = ρ a^{t-1} + z_in^{t-1}                     (ALIF only; z_in: the within-neuron spike)
     v^t = α v^{t-1} + I^t + W z^{t-1} − v_th z^{t-1}  (z: the spike as it leaves the neuron, z_in + ζ)
@@ -15,10 +14,16 @@ backward pass is the adjoint recursion of the same dynamics, run backward in tim
     δe^t  = g_e^t + (Z^t + δa^{t+1}) · s(e^t/v_th) [r^{t-1} = 0] / v_th
     δv^t  = δe^t + α δv^{t+1},   δa^t = ρ δa^{t+1} − β δe^t,   dE/dI^t = δv^t,   dE/dW = Σ_t δv^t ⊗ z^{t-1}
 
-``e`` is returned too (ψ, the eligibility traces' pseudo-derivative, is a function of it), and its
-gradient g_e enters the recursion: the inner loop's update depends on ψ. The result equals the
-step-by-step path to round-off (tested in float64, ≤ 1e-10); double backward is not supported, and
-under ``torch.func`` transforms or forward-mode AD the step-by-step path is used.
+Two implementations of both loops: C++ (``l2l/csrc/spiking_trial.cpp``, built on first use by
+:mod:`l2l.native`; on the CPU, float32/64, the three built-in surrogates), whose forward gathers W z^{t-1}
+from the neurons that spiked only; and PyTorch operations (everywhere else, e.g. on a GPU, or with
+``NATIVE = False``), which repeat the cells' operations in their order, so that its spikes are
+bit-identical to the step-by-step path. ``e`` is returned too (ψ, the eligibility traces'
+pseudo-derivative, is a function of it), and its gradient g_e enters the recursion: the inner loop's
+update depends on ψ. Both equal the step-by-step path to round-off (tested in float64, ≤ 1e-10;
+``l2l-verify`` rows ``fused_trial_vs_step``). First-order only: ``create_graph=True`` through a fused trial
+raises. Under ``torch.func`` transforms or forward-mode AD the step-by-step path is used; ``FUSED = False``
+uses it always.
 """
 
 from __future__ import annotations

@@ -196,3 +196,16 @@ def test_a_failed_build_falls_back_once_with_the_reason(monkeypatch, tmp_path, c
     err = capsys.readouterr().err
     assert err.count("the C++ trial kernel is not available") == 1
     assert "using the PyTorch loop" in err
+
+
+@pytest.mark.parametrize("per_task,zeta_on", [(False, False), (True, False), (True, True)])
+@pytest.mark.parametrize("cell", ["lif", "alif"])
+def test_fused_trial_at_sizes_where_the_kernel_changes_strategy(monkeypatch, cell, per_task, zeta_on):
+    """B·n² beyond the cache: the C++ backward forms Wᵀδv by a GEMM (shared W) or by dot products where the
+    surrogate is non-zero (per-task W)."""
+    _kernel(monkeypatch, "cpp")
+    params = _params(cell)
+    kwargs = {"batch": 4, "steps": 40, "n": 400, "seed": 5}
+    plain = _layer_run(cell, per_task, zeta_on, False, params, fused=False, **kwargs)
+    _assert_same(plain, _layer_run(cell, per_task, zeta_on, False, params, fused=True, **kwargs))
+    assert 0.01 < float(plain[0].z.mean()) < 0.5  # spiking, neither silent nor saturated

@@ -207,6 +207,8 @@ void recurrent_adjoint(int64_t n, const T* __restrict w, const T* __restrict dv,
   }
 }
 
+enum class Adjoint { kRows, kGemm, kWhereNeeded };
+
 template <typename T, int KIND>
 inline T slope_of(T e, T r, T gamma, T inv_v_th) {
   const T x = e * inv_v_th;
@@ -220,6 +222,17 @@ inline T slope_of(T e, T r, T gamma, T inv_v_th) {
     s = gamma * std::exp(T(-0.5) * x * x);
   }
   return r <= T(0) ? s * inv_v_th : T(0);
+}
+
+// rec (n) = (Wᵀ δv)_j for the neurons j whose surrogate is non-zero at this step (all of them with `all`), 0
+// elsewhere (those entries are multiplied by a zero slope). w_t: row j = the weights out of neuron j.
+template <typename T>
+void adjoint_where_needed(int64_t n, const T* __restrict w_t, const T* __restrict dv, const T* __restrict e,
+                          const T* __restrict r, T gamma, T inv_v_th, int64_t kind, bool all, T* __restrict rec) {
+  for (int64_t j = 0; j < n; ++j) {
+    const bool needed = all || (r[j] <= T(0) && surrogate<T>(e[j] * inv_v_th, gamma, kind) != T(0));
+    rec[j] = needed ? dot<T>(w_t + j * n, dv, n) : T(0);
+  }
 }
 
 // One step of the adjoint (not the last one) over `count` contiguous entries, every input present.
@@ -276,6 +289,10 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
     const T* da_next = nullptr;
     const T* wr = wc.data_ptr<T>();
     const bool vectorized = recurrent;  // without the recurrent adjoint every step is the generic one
+    // how Wᵀ δv^{t+1} is formed: row updates while W fits in cache; a GEMM for large shared W; for large
+    // per-task W (memory-bound: B·n² numbers read per step) dot products only where the surrogate is non-zero
+    const bool large = batch * n * n * static_cast<int64_t>(sizeof(T)) > (4 << 20);
+    const Adjoint strategy = !large ? Adjoint::kRows : shared ? Adjoint::kGemm : Adjoint::kWhereNeeded;
     std::vector<T> zeros(vectorized ? plane : 0, T(0));
     std::vector<T> rec(vectorized ? plane : 0);
     auto dispatch = [&](auto kind_tag, auto adaptive_tag, auto total_tag, int64_t count, const T* g_zt,
@@ -302,9 +319,19 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
       } else {
         const T* g_z_t = gz ? gz + (t + 1) * plane : zeros.data();
         const T* g_e_t = ge ? ge + t * plane : zeros.data();
+        if (strategy == Adjoint::kGemm) {  // one (B, n) x (n, n) product for all tasks
+          auto rec_t = at::from_blob(rec.data(), {batch, n}, excess.options());
+          at::mm_out(rec_t, delta_v[t + 1], wc);
+        }
         at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-          for (int64_t b = begin; b < end; ++b)
-            recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
+          if (strategy == Adjoint::kRows) {
+            for (int64_t b = begin; b < end; ++b)
+              recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
+          } else if (strategy == Adjoint::kWhereNeeded) {
+            for (int64_t b = begin; b < end; ++b)
+              adjoint_where_needed<T>(n, wt + b * n * n, dv_next + b * n, e_t + b * n, r_t + b * n,
+                                      T(gamma), T(1) / T(v_th), kind, tz != nullptr, rec.data() + b * n);
+          }
           const int64_t k0 = begin * n, count = (end - begin) * n;
           const T* bk = adaptive ? bt + k0 : nullptr;
           const T* dak = adaptive ? da_next + k0 : nullptr;

@@ -173,6 +173,8 @@ def format_report(report: dict) -> str:
     """The report as short tables for the terminal."""
     lines = []
     env = report["environment"]
+    if env.get("native"):
+        lines.append(env["native"])
     if "gradient" in report:
         c = report["gradient"]["config"]
         lines.append(f"gradient: LIF B={c['batch']} T={c['steps']} n_in={c['n_in']} n={c['hidden']} "
