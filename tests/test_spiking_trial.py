@@ -209,3 +209,16 @@ def test_fused_trial_at_sizes_where_the_kernel_changes_strategy(monkeypatch, cel
     plain = _layer_run(cell, per_task, zeta_on, False, params, fused=False, **kwargs)
     _assert_same(plain, _layer_run(cell, per_task, zeta_on, False, params, fused=True, **kwargs))
     assert 0.01 < float(plain[0].z.detach().mean()) < 0.5  # spiking, neither silent nor saturated
+
+
+def test_without_a_compiler_training_goes_on_with_the_pytorch_loop(tmp_path):
+    """No C++ compiler (CXX points nowhere, a fresh build dir): one message with the reason, the same numbers."""
+    code = ("import torch, l2l.native as n; from l2l.network import RecurrentNetwork; torch.manual_seed(0);"
+            "y = RecurrentNetwork(3, 5, 1).run(torch.rand(2, 10, 3)).output; print(n.native_status())")
+    import os
+
+    env = {**os.environ, "CXX": str(tmp_path / "no-such-compiler"), "TORCH_EXTENSIONS_DIR": str(tmp_path / "ext")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "not in use (FileNotFoundError: no C++ compiler" in out.stdout
+    assert out.stderr.count("the C++ trial kernel is not available") == 1
