@@ -209,19 +209,10 @@ void recurrent_adjoint(int64_t n, const T* __restrict w, const T* __restrict dv,
 
 enum class Adjoint { kRows, kGemm, kWhereNeeded };
 
+// s(e/v_th)·[r = 0]/v_th with the surrogate fixed at compile time (so the step's loop vectorizes).
 template <typename T, int KIND>
 inline T slope_of(T e, T r, T gamma, T inv_v_th) {
-  const T x = e * inv_v_th;
-  const T ax = x < T(0) ? -x : x;
-  T s;
-  if constexpr (KIND == 0) {
-    s = ax < T(1) ? gamma * (T(1) - ax) : T(0);
-  } else if constexpr (KIND == 1) {
-    s = gamma / ((T(1) + ax) * (T(1) + ax));
-  } else {
-    s = gamma * std::exp(T(-0.5) * x * x);
-  }
-  return r <= T(0) ? s * inv_v_th : T(0);
+  return r <= T(0) ? surrogate<T>(e * inv_v_th, gamma, KIND) * inv_v_th : T(0);
 }
 
 // rec (n) = (Wᵀ δv)_j for the neurons j whose surrogate is non-zero at this step (all of them with `all`), 0
