@@ -8,6 +8,7 @@ signal, so e-prop handles it with the same eligibility traces (Bellec et al. 202
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -32,9 +33,11 @@ class RateRegularization:
         """Mean rate per neuron in spikes per ms. z: (B, T, n) -> (n,)."""
         return z.mean(dim=(0, 1)) / self.dt
 
-    def loss(self, z: torch.Tensor) -> torch.Tensor:
-        """E_reg for one layer's spikes z (B, T, n); differentiable."""
-        return self.weight * ((self.rates_khz(z) - self.target_hz / 1000.0) ** 2).sum()
+    def loss(self, z: torch.Tensor, across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """E_reg for one layer's spikes z (B, T, n); differentiable. ``across`` maps this batch's per-neuron
+        rates (n,) to those of the whole batch when the batch is split over processes (the mean over tasks)."""
+        rates = self.rates_khz(z) if across is None else across(self.rates_khz(z))
+        return self.weight * ((rates - self.target_hz / 1000.0) ** 2).sum()
 
     def gradient_wrt_spikes(self, z: torch.Tensor) -> torch.Tensor:
         """∂E_reg/∂z_j^t (B, T, n), the regularization's learning signal."""

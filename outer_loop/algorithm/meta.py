@@ -27,6 +27,7 @@ from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.timing import phase
 from l2l.validation import require_nonnegative
+from outer_loop.algorithm.distributed import Ranks
 from outer_loop.algorithm.objective import MetaStep, outer_objective
 from tasks.base import Episode, TaskFamily
 from tasks.encoders import PopulationCode
@@ -73,6 +74,7 @@ class MetaLearner(nn.Module):
         self.family, self.learner, self.error_module, self.rates = family, learner, error_module, rates
         self.target_code, self.inner, self.regularization = target_code, inner, regularization
         self.error_module_in_test = error_module_in_test
+        self.ranks: Ranks | None = None  # set when the batch is split over processes (outer_loop.algorithm.distributed)
         self.learner_reg = RateRegularization(regularization.learner_hz, regularization.weight, learner.readout.dt)
         self.error_reg = RateRegularization(regularization.error_module_hz, regularization.weight, learner.readout.dt)
 

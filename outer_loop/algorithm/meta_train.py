@@ -11,6 +11,7 @@ resumed run's metrics.jsonl is whole).
 from __future__ import annotations
 
 import logging
+import signal
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -23,11 +24,13 @@ from tqdm import tqdm
 
 from l2l.device import resolve_device
 from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
+from outer_loop.algorithm.distributed import Ranks, check_same_parameters, mean_scalars, shard
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.algorithm.outer_step import outer_step
 from outer_loop.checkpoint import save_checkpoint
 from outer_loop.guard import DivergenceGuard, GracefulStop, NonFiniteLossError, TrainingInterrupted, all_finite
 from outer_loop.optimizers import make_optimizer
+from tasks.base import Episode
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +71,7 @@ def train_meta(
     logger: RecordLogger | None = None,
     on_figure: Callable[[str, Any, int], None] | None = None,
     resume: Mapping[str, Any] | None = None,
+    ranks: Ranks | None = None,
 ) -> MetaTrainingResult:
     """Meta-train ``meta`` per ``cfg.outer`` writing checkpoints into ``run_dir/checkpoints``.
 
@@ -75,9 +79,17 @@ def train_meta(
     against ``cfg``: ``outer_loop.app.resume``); meta-parameters, the optimizer and the RNGs continue from
     it. ``on_figure(name, figure, iteration)`` receives the family's episode figure every
     ``outer.figure_every`` iterations (name: the family's name).
+
+    ``ranks``: this process's place when ``outer.batch_size`` is split over processes
+    (:mod:`outer_loop.algorithm.distributed`; the process group must be initialized). Every rank draws the
+    global batch and trains on its slice; gradients and metrics are averaged; only rank 0 writes checkpoints
+    (give the others no ``logger`` and no ``on_figure``).
     """
     outer = cfg.outer
     check_outer_config(outer)
+    shard(outer.batch_size, ranks)  # a batch that does not split evenly stops here, before any work
+    meta.ranks = ranks
+    writes = ranks is None or ranks.main
     run_dir = Path(run_dir)
     checkpoints = run_dir / "checkpoints"
     device = resolve_device(outer.device, "outer.device")
@@ -105,6 +117,8 @@ def train_meta(
     begin = time.perf_counter()
 
     def checkpoint(done: int) -> None:
+        if not writes:
+            return
         if not all_finite(meta.state_dict().values()):   # never replace the last good checkpoint with garbage
             raise NonFiniteLossError(_stop_message(done - 1, "a meta-parameter is not finite", checkpoints))
         state = {"meta": meta.state_dict(), "optimizer": optimizer.state_dict(), "iteration": done,
@@ -119,14 +133,16 @@ def train_meta(
     with GracefulStop() as stop:
         try:
             for it in range(start, outer.iterations):
-                episode = meta.family.sample(outer.batch_size, data).to(device)
+                episode, codes = rank_episode(meta, outer.batch_size, data, ranks, device)
                 try:
-                    step, grad_norm = outer_step(meta, optimizer, episode, data, outer.grad_clip, guard)
+                    step, grad_norm = outer_step(meta, optimizer, episode, data, outer.grad_clip, guard, codes)
                 except NonFiniteLossError as error:
                     raise type(error)(_stop_message(it, str(error), checkpoints), error.what, error.value) from None
+                if it == start:  # the ranks took the same step: bit-identical meta-parameters
+                    check_same_parameters(meta.named_parameters(), ranks)
                 done = it + 1
                 if it % outer.log_every == 0 or done == outer.iterations:
-                    record = {"iteration": it, **step.metrics, "grad_norm": grad_norm,
+                    record = {"iteration": it, **mean_scalars(step.metrics, ranks), "grad_norm": grad_norm,
                               **{f"inner_lr/{k}": v for k, v in meta.rates.summary().items()},
                               "seconds": elapsed_before + time.perf_counter() - begin}
                     result.history.append(record)
@@ -142,6 +158,10 @@ def train_meta(
                 if done % outer.checkpoint_every == 0 or done == outer.iterations:
                     checkpoint(done)
                 bar.update(1)
+                if ranks is not None:  # every rank stops at the same iteration when any of them was signalled
+                    signalled = mean_scalars({"signalled": float(stop.requested is not None)}, ranks)["signalled"]
+                    if signalled > 0 and stop.requested is None:
+                        stop.requested = int(signal.SIGTERM)  # another rank's signal: stop as if terminated
                 if stop.requested is not None and done < outer.iterations:
                     checkpoint(done)
                     last = checkpoints / "last.pt"
@@ -149,9 +169,25 @@ def train_meta(
                                               f"holds it (continue with outer.resume={last})", stop.requested)
         finally:
             bar.close()
+            meta.ranks = None  # evaluation after training runs on one rank, with nobody to reduce with
     result.first, result.iterations = start, outer.iterations
     result.wall_time_s = time.perf_counter() - begin
     return result
+
+
+def rank_episode(meta: MetaLearner, batch_size: int, data: torch.Generator, ranks: Ranks | None,
+                 device: torch.device | str) -> tuple[Episode, torch.Tensor | None]:
+    """This rank's tasks of the next batch and their coded targets (None: the meta-learner draws them).
+
+    Every rank draws the whole batch and its codes from ``data`` (the draws of a single process), then keeps
+    its slice: tasks are disjoint across ranks and the same as the single-process batch together.
+    """
+    episode = meta.family.sample(batch_size, data)
+    if ranks is None:
+        return episode.to(device), None
+    codes = meta.encode(episode, data)
+    part = shard(batch_size, ranks)
+    return episode.select(part).to(device), codes[:, part].to(device)
 
 
 def _stop_message(iteration: int, problem: str, checkpoints: Path) -> str:

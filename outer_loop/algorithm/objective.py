@@ -16,6 +16,7 @@ import torch
 from inner_loop.one_shot import Adaptation
 from l2l.network import Trial
 from l2l.timing import phase
+from outer_loop.algorithm.distributed import global_rates
 from tasks.base import Episode
 
 if TYPE_CHECKING:  # the meta-learner holds the modules this objective reads
@@ -59,10 +60,11 @@ def outer_objective(meta: MetaLearner, episode: Episode, adaptation: Adaptation,
     with torch.no_grad():
         demo_loss = meta.family.loss(adaptation.demo.output, episode)
     trials = [step.demo for step in adaptation.steps] + [test]
-    learner_reg = sum(meta.learner_reg.loss(torch.cat([t.layers[k].z for t in trials], dim=1))
+    across = (lambda rates: global_rates(rates, meta.ranks)) if meta.ranks is not None else None
+    learner_reg = sum(meta.learner_reg.loss(torch.cat([t.layers[k].z for t in trials], dim=1), across)
                       for k in range(len(meta.learner.layers)))
     error_spikes = [[trial.layers[k].z for trial in error_trials] for k in range(len(meta.error_module.network.layers))]
-    error_reg = sum(meta.error_reg.loss(torch.cat(z, dim=1)) for z in error_spikes)
+    error_reg = sum(meta.error_reg.loss(torch.cat(z, dim=1), across) for z in error_spikes)
     loss = test_loss.mean + learner_reg + error_reg
     metric = meta.family.metric
     dt = meta.learner.readout.dt

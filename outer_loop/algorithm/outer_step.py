@@ -7,6 +7,7 @@ import math
 import torch
 
 from l2l.timing import phase
+from outer_loop.algorithm.distributed import average_gradients, mean_scalars
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.algorithm.objective import MetaStep
 from outer_loop.guard import DivergenceGuard, NonFiniteLossError
@@ -15,7 +16,7 @@ from tasks.base import Episode
 
 def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Episode,
                generator: torch.Generator | None = None, grad_clip: float = 0.0,
-               guard: DivergenceGuard | None = None) -> tuple[MetaStep, float]:
+               guard: DivergenceGuard | None = None, codes: torch.Tensor | None = None) -> tuple[MetaStep, float]:
     """The outer loss on ``episode`` (the meta-learner draws the coded targets from ``generator``), BPTT
     through both trials and the update, the global gradient norm clipped to ``grad_clip`` (> 0; 0: no
     clipping), one optimizer step. Returns the step and the gradient norm before clipping.
@@ -23,10 +24,14 @@ def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Epi
     Raises :class:`outer_loop.guard.NonFiniteLossError` before stepping when the loss or the gradient norm is
     not finite, or when ``guard`` finds the loss diverged, and after it when a weight became non-finite.
     Phases for ``l2l.timing``: "forward" (with the meta-learner's own), "backward", "optimizer step".
+
+    ``codes``: the coded targets (K, B, T, n_code), when drawn outside (a rank's slice of the global batch's).
+    With ``meta.ranks`` set, the loss checked is the mean over the ranks and the gradients are averaged over
+    them before clipping, so that every rank takes the same step.
     """
     with phase("forward"):
-        step = meta(episode, generator)
-    loss = float(step.loss.detach())
+        step = meta(episode, generator) if codes is None else meta(episode, codes=codes)
+    loss = mean_scalars({"loss": float(step.loss.detach())}, meta.ranks)["loss"]
     if not math.isfinite(loss):
         raise NonFiniteLossError(f"the outer loss is {loss}", "the outer loss", loss)
     if guard is not None:
@@ -34,6 +39,7 @@ def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Epi
     with phase("backward"):
         optimizer.zero_grad(set_to_none=True)
         step.loss.backward()
+        average_gradients(meta.parameters(), meta.ranks)
         parameters = [p for p in meta.parameters() if p.grad is not None]
         grad_norm = torch.nn.utils.clip_grad_norm_(parameters, grad_clip if grad_clip > 0 else math.inf)
     if not torch.isfinite(grad_norm):

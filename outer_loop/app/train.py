@@ -19,6 +19,7 @@ import logging
 import os
 import platform
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
 from l2l.rules.influence import MemoryBudgetError
+from outer_loop.algorithm.distributed import Ranks, from_environment, process_group, shard
 from outer_loop.algorithm.meta_train import train_meta
 from outer_loop.app.build import build_meta, build_network, build_rule, build_task
 from outer_loop.app.checks import check_config, check_memory
@@ -61,8 +63,14 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_config(cfg)
     check_memory(cfg)              # from the config's sizes, before anything is built
     run_dir = Path(run_dir)
-    with RunDirLock(run_dir):
-        return run_meta(cfg, run_dir) if cfg.mode == "meta" else run_direct(cfg, run_dir)
+    ranks = from_environment()     # under torchrun: this process's share of the task batch
+    if ranks is not None:
+        if cfg.mode != "meta":
+            raise ValueError(f"mode={cfg.mode!r} is not allowed with {ranks.world} processes (WORLD_SIZE): "
+                             "torchrun splits the task batch of mode=meta only")
+        shard(cfg.outer.batch_size, ranks)
+    with RunDirLock(run_dir) if ranks is None or ranks.main else nullcontext():
+        return run_meta(cfg, run_dir, ranks) if cfg.mode == "meta" else run_direct(cfg, run_dir)
 
 
 def _device(cfg: DictConfig, node: str) -> torch.device:
@@ -112,16 +120,39 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """``mode=meta``: meta-train, checkpoint, evaluate on held-out tasks; returns the summary (summary.json)."""
+def run_meta(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[str, Any]:
+    """``mode=meta``: meta-train, checkpoint, evaluate on held-out tasks; returns the summary (summary.json).
+
+    ``ranks`` (under torchrun): every rank trains its slice of the batch; rank 0 alone writes metrics, figures,
+    W&B, checkpoints, the evaluation and the summary; the others return ``{"mode": "meta", "rank": r}``.
+    """
+    with process_group(ranks, _device(cfg, "outer")) as device:
+        if ranks is not None and not ranks.main:
+            logging.getLogger().setLevel(logging.WARNING)  # one rank's INFO lines are enough
+            return _train_meta_rank(cfg, run_dir, ranks, device)
+        return _run_meta_main(cfg, run_dir, ranks, device)
+
+
+def _build(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, Any]:
+    """The task family, the resume state and the meta-learner (seeded), in the order every rank builds them."""
     if cfg.outer.threads > 0:
         torch.set_num_threads(cfg.outer.threads)
     torch.manual_seed(cfg.seed)                                       # initial meta-parameters
     family = build_task(cfg.task)
     check_memory(cfg, family)
-    device = _device(cfg, "outer")
     resume = resume_state(cfg)
-    meta = build_meta(cfg, family).to(device)
+    return family, resume, build_meta(cfg, family).to(device)
+
+
+def _train_meta_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks, device: torch.device) -> dict[str, Any]:
+    """A rank other than 0: train its share, write nothing."""
+    _, resume, meta = _build(cfg, device)
+    train_meta(meta, cfg, run_dir, None, None, resume, ranks)
+    return {"mode": "meta", "rank": ranks.rank, "eval": None, "final_train": {}}
+
+
+def _run_meta_main(cfg: DictConfig, run_dir: Path, ranks: Ranks | None, device: torch.device) -> dict[str, Any]:
+    family, resume, meta = _build(cfg, device)
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
 
@@ -131,7 +162,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         logger.image(name, figure, iteration)
 
     try:
-        result = train_meta(meta, cfg, run_dir, logger, on_figure, resume)
+        result = train_meta(meta, cfg, run_dir, logger, on_figure, resume, ranks)
         history = result.history
         curves = meta_learning_curves(history, cfg.name, family.metric)
         curves.savefig(run_dir / "learning_curve.png", dpi=110)
@@ -150,7 +181,7 @@ def run_meta(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
             "seconds_per_iteration": round(result.wall_time_s / max(1, result.iterations - result.first), 4),
             "final_train": last, "eval": {k: evaluation[k] for k in EVAL_KEYS} if evaluation else None,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
-            "machine": platform.machine(),
+            "machine": platform.machine(), "processes": ranks.world if ranks is not None else 1,
         }
         write_json(run_dir / "summary.json", summary)
     except BaseException:
