@@ -77,9 +77,10 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 
 class GracefulStop:
-    """While active (``with GracefulStop() as stop``), SIGINT and SIGTERM only set ``stop.requested`` (the
-    signal number), so that the loop can finish its iteration, write a checkpoint and stop; a second SIGINT
-    interrupts at once. Outside the main thread it does nothing (signals go to the main thread only)."""
+    """While active (``with GracefulStop() as stop``), SIGINT, SIGTERM and SIGUSR1 (SLURM's warning before a
+    time limit or preemption, ``sbatch --signal=USR1@90``) only set ``stop.requested`` (the signal number), so
+    that the loop can finish its iteration, write a checkpoint and stop; a second SIGINT interrupts at once.
+    Outside the main thread it does nothing (signals go to the main thread only)."""
 
     def __init__(self) -> None:
         self.requested: int | None = None
@@ -92,7 +93,7 @@ class GracefulStop:
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():
-            for number in (signal.SIGINT, signal.SIGTERM):
+            for number in (signal.SIGINT, signal.SIGTERM, *((signal.SIGUSR1,) if hasattr(signal, "SIGUSR1") else ())):
                 self._previous[number] = signal.signal(number, self._handle)
         return self
 

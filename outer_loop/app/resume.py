@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -31,15 +32,23 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> 
     return diffs
 
 
-def resume_state(cfg: DictConfig) -> dict[str, Any] | None:
+def resume_state(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any] | None:
     """The checkpoint ``cfg.outer.resume`` points at, checked against ``cfg`` (None when not resuming).
 
-    A checkpoint from before a config entry existed holds that entry's default. ValueError naming
-    ``outer.resume`` and every differing entry when the run would not continue the same training.
+    ``outer.resume=auto``: the run dir's own ``checkpoints/last.pt`` when there is one, else a fresh start (what a
+    job requeued after preemption runs). A checkpoint from before a config entry existed holds that entry's
+    default. ValueError naming ``outer.resume`` and every differing entry when the run would not continue the
+    same training.
     """
     if not cfg.outer.resume:
         return None
-    state = load_checkpoint(cfg.outer.resume)
+    target = cfg.outer.resume
+    if target == "auto":
+        last = Path(run_dir if run_dir is not None else ".") / "checkpoints" / "last.pt"
+        if not last.is_file():
+            return None
+        target = str(last)
+    state = load_checkpoint(target)
     if not all_finite(state["meta"].values()):
         bad = [k for k, v in state["meta"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
         raise CheckpointError(f"outer.resume={cfg.outer.resume!r}: the checkpoint holds non-finite weights in "

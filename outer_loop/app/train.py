@@ -18,6 +18,8 @@ from __future__ import annotations
 import logging
 import os
 import platform
+import signal
+import subprocess
 import sys
 from contextlib import nullcontext
 from pathlib import Path
@@ -140,7 +142,7 @@ def _build(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, Any]:
     torch.manual_seed(cfg.seed)                                       # initial meta-parameters
     family = build_task(cfg.task)
     check_memory(cfg, family)
-    resume = resume_state(cfg)
+    resume = resume_state(cfg, HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None)
     return family, resume, build_meta(cfg, family).to(device)
 
 
@@ -282,6 +284,7 @@ def main(cfg: DictConfig) -> float | None:
     try:
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
     except TrainingInterrupted as stop:
+        requeue_after(stop.signal_number)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"l2l-train: {stop}", file=sys.stderr)
@@ -294,6 +297,23 @@ def main(cfg: DictConfig) -> float | None:
     if summary.get("mode") == "meta":
         return summary["eval"]["test_mse"] if summary["eval"] else summary["final_train"].get("test_mse")
     return None
+
+
+def requeue_after(signal_number: int) -> None:
+    """After SIGUSR1 in a SLURM job (``sbatch --signal=USR1@90`` before the time limit), put the job back in the
+    queue (``scontrol requeue``, rank 0 only); run with ``outer.resume=auto`` it continues from the checkpoint
+    just written. Under submitit (the Hydra SLURM launcher) submitit requeues by itself."""
+    if signal_number != getattr(signal, "SIGUSR1", None) or "SLURM_JOB_ID" not in os.environ:
+        return
+    if os.environ.get("RANK", "0") != "0" or "SUBMITIT_EXECUTOR" in os.environ:
+        return
+    job = os.environ["SLURM_JOB_ID"]
+    try:
+        subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True, text=True, timeout=60)
+        print(f"l2l-train: SLURM job {job} requeued; it resumes with outer.resume=auto", file=sys.stderr)
+    except (OSError, subprocess.SubprocessError) as error:
+        print(f"l2l-train: could not requeue SLURM job {job} ({error}); resubmit it with outer.resume=auto",
+              file=sys.stderr)
 
 
 cli = with_version("l2l-train", main)
