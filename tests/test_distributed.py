@@ -136,3 +136,19 @@ def test_l2l_train_under_torchrun_writes_once_and_resumes(tmp_path):
     # a batch that does not split evenly stops before any work, naming the field
     out = _torchrun(tmp_path / "bad", "outer.batch_size=5", "outer.iterations=2")
     assert out.returncode != 0 and "outer.batch_size=5 is not allowed with 2 processes" in out.stderr
+
+
+def test_hydra_submitit_launcher_with_two_tasks_runs_one_distributed_job(tmp_path):
+    """hydra/launcher=submitit_local with tasks_per_node=2: the job's two tasks form one group (submitit's
+    variables exported for torch.distributed), as on SLURM with hydra/launcher=slurm."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
+    l2l_train = os.path.join(os.path.dirname(sys.executable), "l2l-train")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
+    sweep = tmp_path / "sweep"
+    out = subprocess.run([l2l_train, "-m", "hydra/launcher=submitit_local", "hydra.launcher.tasks_per_node=2",
+                          "hydra.launcher.timeout_min=10", "experiment=smoke", "outer.batch_size=8",
+                          "outer.iterations=2", "outer.threads=1", "outer.progress=false", "eval.tasks=4",
+                          f"hydra.sweep.dir={sweep}"], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads((sweep / "0" / "summary.json").read_text())["processes"] == 2

@@ -35,7 +35,10 @@ class Ranks:
 
 
 def from_environment() -> Ranks | None:
-    """The group torchrun (or submitit) describes in RANK / WORLD_SIZE, or None for a single process."""
+    """The group torchrun describes in RANK / WORLD_SIZE, or a submitit job's tasks (Hydra's submitit launcher
+    with ``tasks_per_node`` > 1, whose variables are exported for torch.distributed first); None for one process."""
+    if "WORLD_SIZE" not in os.environ:
+        _export_submitit_environment()
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return None
@@ -58,6 +61,20 @@ def process_group(ranks: Ranks | None, device: torch.device) -> Iterator[torch.d
         yield device
     finally:
         dist.destroy_process_group()
+
+
+def _export_submitit_environment() -> None:
+    """In a submitit job of several tasks, set MASTER_ADDR, MASTER_PORT, RANK, WORLD_SIZE and LOCAL_RANK."""
+    if "SUBMITIT_EXECUTOR" not in os.environ:
+        return
+    try:
+        from submitit import JobEnvironment
+        from submitit.helpers import TorchDistributedEnvironment
+
+        if JobEnvironment().num_tasks > 1:
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
+    except (ImportError, RuntimeError, KeyError, ValueError):  # not a submitit job after all, or no submitit
+        return
 
 
 def shard(batch_size: int, ranks: Ranks | None) -> slice:

@@ -103,8 +103,9 @@ class OuterConfig:
     A record goes to metrics.jsonl every ``log_every`` iterations; ``checkpoints/last.pt`` is rewritten every
     ``checkpoint_every`` iterations (and a numbered copy kept when ``keep_checkpoints``); ``figure_every`` > 0
     saves (and logs) an arm figure. ``resume``: a checkpoint path (or run dir) to continue from; ``auto``: this
-    run dir's last checkpoint if there is one (a requeued job). ``threads`` > 0 sets torch's CPU threads. ``train_error_module=false`` keeps the error module (and its projection) at its random
-    initialization while the rest is meta-trained: the ablation of docs/results.md. The run stops (keeping the
+    run dir's last checkpoint if there is one (a requeued job). ``threads`` > 0 sets torch's CPU threads.
+    ``train_error_module=false`` keeps the error module (and its projection) at its random initialization
+    while the rest is meta-trained: the ablation of docs/results.md. The run stops (keeping the
     last good checkpoint) on a non-finite loss, gradient or weight, or when the loss exceeds
     ``divergence_factor`` × its running median (0: off). ``memory_budget_gib`` > 0: the most one iteration may
     need (estimated before training; 0: the memory available). Ctrl-C, SIGTERM or SIGUSR1: a checkpoint, then a
