@@ -135,26 +135,26 @@ def run_meta(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict
         return _run_meta_main(cfg, run_dir, ranks, device)
 
 
-def _build(cfg: DictConfig, device: torch.device) -> tuple[Any, Any, Any]:
+def _build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Any, Any, Any]:
     """The task family, the resume state and the meta-learner (seeded), in the order every rank builds them."""
     if cfg.outer.threads > 0:
         torch.set_num_threads(cfg.outer.threads)
     torch.manual_seed(cfg.seed)                                       # initial meta-parameters
     family = build_task(cfg.task)
     check_memory(cfg, family)
-    resume = resume_state(cfg, HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None)
+    resume = resume_state(cfg, run_dir)
     return family, resume, build_meta(cfg, family).to(device)
 
 
 def _train_meta_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks, device: torch.device) -> dict[str, Any]:
     """A rank other than 0: train its share, write nothing."""
-    _, resume, meta = _build(cfg, device)
+    _, resume, meta = _build(cfg, run_dir, device)
     train_meta(meta, cfg, run_dir, None, None, resume, ranks)
     return {"mode": "meta", "rank": ranks.rank, "eval": None, "final_train": {}}
 
 
 def _run_meta_main(cfg: DictConfig, run_dir: Path, ranks: Ranks | None, device: torch.device) -> dict[str, Any]:
-    family, resume, meta = _build(cfg, device)
+    family, resume, meta = _build(cfg, run_dir, device)
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
 
