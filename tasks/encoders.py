@@ -51,6 +51,11 @@ def poisson_spikes(rates_hz: torch.Tensor, dt: float = 1.0, generator: torch.Gen
             f"rates_hz up to {float(rates_hz.max()):g} Hz with dt={dt} ms give a spike probability above 1 per step: "
             f"rates must be <= {1000.0 / dt:g} Hz"
         )
+    return _bernoulli(p, generator)
+
+
+def _bernoulli(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """1 with probability p, else 0 (p already checked), one uniform draw per entry."""
     u = torch.rand(p.shape, generator=generator, dtype=p.dtype if p.is_floating_point() else torch.float32)
     return (u < p).to(u.dtype)
 
@@ -116,7 +121,5 @@ class PopulationCode:
             raise ValueError("values has non-finite entries: a population code needs finite values")
         # the rates are finite and at most peak_rate_hz (checked to give a probability <= 1 per step)
         p = self.rates(values).mul_(self.dt).div_(1000.0)
-        dtype = p.dtype if p.is_floating_point() else torch.float32
-        spikes = [(torch.rand(p.shape, generator=generator, dtype=dtype) < p).to(dtype).flatten(-2)
-                  for _ in range(draws or 1)]
+        spikes = [_bernoulli(p, generator).flatten(-2) for _ in range(draws or 1)]
         return torch.stack(spikes) if draws is not None else spikes[0]

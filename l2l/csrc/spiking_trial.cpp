@@ -153,46 +153,24 @@ const T* ptr_or_null(const at::Tensor& t) {
   return t.defined() ? t.data_ptr<T>() : nullptr;
 }
 
-struct BackwardConstants {
-  double alpha, v_th, gamma, rho;
-  int64_t kind;
-  bool adaptive, recurrent, want_total_z;
-};
-
-// One step of the adjoint for tasks [begin, end). The recurrent term (W − v_th·1)ᵀ δv^{t+1} of neuron j is
-// needed only where its surrogate is non-zero (or when dE/dz is returned): one dot product per such j.
+// The final state's gradients, which enter the last step only: z_in^{T-1} (after dE/dz^t is recorded: it is
+// reached through the state, not through ζ), v^{T-1} and a^{T-1}.
 template <typename T>
-void backward_rows(int64_t begin, int64_t end, int64_t n, bool last, const T* w_t, bool shared, const T* g_z,
-                   const T* dv_next, const T* da_next, const T* g_zin, const T* g_e, const T* g_v, const T* g_a,
-                   const T* e, const T* r, const T* beta, T* total_z, T* dv, T* da, const BackwardConstants& c) {
-  const T v_th = c.v_th, alpha = c.alpha, rho = c.rho, gamma = c.gamma, inv_v_th = T(1) / T(c.v_th);
-  const bool recurrent = c.recurrent && !last;
-  for (int64_t b = begin; b < end; ++b) {
-    const T* wb = w_t + (shared ? 0 : b * n * n);
-    const int64_t base = b * n;
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t k = base + j;
-      const T slope = r[k] <= 0 ? surrogate<T>(e[k] * inv_v_th, gamma, c.kind) * inv_v_th : T(0);
-      T on_z = g_z ? g_z[k] : T(0);
-      if (recurrent && (slope != T(0) || total_z))
-        on_z += dot<T>(wb + j * n, dv_next + base, n) - v_th * dv_next[k];
-      if (total_z) total_z[k] = on_z;
-      if (g_zin) on_z += g_zin[k];
-      if (da_next) on_z += da_next[k];
-      T d_e = on_z * slope;
-      if (g_e) d_e += g_e[k];
-      T d_v = d_e;
-      if (dv_next) d_v += alpha * dv_next[k];
-      if (g_v) d_v += g_v[k];
-      dv[k] = d_v;
-      if (c.adaptive) {
-        T d_a = -beta[k] * d_e;
-        if (da_next) d_a += rho * da_next[k];
-        if (g_a) d_a += g_a[k];
-        da[k] = d_a;
-      }
-    }
+void add_final_state(int64_t count, const T* g_zin, const T* g_v, const T* g_a, const T* e, const T* r,
+                     const T* beta, T* dv, T* da, T gamma, T inv_v_th, int64_t kind) {
+  for (int64_t k = 0; k < count; ++k) {
+    const T slope = r[k] <= 0 ? surrogate<T>(e[k] * inv_v_th, gamma, kind) * inv_v_th : T(0);
+    const T d_e = g_zin ? g_zin[k] * slope : T(0);
+    dv[k] += d_e + (g_v ? g_v[k] : T(0));
+    if (da) da[k] += -beta[k] * d_e + (g_a ? g_a[k] : T(0));
   }
+}
+
+// Call f with std::true_type or std::false_type: a runtime flag as a template argument.
+template <typename F>
+void with_flag(bool flag, F&& f) {
+  if (flag) f(std::true_type{});
+  else f(std::false_type{});
 }
 
 // rec (n) = Σ_i δv_i · (row i of W): the recurrent adjoint Wᵀ δv of one task, as row updates (no reduction,
@@ -226,15 +204,16 @@ void adjoint_where_needed(int64_t n, const T* __restrict w_t, const T* __restric
   }
 }
 
-// One step of the adjoint (not the last one) over `count` contiguous entries, every input present.
+// One step of the adjoint over `count` contiguous entries, every input present (zeros where there is none).
+// reset: v_th, or 0 when the recurrent paths are cut (then rec is 0 too).
 template <typename T, int KIND, bool ADAPTIVE, bool TOTAL>
 void adjoint_update(int64_t count, const T* __restrict g_z, const T* __restrict rec, const T* __restrict dv_next,
                     const T* __restrict da_next, const T* __restrict g_e, const T* __restrict e,
                     const T* __restrict r, const T* __restrict beta, T* __restrict total_z, T* __restrict dv,
-                    T* __restrict da, T v_th, T alpha, T rho, T gamma) {
+                    T* __restrict da, T v_th, T reset, T alpha, T rho, T gamma) {
   const T inv_v_th = T(1) / v_th;
   for (int64_t k = 0; k < count; ++k) {
-    T on_z = g_z[k] + rec[k] - v_th * dv_next[k];
+    T on_z = g_z[k] + rec[k] - reset * dv_next[k];
     if constexpr (TOTAL) total_z[k] = on_z;
     if constexpr (ADAPTIVE) on_z += da_next[k];
     const T d_e = on_z * slope_of<T, KIND>(e[k], r[k], gamma, inv_v_th) + g_e[k];
@@ -267,7 +246,6 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
   at::Tensor total_z = want_total_z ? at::empty({steps, batch, n}, excess.options()) : at::Tensor();
   std::vector<at::Tensor> da_buf = {at::empty({batch, n}, excess.options()), at::empty({batch, n}, excess.options())};
   const int64_t plane = batch * n;
-  const BackwardConstants c{alpha, v_th, gamma, rho, kind, adaptive, recurrent, want_total_z};
   const int64_t grain = std::max<int64_t>(1, 4096 / std::max<int64_t>(n, 1));
   AT_DISPATCH_FLOATING_TYPES(excess.scalar_type(), "spiking_backward", [&] {
     using T = scalar_t;
@@ -277,69 +255,60 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
     const T* wt = w_t.data_ptr<T>();
     T* dvp = delta_v.data_ptr<T>();
     T* tz = want_total_z ? total_z.data_ptr<T>() : nullptr;
-    const T* da_next = nullptr;
     const T* wr = wc.data_ptr<T>();
-    const bool vectorized = recurrent;  // without the recurrent adjoint every step is the generic one
     // how Wᵀ δv^{t+1} is formed: row updates while W fits in cache; a GEMM for large shared W; for large
     // per-task W (memory-bound: B·n² numbers read per step) dot products only where the surrogate is non-zero
     const bool large = batch * n * n * static_cast<int64_t>(sizeof(T)) > (4 << 20);
     const Adjoint strategy = !large ? Adjoint::kRows : shared ? Adjoint::kGemm : Adjoint::kWhereNeeded;
-    std::vector<T> zeros(vectorized ? plane : 0, T(0));
-    std::vector<T> rec(vectorized ? plane : 0);
-    auto dispatch = [&](auto kind_tag, auto adaptive_tag, auto total_tag, int64_t count, const T* g_zt,
-                        const T* rect, const T* dvn, const T* dan, const T* g_et, const T* et, const T* rt,
-                        const T* btt, T* tzt, T* dvt, T* dat) {
-      adjoint_update<T, decltype(kind_tag)::value, decltype(adaptive_tag)::value, decltype(total_tag)::value>(
-          count, g_zt, rect, dvn, dan, g_et, et, rt, btt, tzt, dvt, dat, T(v_th), T(alpha), T(rho), T(gamma));
-    };
+    const std::vector<T> zeros(plane, T(0));  // what is absent: no gradient, nothing after the last step
+    std::vector<T> rec(plane, T(0));
+    const T* da_next = zeros.data();
     for (int64_t t = steps - 1; t >= 0; --t) {
-      const bool last = t == steps - 1;
-      const T* dv_next = last ? nullptr : dvp + (t + 1) * plane;
+      const bool last = t == steps - 1, with_rec = recurrent && !last;
+      const T* dv_next = last ? zeros.data() : dvp + (t + 1) * plane;
       T* da = adaptive ? da_buf[t % 2].data_ptr<T>() : nullptr;
       const T* e_t = ec.data_ptr<T>() + t * plane;
       const T* r_t = rc.data_ptr<T>() + t * plane;
-      if (last || !vectorized) {
-        const T* zin_g = last ? ptr_or_null<T>(g_zin) : nullptr;
-        const T* v_g = last ? ptr_or_null<T>(g_v) : nullptr;
-        const T* a_g = last ? ptr_or_null<T>(g_a) : nullptr;
-        at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-          backward_rows<T>(begin, end, n, last, wt, shared, gz ? gz + (t + 1) * plane : nullptr, dv_next, da_next,
-                           zin_g, ge ? ge + t * plane : nullptr, v_g, a_g, e_t, r_t, bt,
-                           tz ? tz + t * plane : nullptr, dvp + t * plane, da, c);
-        });
-      } else {
-        const T* g_z_t = gz ? gz + (t + 1) * plane : zeros.data();
-        const T* g_e_t = ge ? ge + t * plane : zeros.data();
-        if (strategy == Adjoint::kGemm) {  // one (B, n) x (n, n) product for all tasks
-          auto rec_t = at::from_blob(rec.data(), {batch, n}, excess.options());
-          at::mm_out(rec_t, delta_v[t + 1], wc);
-        }
-        at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-          if (strategy == Adjoint::kRows) {
-            for (int64_t b = begin; b < end; ++b)
-              recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
-          } else if (strategy == Adjoint::kWhereNeeded) {
-            for (int64_t b = begin; b < end; ++b)
-              adjoint_where_needed<T>(n, wt + b * n * n, dv_next + b * n, e_t + b * n, r_t + b * n,
-                                      T(gamma), T(1) / T(v_th), kind, tz != nullptr, rec.data() + b * n);
-          }
-          const int64_t k0 = begin * n, count = (end - begin) * n;
-          const T* bk = adaptive ? bt + k0 : nullptr;
-          const T* dak = adaptive ? da_next + k0 : nullptr;
-          T* dak_out = adaptive ? da + k0 : nullptr;
-          T* tzk = tz ? tz + t * plane + k0 : nullptr;
-          auto run = [&](auto kind_tag) {
-            if (adaptive && tz) dispatch(kind_tag, std::true_type{}, std::true_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
-            else if (adaptive) dispatch(kind_tag, std::true_type{}, std::false_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
-            else if (tz) dispatch(kind_tag, std::false_type{}, std::true_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
-            else dispatch(kind_tag, std::false_type{}, std::false_type{}, count, g_z_t + k0, rec.data() + k0, dv_next + k0, dak, g_e_t + k0, e_t + k0, r_t + k0, bk, tzk, dvp + t * plane + k0, dak_out);
-          };
-          if (kind == 0) run(std::integral_constant<int, 0>{});
-          else if (kind == 1) run(std::integral_constant<int, 1>{});
-          else run(std::integral_constant<int, 2>{});
-        });
+      const T* g_z_t = gz ? gz + (t + 1) * plane : zeros.data();
+      const T* g_e_t = ge ? ge + t * plane : zeros.data();
+      const T* rec_t = with_rec ? rec.data() : zeros.data();
+      if (with_rec && strategy == Adjoint::kGemm) {  // one (B, n) x (n, n) product for all tasks
+        auto out = at::from_blob(rec.data(), {batch, n}, excess.options());
+        at::mm_out(out, delta_v[t + 1], wc);
       }
-      da_next = da;
+      at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
+        if (with_rec && strategy == Adjoint::kRows) {
+          for (int64_t b = begin; b < end; ++b)
+            recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
+        } else if (with_rec && strategy == Adjoint::kWhereNeeded) {
+          for (int64_t b = begin; b < end; ++b)
+            adjoint_where_needed<T>(n, wt + b * n * n, dv_next + b * n, e_t + b * n, r_t + b * n, T(gamma),
+                                    T(1) / T(v_th), kind, tz != nullptr, rec.data() + b * n);
+        }
+        const int64_t k0 = begin * n, count = (end - begin) * n;
+        T* dv_t = dvp + t * plane + k0;
+        T* da_t = adaptive ? da + k0 : nullptr;
+        const T reset = recurrent ? T(v_th) : T(0);
+        auto step = [&](auto kind_tag, auto adaptive_tag, auto total_tag) {
+          adjoint_update<T, decltype(kind_tag)::value, decltype(adaptive_tag)::value, decltype(total_tag)::value>(
+              count, g_z_t + k0, rec_t + k0, dv_next + k0, da_next + k0, g_e_t + k0, e_t + k0, r_t + k0,
+              adaptive ? bt + k0 : nullptr, tz ? tz + t * plane + k0 : nullptr, dv_t, da_t, T(v_th), reset,
+              T(alpha), T(rho), T(gamma));
+        };
+        with_flag(adaptive, [&](auto adaptive_tag) {
+          with_flag(tz != nullptr, [&](auto total_tag) {
+            if (kind == 0) step(std::integral_constant<int, 0>{}, adaptive_tag, total_tag);
+            else if (kind == 1) step(std::integral_constant<int, 1>{}, adaptive_tag, total_tag);
+            else step(std::integral_constant<int, 2>{}, adaptive_tag, total_tag);
+          });
+        });
+        if (last && (g_zin.defined() || g_v.defined() || g_a.defined())) {
+          auto at_k = [&](const at::Tensor& g) { return g.defined() ? g.data_ptr<T>() + k0 : nullptr; };
+          add_final_state<T>(count, at_k(g_zin), at_k(g_v), at_k(g_a), e_t + k0, r_t + k0,
+                             adaptive ? bt + k0 : nullptr, dv_t, da_t, T(gamma), T(1) / T(v_th), kind);
+        }
+      });
+      if (adaptive) da_next = da;
     }
   });
   auto dv0 = delta_v[0];
