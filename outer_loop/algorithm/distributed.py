@@ -59,8 +59,11 @@ def process_group(ranks: Ranks | None, device: torch.device) -> Iterator[torch.d
                             timeout=timedelta(minutes=10))
     try:
         yield device
-    finally:
+    except BaseException:
         dist.destroy_process_group()
+        raise
+    dist.barrier()  # leave together: a rank tearing gloo down while rank 0 still evaluates could abort it
+    dist.destroy_process_group()
 
 
 def _export_submitit_environment() -> None:
