@@ -158,11 +158,14 @@ def train_meta(
                 if done % outer.checkpoint_every == 0 or done == outer.iterations:
                     checkpoint(done)
                 bar.update(1)
-                if ranks is not None:  # every rank stops at the same iteration when any of them was signalled
-                    signalled = mean_scalars({"signalled": float(stop.requested is not None)}, ranks)["signalled"]
-                    if signalled > 0 and stop.requested is None:
+                stopping = stop.requested is not None
+                if ranks is not None:
+                    # Every rank stops at the same iteration: the decision is the reduced flag alone, which all
+                    # ranks share (a signal arriving after this rank's reduction waits for the next iteration).
+                    stopping = mean_scalars({"signalled": float(stopping)}, ranks)["signalled"] > 0
+                    if stopping and stop.requested is None:
                         stop.requested = int(signal.SIGTERM)  # another rank's signal: stop as if terminated
-                if stop.requested is not None and done < outer.iterations:
+                if stopping and done < outer.iterations:
                     checkpoint(done)
                     last = checkpoints / "last.pt"
                     raise TrainingInterrupted(f"stopped by signal {stop.requested} after iteration {it}; {last} "
