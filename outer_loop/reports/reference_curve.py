@@ -1,12 +1,18 @@
-"""The small reference protocol's learning curve beside the published e-prop 2 code's (docs/eprop2.md).
+"""The small reference protocol's learning curves beside the published e-prop 2 code's (docs/results.md).
 
     python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed1 --out docs
+    python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed{1,2,3} --out docs \
+        --name reference_protocol
 
-Reads a run's ``metrics.jsonl`` and writes ``<out>/data/reference_curve.json`` (test/demo Cartesian MSE per
-100 iterations, with seconds per iteration) and ``<out>/figures/eprop2_reference_curve.png``: the ratio of
-each logged training batch (after the update over before it), its running mean, and the published code's
-values on the same protocol, measured on this project's 2-core machine kind (``tutorial_eprop2.py`` with
-learner 100, error module 100, batch 32, seed 1; ``CURVE`` lines every 20 iterations).
+One run: writes ``<out>/data/reference_curve.json`` (test/demo Cartesian MSE per 100 iterations, with seconds
+per iteration) and ``<out>/figures/eprop2_reference_curve.png``: the ratio of each logged training batch
+(after the update over before it), its running mean, and the published code's values on the same protocol,
+measured on this project's 2-core machine kind (``tutorial_eprop2.py`` with learner 100, error module 100,
+batch 32, seed 1; ``CURVE`` lines every 20 iterations).
+
+Several runs (seeds), with ``--name N``: ``<out>/data/N.json`` (per 1000 iterations, each seed's mean ratio and
+their mean ± std; each seed's training seconds) and ``<out>/figures/N.png``: the ratio against iteration and
+against training wall time, the published code's values placed at its measured seconds per iteration.
 """
 
 from __future__ import annotations
@@ -22,7 +28,11 @@ from matplotlib.figure import Figure
 # (first iteration, last iteration, test/demo) of the published code's run on the small reference protocol
 PUBLISHED_CURVE = ((0, 500, 1.00), (600, 600, 1.14), (800, 800, 1.26), (1000, 1300, 1.34), (2007, 2056, 0.81))
 PUBLISHED_SECONDS_PER_ITERATION = 1.15
+# median seconds per iteration of the published code and of l2l in one sitting on an idle machine, 2 threads
+# each (docs/data/side_by_side_2026-12-02.json): where the wall-time panel places the published curve
+SIDE_BY_SIDE_SECONDS = {"published": 1.238, "l2l": 0.230}
 BIN = 100
+SEED_BIN = 1000
 
 
 def read_curve(run_dir: str | Path) -> dict[str, np.ndarray]:
@@ -54,6 +64,12 @@ def per_bin(curve: dict[str, np.ndarray], width: int = BIN) -> list[dict[str, fl
     return rows
 
 
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """The mean of each value and the ``window`` - 1 before it (edge-padded at the start)."""
+    kernel = np.ones(window) / window
+    return np.convolve(np.pad(values, (window - 1, 0), mode="edge"), kernel, mode="valid")
+
+
 def figure(curve: dict[str, np.ndarray], window: int = 10) -> Figure:
     """Test/demo vs iteration: l2l's batches, their running mean, the published code's values."""
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
@@ -61,8 +77,7 @@ def figure(curve: dict[str, np.ndarray], window: int = 10) -> Figure:
     ax = fig.subplots()
     its, ratio = curve["iteration"], curve["ratio"]
     ax.plot(its, ratio, ".", ms=2, color="C0", alpha=0.35, label="l2l, one training batch")
-    kernel = np.ones(window) / window
-    smooth = np.convolve(np.pad(ratio, (window - 1, 0), mode="edge"), kernel, mode="valid")
+    smooth = running_mean(ratio, window)
     ax.plot(its, smooth, color="C0", label=f"l2l, running mean of {window} batches")
     for k, (first, last, value) in enumerate(PUBLISHED_CURVE):
         style = dict(color="C3", label="published e-prop 2 code" if k == 0 else None)
@@ -78,12 +93,87 @@ def figure(curve: dict[str, np.ndarray], window: int = 10) -> Figure:
     return fig
 
 
+def across_seeds(curves: dict[str, dict[str, np.ndarray]], width: int = SEED_BIN) -> list[dict[str, object]]:
+    """Per ``width`` iterations: every seed's mean test/demo ratio, their mean ± std (ddof 1), and the training
+    seconds each seed had used by the end of the bin. Bins that not every seed completed are left out."""
+    last = min(int(c["iteration"].max()) for c in curves.values())
+    rows = []
+    for start in range(0, last - width + 2, width):
+        per_seed, seconds = {}, {}
+        for name, c in curves.items():
+            inside = (c["iteration"] >= start) & (c["iteration"] < start + width)
+            per_seed[name] = float(c["ratio"][inside].mean())
+            seconds[name] = float(c["seconds"][inside][-1])
+        values = np.array(list(per_seed.values()))
+        rows.append({"iterations": f"{start}-{start + width - 1}", "per_seed": per_seed,
+                     "mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0,
+                     "seconds": seconds})
+    return rows
+
+
+def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> Figure:
+    """Test/demo against iteration (left) and against training seconds (right): each seed's running mean of
+    ``window`` logged batches, and the published code's values (right: at its side-by-side s/iteration)."""
+    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
+    FigureCanvasAgg(fig)
+    by_iteration, by_time = fig.subplots(1, 2, sharey=True)
+    for k, (name, c) in enumerate(curves.items()):
+        smooth = running_mean(c["ratio"], window)
+        by_iteration.plot(c["iteration"], smooth, color=f"C{k}", lw=1.2, label=f"l2l, {name}")
+        by_time.plot(c["seconds"], smooth, color=f"C{k}", lw=1.2, label=f"l2l, {name} (as run)")
+    first = next(iter(curves.values()))
+    by_time.plot(first["iteration"] * SIDE_BY_SIDE_SECONDS["l2l"], running_mean(first["ratio"], window), color="C0",
+                 lw=0.8, ls="--", label=f"l2l, {next(iter(curves))} at {SIDE_BY_SIDE_SECONDS['l2l']} s/it (idle)")
+    for k, (start, end, value) in enumerate(PUBLISHED_CURVE):
+        label = "published e-prop 2 code" if k == 0 else None
+        for ax, scale in ((by_iteration, 1.0), (by_time, SIDE_BY_SIDE_SECONDS["published"])):
+            if start == end:
+                ax.plot([start * scale], [value], "o", color="C3", label=label)
+            else:
+                ax.plot([start * scale, end * scale], [value, value], lw=3, color="C3", label=label)
+    for ax in (by_iteration, by_time):
+        ax.axhline(1.0, color="gray", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7)
+    by_iteration.set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)")
+    by_time.set(xlabel=f"training seconds (published code at {SIDE_BY_SIDE_SECONDS['published']} s/it)")
+    fig.suptitle(f"small reference protocol (learner 100, error module 100, batch 32): running mean of {window} "
+                 "logged training batches", fontsize=9)
+    return fig
+
+
+def write_seeds(run_dirs: list[Path], out: Path, name: str) -> list[dict[str, object]]:
+    """The several-seed report: ``out/data/<name>.json`` and ``out/figures/<name>.png``; returns the bins."""
+    curves = {Path(d).name: read_curve(d) for d in run_dirs}
+    rows = across_seeds(curves)
+    summary = {"run_dirs": [str(d) for d in run_dirs],
+               "iterations": {k: int(c["iteration"].max()) + 1 for k, c in curves.items()},
+               "training_seconds": {k: float(c["seconds"][-1]) for k, c in curves.items()},
+               "per_1000": rows,
+               "published": [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE],
+               "side_by_side_seconds_per_iteration": SIDE_BY_SIDE_SECONDS}
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    (out / "figures").mkdir(parents=True, exist_ok=True)
+    (out / "data" / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
+    seeds_figure(curves).savefig(out / "figures" / f"{name}.png", dpi=120)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.reference_curve",
                                      description=__doc__.splitlines()[0])
-    parser.add_argument("run_dir", type=Path)
+    parser.add_argument("run_dirs", type=Path, nargs="+", metavar="run_dir")
     parser.add_argument("--out", type=Path, default=Path("docs"))
+    parser.add_argument("--name", help="several runs: the report's file name (data/NAME.json, figures/NAME.png)")
     args = parser.parse_args(argv)
+    if len(args.run_dirs) > 1 or args.name:
+        if not args.name:
+            parser.error("several run dirs need --name (the report's file name)")
+        for row in write_seeds(args.run_dirs, args.out, args.name):
+            seeds = "  ".join(f"{k} {v:.3f}" for k, v in row["per_seed"].items())
+            print(f"{row['iterations']:>11}  test/demo {row['mean']:.3f} ± {row['std']:.3f}  ({seeds})")
+        return 0
+    args.run_dir = args.run_dirs[0]
     curve = read_curve(args.run_dir)
     bins = per_bin(curve)
     (args.out / "data").mkdir(parents=True, exist_ok=True)
