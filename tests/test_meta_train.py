@@ -7,6 +7,7 @@ import types
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
 from outer_loop.algorithm.meta_train import NonFiniteLossError
@@ -219,7 +220,8 @@ def test_wandb_run_finishes_with_exit_code_1_when_training_fails(fake_wandb, tmp
     assert fake_wandb[-1] == ("finish", 1)
 
 
-@pytest.mark.parametrize("experiment", ["arm_one_shot", "arm_one_shot_paper", "arm_one_shot_deep", "smoke"])
+@pytest.mark.parametrize("experiment", ["arm_one_shot", "arm_one_shot_paper", "arm_one_shot_reference",
+                                        "arm_one_shot_deep", "smoke"])
 def test_meta_experiments_compose_and_build(experiment):
     cfg = compose_config([f"experiment={experiment}"])
     assert cfg.mode == "meta" and cfg.name == experiment
@@ -231,6 +233,11 @@ def test_meta_experiments_compose_and_build(experiment):
                 cfg.task.n_steps, cfg.task.n_sines, cfg.task.omega_weight, cfg.inner.lr) == (
                     400, 300, 100, 20000, 500, 5, 0.1, 4e-5)
         assert meta.error_module.network.n_in == 200 + 400 + 10
+    if experiment == "arm_one_shot_reference":  # the same protocol at the small sizes: only the sizes differ
+        paper = compose_config(["experiment=arm_one_shot_paper", "network.n_hidden=100", "error_module.n_hidden=100",
+                                "outer.batch_size=32", "outer.iterations=10000", "outer.checkpoint_every=50",
+                                "outer.figure_every=1000", "outer.threads=2", "name=arm_one_shot_reference"])
+        assert OmegaConf.to_container(cfg) == OmegaConf.to_container(paper)
 
 
 def test_frozen_error_module_stays_at_its_initialization_while_the_learner_trains(tmp_path):
