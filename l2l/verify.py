@@ -19,7 +19,9 @@ import torch
 from l2l.cells import CELLS, cell_names
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
-from l2l.rules import BPTT, RTRL, DeepEProp, EProp, LearningRule, MOrder
+from l2l.rules import BPTT, RTRL, DeepEProp, EProp, EProp3, LearningRule, MOrder
+from l2l.rules.truncated_bptt import SUPPORTED_CELLS, border_adjoints, intervals
+from l2l.synthetic_gradient import FixedPredictions
 from l2l.traces import eligibility_gradient
 
 CELL_NAMES = cell_names()
@@ -143,12 +145,67 @@ def deep_eprop_vs_autodiff(case: Case) -> float:
     return relative_error(estimate.grads, detached_autograd(case), case.network.parameter_dict())
 
 
+EPROP3_WINDOW = 7  # T = 30: borders at 7, 14, 21, 28 (a short last interval)
+NEGATIVE_CONTROL_MIN_DISTANCE = 0.1
+"""e-prop 3 with SG = 0 must differ from BPTT by at least this relative error (measured 0.61-0.73)."""
+
+
+def eprop3_oracle_vs_bptt(case: Case) -> float:
+    """e-prop 3 with the perfect synthetic gradient (the true B·dE/ds^{t_m} at each border) = BPTT."""
+    adjoints = border_adjoints(case.network, case.inputs, case.loss, EPROP3_WINDOW, case.regularization)
+    rule = EProp3(EPROP3_WINDOW, FixedPredictions(adjoints), rate_regularization=case.regularization)
+    return rule_pair(lambda reg: rule, lambda reg: BPTT(reg))(case)
+
+
+def eprop3_window_ge_t_vs_bptt(case: Case) -> float:
+    """e-prop 3 with Δ = T: no border, no synthetic gradient asked for (an empty predictor), = BPTT."""
+    rule = EProp3(case.inputs.shape[1], FixedPredictions([]), rate_regularization=case.regularization)
+    return rule_pair(lambda reg: rule, lambda reg: BPTT(reg))(case)
+
+
+def truncated_signals_times_traces(case: Case, window: int) -> dict[str, torch.Tensor]:
+    """The negative control's oracle, from one plain run: L^t = d(interval m's loss)/dζ^t for t in interval m
+    (within the interval: its loss terms lie before its end), times the traces; the readout's BPTT gradient."""
+    network, (cell,) = case.network, case.network.layers
+    batch, steps = case.inputs.shape[:2]
+    zeta = torch.zeros(batch, steps, cell.n, dtype=torch.float64, requires_grad=True)
+    trial = network.run(case.inputs, zeta=[zeta], record=True)
+    reg_signal = (case.regularization.gradient_wrt_spikes(trial.layers[0].z.detach())
+                  if case.regularization is not None else None)
+    signal = torch.zeros_like(zeta)
+    for span in intervals(steps, window):
+        loss = 0.5 * ((trial.output[:, span] - case.target[:, span]) ** 2).sum() / case.target.numel()
+        if reg_signal is not None:
+            loss = loss + (reg_signal[:, span] * trial.layers[0].z[:, span]).sum()
+        (g,) = torch.autograd.grad(loss, zeta, retain_graph=True)
+        signal[:, span] = g[:, span]
+    layer = eligibility_gradient(cell, trial.detached().layers[0], case.inputs, signal)
+    readout = BPTT(case.regularization).gradients(network, case.inputs, case.loss).grads
+    return {**{f"layers.0.{k}": v for k, v in layer.items()},
+            **{k: v for k, v in readout.items() if k.startswith("readout.")}}
+
+
+def eprop3_zero_sg_vs_truncated_traces(case: Case) -> tuple[float, dict]:
+    """Negative control: e-prop 3 with SG = 0 = truncated-BPTT signals × traces, computed independently, and at
+    least NEGATIVE_CONTROL_MIN_DISTANCE away from BPTT (else the row fails: the check would test nothing)."""
+    got = EProp3(EPROP3_WINDOW, "zero", rate_regularization=case.regularization).gradients(
+        case.network, case.inputs, case.loss).grads
+    expected = truncated_signals_times_traces(case, EPROP3_WINDOW)
+    exact = BPTT(case.regularization).gradients(case.network, case.inputs, case.loss).grads
+    distance = relative_error(got, exact, exact)
+    extra: dict = {"distance_to_bptt": distance, "min_distance": NEGATIVE_CONTROL_MIN_DISTANCE}
+    if distance < NEGATIVE_CONTROL_MIN_DISTANCE:
+        extra["reason"] = f"SG = 0 came within {distance:.2e} of BPTT: the negative control tests nothing"
+    return relative_error(got, expected, expected), extra
+
+
 @dataclass(frozen=True)
 class Check:
-    """A named identity: ``compare(case)`` returns the relative error on a case of this depth and length."""
+    """A named identity: ``compare(case)`` returns the relative error on a case of this depth and length (or the
+    error and further row fields; a ``"reason"`` among them fails the row)."""
 
     name: str
-    compare: Callable[[Case], float]
+    compare: Callable[[Case], float | tuple[float, dict]]
     depth: int = 1
     steps: int = 30
     hidden: int = 8
@@ -206,6 +263,10 @@ def checks_for(cell: str) -> list[Check]:
         Check(f"ordermax_vs_rtrl/{cell}/depth2", rule_pair(lambda reg: MOrder(ORDERMAX_STEPS - 1, reg), rtrl),
               depth=2, steps=ORDERMAX_STEPS, hidden=6),
     ]
+    if cell in SUPPORTED_CELLS:
+        rows += [Check(f"eprop3_oracle_vs_bptt/{cell}", eprop3_oracle_vs_bptt),
+                 Check(f"eprop3_window_ge_T_vs_bptt/{cell}", eprop3_window_ge_t_vs_bptt),
+                 Check(f"eprop3_zero_sg_vs_truncated_traces/{cell}", eprop3_zero_sg_vs_truncated_traces)]
     return rows
 
 
@@ -215,7 +276,9 @@ def run_check(check: Check) -> dict:
     case = make_case(cell, depth=check.depth, steps=check.steps, n=check.hidden)
     started = time.perf_counter()
     err = check.compare(case)
-    row = {"name": check.name, "rel_err": err, "tol": TOLERANCE, "ok": err <= TOLERANCE}
+    err, extra = err if isinstance(err, tuple) else (err, {})
+    row = {"name": check.name, "rel_err": err, "tol": TOLERANCE, "ok": err <= TOLERANCE and "reason" not in extra,
+           **extra}
     if case.network.layers[0].model.spiking:
         row["spikes"] = spike_counts(case)
         if min(row["spikes"]) == 0:
@@ -237,6 +300,7 @@ CHECK_FAMILIES = (
     "fused_trial_vs_step",
     "eprop_vs_autodiff", "rtrl_vs_bptt", "factorization_vs_bptt", "deep_eprop_vs_autodiff", "deep_exact_vs_bptt",
     "deep_online_vs_factorized", "deep_eprop_vs_eprop", "order0_vs_eprop", "ordermax_vs_rtrl",
+    "eprop3_oracle_vs_bptt", "eprop3_window_ge_T_vs_bptt", "eprop3_zero_sg_vs_truncated_traces",
 )
 
 

@@ -57,6 +57,19 @@ class LearningRule(ABC):
                 total = total + self.rate_regularization.loss(activity.z)
         return total
 
+    def state_dict(self) -> dict:
+        """What the rule learns besides the network (e.g. a synthetic gradient), for checkpoints; {} for most."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`; most rules hold nothing, and refuse a state they cannot use."""
+        if state:
+            raise ValueError(f"rule {self.name} holds no state, the checkpoint gives it {sorted(state)}")
+
+    def metrics(self) -> dict[str, float]:
+        """The rule's own numbers of the last call (logged by the training loop); {} for most."""
+        return {}
+
     def backward(self, network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn) -> GradientResult:
         """Accumulate the rule's gradients into ``p.grad`` of the network's parameters (like ``loss.backward()``)."""
         result = self.gradients(network, inputs, loss_fn)

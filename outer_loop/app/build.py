@@ -68,7 +68,7 @@ def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:
     )
 
 
-RULE_NAMES = ("bptt", "rtrl", "eprop", "deep_eprop", "eprop_online", "morder")
+RULE_NAMES = ("bptt", "rtrl", "eprop", "deep_eprop", "eprop_online", "morder", "tbptt", "tbptt_sg", "eprop3")
 
 
 def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
@@ -97,6 +97,17 @@ def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
     if cfg.name == "morder":
         require_nonnegative_int("rule.order", cfg.order)
         options["order"] = cfg.order
+    if cfg.name in ("tbptt", "tbptt_sg", "eprop3"):
+        require_size("rule.window", cfg.window)
+        options["window"] = cfg.window
+    if cfg.name in ("tbptt_sg", "eprop3"):
+        require_choice("rule.synthetic_gradient", cfg.synthetic_gradient, ("learned", "zero"))
+        require_positive("rule.sg_lr", cfg.sg_lr)
+        require_nonnegative_int("rule.sg_hidden", cfg.sg_hidden)
+        sg_seed = cfg.sg_seed if cfg.sg_seed is not None else seed
+        require_nonnegative_int("rule.sg_seed", sg_seed)
+        options.update(synthetic_gradient=cfg.synthetic_gradient, sg_lr=cfg.sg_lr, sg_hidden=cfg.sg_hidden,
+                       sg_seed=sg_seed, train_sg=bool(cfg.train_sg))
     try:
         return make_rule(cfg.name, **options)
     except ValueError as error:  # the rule's own option errors, named as config keys

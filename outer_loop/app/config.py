@@ -148,12 +148,16 @@ class EvalConfig:
 
 @dataclass
 class RuleConfig:
-    """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop | deep_eprop | eprop_online | morder.
+    """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop | deep_eprop | eprop_online | morder | tbptt |
+    tbptt_sg | eprop3.
 
     ``feedback`` (the e-prop rules): symmetric | random | adaptive; ``feedback_seed`` draws the random B
     (default: ``seed``). deep_eprop: ``mode`` factorized | online | exact, ``across_layers`` (false: layer-local
     e-prop). eprop_online: ``chunk`` steps per chunk (one LIF layer, a loss that is a sum over time).
     morder: ``order`` m >= 0 (0: e-prop, T − 1: RTRL).
+    tbptt, tbptt_sg, eprop3 (docs/eprop3.md): ``window`` Δ steps per interval; tbptt_sg and eprop3:
+    ``synthetic_gradient`` learned | zero, trained online with Adam (``sg_lr``, ``train_sg``), linear or with
+    ``sg_hidden`` tanh units, initial weights from ``sg_seed`` (default: ``seed``).
     Rate regularization weight·Σ_j (f̄_j − target)² is on when ``rate_weight`` > 0. ``memory_budget_gib`` (rtrl):
     the most its influence tensors may take; it stops before allocating more.
     """
@@ -168,6 +172,24 @@ class RuleConfig:
     across_layers: bool = True
     chunk: int = 50
     order: int = 1
+    window: int = 10
+    synthetic_gradient: str = "learned"
+    sg_lr: float = 1e-3
+    sg_hidden: int = 0
+    sg_seed: int | None = None
+    train_sg: bool = True
+
+
+@dataclass
+class CurriculumConfig:
+    """Stages of task-parameter overrides (outer_loop/app/curriculum.py; empty: no curriculum). The next stage
+    starts after ``patience`` consecutive training batches with ``metric`` (default the family's) at or below
+    ``threshold``."""
+
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    metric: str | None = None
+    threshold: float = 0.05
+    patience: int = 1
 
 
 @dataclass
@@ -179,6 +201,9 @@ class TrainConfig:
     ``eval_every`` iterations (0: only at the end). ``threads`` > 0 sets torch's CPU threads. Stops on a
     non-finite loss, gradient or weight and on a loss above ``divergence_factor`` × its running median (0: off),
     before the optimizer steps; ``memory_budget_gib`` as in ``outer``; Ctrl-C or SIGTERM: checkpoint, stop.
+    ``curriculum``: stages of the task (:class:`CurriculumConfig`). ``resume``: a direct run's checkpoint (or run
+    dir) to continue from: network, optimizer, the rule's own state (a synthetic gradient), the episode generator
+    and the curriculum stage.
     """
 
     iterations: int = 200
@@ -195,6 +220,8 @@ class TrainConfig:
     checkpoint: bool = True
     divergence_factor: float = 1000.0
     memory_budget_gib: float = 0.0
+    curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
+    resume: str | None = None
 
 
 @dataclass

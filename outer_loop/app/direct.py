@@ -21,6 +21,7 @@ from tqdm import tqdm
 from l2l.network import RecurrentNetwork
 from l2l.rules import LearningRule, OnlineEProp, SeparableLoss
 from l2l.validation import require_nonnegative_int, require_size
+from outer_loop.app.curriculum import Curriculum
 from outer_loop.app.loggers import MetricsLogger
 from outer_loop.guard import DivergenceGuard, GracefulStop, NonFiniteLossError, TrainingInterrupted
 from tasks.base import Episode, TaskFamily
@@ -99,6 +100,10 @@ def train_direct(
     device: torch.device | str = "cpu",
     on_log: Callable[[dict[str, Any]], None] | None = None,
     divergence_factor: float = 1000.0,
+    first: int = 0,
+    curriculum: Curriculum | None = None,
+    eval_batch_size: int = 64,
+    eval_seed: int = 0,
 ) -> TrainingResult:
     """Train ``network`` for ``iterations`` steps of ``optimizer`` on batches of ``batch_size`` episodes.
 
@@ -107,6 +112,9 @@ def train_direct(
     Raises :class:`outer_loop.guard.NonFiniteLossError` (before the step) on a non-finite or diverged loss or
     gradient, or a non-finite weight, and :class:`outer_loop.guard.TrainingInterrupted` at the end of the
     iteration in which Ctrl-C or SIGTERM arrived (``.iteration`` of the exception: the completed ones).
+    ``first``: the iterations already done (a resumed run continues at ``first``). With a ``curriculum`` the
+    episodes come from its current stage, every training batch's metric is shown to it, the records carry
+    ``stage``, and the evaluation batch is ``eval_batch_size`` episodes of the current stage drawn from ``eval_seed``.
     """
     require_size("train.iterations", iterations)
     require_size("train.batch_size", batch_size)
@@ -115,11 +123,26 @@ def train_direct(
     guard = DivergenceGuard(divergence_factor, "train.divergence_factor")
     result = TrainingResult()
     start = time.perf_counter()
-    bar = tqdm(total=iterations, disable=not progress, desc=family.name, dynamic_ncols=True, leave=True)
+    bar = tqdm(total=iterations, initial=first, disable=not progress, desc=family.name, dynamic_ncols=True,
+               leave=True)
+    stage_eval: dict[int, Episode] = {}
+
+    def current_eval() -> Episode | None:
+        if curriculum is None:
+            return eval_episode
+        if curriculum.stage not in stage_eval:
+            g = torch.Generator().manual_seed(eval_seed)
+            stage_eval[curriculum.stage] = curriculum.sample(eval_batch_size, g).to(device)
+        return stage_eval[curriculum.stage]
+
     with GracefulStop() as stop:
         try:
-            for it in range(iterations):
-                episode = family.sample(batch_size, generator).to(device)
+            for it in range(first, iterations):
+                if curriculum is not None:
+                    family = curriculum.family
+                    episode = curriculum.sample(batch_size, generator).to(device)
+                else:
+                    episode = family.sample(batch_size, generator).to(device)
 
                 loss_fn = task_loss(rule, family, episode)
 
@@ -133,15 +156,22 @@ def train_direct(
                 optimizer.step()
                 _check_weights(guard, it, network)
                 last = it == iterations - 1
-                if it % log_every == 0 or last:
+                logged = it % log_every == 0 or last
+                stage = curriculum.stage if curriculum is not None else None
+                metrics = family.loss(trial.output, episode).summary() if logged or curriculum else {}
+                if curriculum is not None:
+                    curriculum.observe(metrics[curriculum.metric])
+                if logged:
                     record: dict[str, Any] = {"iteration": it, "loss": float(grad.loss),
                                               "task_loss": float(grad.task_loss)}
-                    metrics = family.loss(trial.output, episode).summary()
                     record.update({k: v for k, v in metrics.items() if k != "loss"})
+                    record.update(rule.metrics())
+                    if stage is not None:
+                        record["stage"] = stage
                     if any(cell.model.spiking for cell in network.layers):
                         record["rate_hz"] = mean_rate_hz(trial.layers, network)
-                    if eval_episode is not None and eval_every > 0 and (it % eval_every == 0 or last):
-                        summary, _ = evaluate(network, family, eval_episode)
+                    if current_eval() is not None and eval_every > 0 and (it % eval_every == 0 or last):
+                        summary, _ = evaluate(network, family, current_eval())
                         record.update({f"eval_{k}": v for k, v in summary.items()})
                     record["time_s"] = time.perf_counter() - start
                     result.history.append(record)
@@ -159,7 +189,7 @@ def train_direct(
                                               stop.requested, completed=it + 1)
         finally:
             bar.close()
-    if eval_episode is not None:
-        result.final_eval, _ = evaluate(network, family, eval_episode)
+    if current_eval() is not None:
+        result.final_eval, _ = evaluate(network, curriculum.family if curriculum else family, current_eval())
     result.wall_time_s = time.perf_counter() - start
     return result

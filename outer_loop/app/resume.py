@@ -17,12 +17,16 @@ RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.
                      "outer.lr", "outer.grad_clip", "outer.rate_weight", "outer.learner_rate_hz",
                      "outer.error_module_rate_hz")
 """Config entries a resumed run must share with its checkpoint (others, e.g. outer.iterations, may change)."""
+DIRECT_RESUME_MUST_MATCH = ("task", "network", "rule", "seed", "train.batch_size", "train.optimizer", "train.lr",
+                            "train.curriculum")
+"""The same for a direct run (``train.resume``)."""
 
 
-def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any]) -> list[str]:
-    """The entries of RESUME_MUST_MATCH that differ between two resolved configs, as 'key: saved -> current'."""
+def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
+                       keys: tuple[str, ...] = RESUME_MUST_MATCH) -> list[str]:
+    """The entries of ``keys`` that differ between two resolved configs, as 'key: saved -> current'."""
     diffs = []
-    for key in RESUME_MUST_MATCH:
+    for key in keys:
         a, b = saved, current
         for part in key.split("."):
             a = a.get(part) if isinstance(a, Mapping) else None

@@ -32,17 +32,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
 from l2l.rules.influence import MemoryBudgetError
+from l2l.rules.truncated_bptt import SUPPORTED_CELLS
 from outer_loop.algorithm.distributed import Ranks, from_environment, process_group, shard
 from outer_loop.algorithm.meta_train import train_meta
 from outer_loop.app.build import build_meta, build_network, build_rule, build_task
 from outer_loop.app.checks import check_config, check_memory
 from outer_loop.app.compose import CONFIG_DIR, with_version
-from outer_loop.app.config import register_configs
+from outer_loop.app.config import Config, register_configs
+from outer_loop.app.curriculum import Curriculum
 from outer_loop.app.direct import TrainingResult, evaluate, train_direct
 from outer_loop.app.loggers import make_logger, write_json
-from outer_loop.app.resume import resume_state
+from outer_loop.app.resume import DIRECT_RESUME_MUST_MATCH, config_differences, resume_state
 from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
-from outer_loop.checkpoint import save_checkpoint
+from outer_loop.checkpoint import checkpoint_file, read_checkpoint, save_checkpoint
 from outer_loop.guard import NonFiniteLossError, TrainingInterrupted, all_finite
 from outer_loop.optimizers import make_optimizer
 from outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
@@ -53,6 +55,7 @@ log = logging.getLogger(__name__)
 register_configs()
 
 MODES = ("direct", "meta")
+TRUNCATED_RULES = ("tbptt", "tbptt_sg", "eprop3")
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -87,18 +90,25 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         torch.set_num_threads(cfg.train.threads)
     torch.manual_seed(cfg.seed)                                       # network initialization
     family = build_task(cfg.task)
+    curriculum = build_curriculum(cfg)
+    if curriculum is not None:
+        family = curriculum.largest                                   # the network's sizes
     check_memory(cfg, family)
     device = _device(cfg, "train")
     network = build_network(cfg.network, family).to(device)
-    if cfg.rule.name == "eprop" and len(network.layers) > 1:
-        raise ValueError(f"network.layers={cfg.network.layers} is not allowed with rule=eprop, which trains one "
-                         "recurrent layer: use network.layers=1, or rule=deep_eprop, rule=bptt or rule=rtrl for a "
-                         "stack")
+    if cfg.rule.name in ("eprop", *TRUNCATED_RULES) and len(network.layers) > 1:
+        raise ValueError(f"network.layers={cfg.network.layers} is not allowed with rule={cfg.rule.name}, which "
+                         "trains one recurrent layer: use network.layers=1, or rule=deep_eprop, rule=bptt or rule=rtrl "
+                         "for a stack")
+    if cfg.rule.name in TRUNCATED_RULES and cfg.network.cell not in SUPPORTED_CELLS:
+        raise ValueError(f"network.cell={cfg.network.cell!r} is not allowed with rule={cfg.rule.name}: choose one of "
+                         f"{list(SUPPORTED_CELLS)}")
     rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
     optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr, key="train.optimizer")
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
     eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
     eval_episode = eval_episode.to(device)
+    start = resume_direct(cfg, network, optimizer, rule, data, curriculum)
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
     try:
@@ -107,14 +117,21 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                 network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
                 generator=data, eval_episode=eval_episode, log_every=cfg.train.log_every,
                 eval_every=cfg.train.eval_every, logger=logger, metric=family.metric, progress=cfg.train.progress,
-                device=device, divergence_factor=cfg.train.divergence_factor,
+                device=device, divergence_factor=cfg.train.divergence_factor, first=start, curriculum=curriculum,
+                eval_batch_size=cfg.train.eval_batch_size, eval_seed=cfg.seed + 2,
             )
         except MemoryBudgetError as error:
             raise ValueError(str(error).replace("memory_budget_gib", "rule.memory_budget_gib")) from None
         except TrainingInterrupted as stop:
-            last = save_direct_checkpoint(cfg, run_dir, network, optimizer, stop.completed)
+            last = save_direct_checkpoint(cfg, run_dir, network, optimizer, start + stop.completed, rule, data,
+                                          curriculum)
             raise TrainingInterrupted(f"{stop}; {last} holds the network", stop.signal_number, stop.completed) from None
-        summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result, logger)
+        if curriculum is not None:                                    # the stage reached: its family and batch
+            family = curriculum.family
+            eval_episode = curriculum.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
+            eval_episode = eval_episode.to(device)
+        summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result, logger,
+                                rule=rule, generator=data, curriculum=curriculum)
     except BaseException:
         logger.finish(exit_code=1)
         raise
@@ -222,7 +239,8 @@ def logger_defaults(cfg: DictConfig) -> dict[str, Any]:
 
 
 def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, eval_episode,
-                  result: TrainingResult, logger: Any = None) -> dict[str, Any]:
+                  result: TrainingResult, logger: Any = None, rule: Any = None, generator: Any = None,
+                  curriculum: Any = None) -> dict[str, Any]:
     """summary.json, learning_curve.png, episode.png and checkpoints/last.pt; the held-out scores
     (``eval/<key>``, as in meta mode) and both figures also go to ``logger``."""
     last = result.history[-1]
@@ -235,6 +253,8 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "device": str(next(network.parameters()).device), "machine": platform.machine(),
     }
+    if curriculum is not None:
+        summary["curriculum"] = curriculum.summary()
     write_json(run_dir / "summary.json", summary)
     if logger is not None and result.final_eval:
         logger.log({"iteration": cfg.train.iterations, **{f"eval/{k}": v for k, v in result.final_eval.items()}})
@@ -249,20 +269,70 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
             logger.image("learning_curve", fig, cfg.train.iterations)
             logger.image(family.name, episode_figure, cfg.train.iterations)
     if cfg.train.checkpoint:
-        save_direct_checkpoint(cfg, run_dir, network, optimizer, cfg.train.iterations)
+        save_direct_checkpoint(cfg, run_dir, network, optimizer, cfg.train.iterations, rule, generator, curriculum)
     log.info("final train %s | eval %s | %.1f s", last, result.final_eval, result.wall_time_s)
     return summary
 
 
-def save_direct_checkpoint(cfg: DictConfig, run_dir: Path, network, optimizer, iteration: int | None) -> Path:
-    """``checkpoints/last.pt`` of a direct run (network, optimizer, iteration, config); never a non-finite one."""
+def save_direct_checkpoint(cfg: DictConfig, run_dir: Path, network, optimizer, iteration: int | None,
+                           rule: Any = None, generator: torch.Generator | None = None, curriculum: Any = None) -> Path:
+    """``checkpoints/last.pt`` of a direct run (network, optimizer, iteration, config; the rule's own state, the
+    episode generator and the curriculum stage, what ``train.resume`` reads); never a non-finite one."""
     state = network.state_dict()
     if not all_finite(state.values()):
         raise NonFiniteLossError(f"the network has non-finite weights after iteration {iteration}: no checkpoint "
                                  "written", "a weight")
+    extra: dict[str, Any] = {"rule": rule.state_dict() if rule is not None else {}}
+    if generator is not None:
+        extra["generator"] = generator.get_state()
+    if curriculum is not None:
+        extra["curriculum"] = curriculum.state_dict()
     return save_checkpoint(run_dir / "checkpoints" / "last.pt",
                            {"network": state, "optimizer": optimizer.state_dict(), "iteration": iteration,
-                            "config": OmegaConf.to_container(cfg, resolve=True)})
+                            "config": OmegaConf.to_container(cfg, resolve=True), **extra})
+
+
+def build_curriculum(cfg: DictConfig) -> Curriculum | None:
+    """The curriculum of ``train.curriculum`` (None without stages); each stage's overrides on ``task``."""
+    node = cfg.train.curriculum
+    if not node.stages:
+        return None
+    base = OmegaConf.to_container(cfg.task, resolve=True)
+    stages = OmegaConf.to_container(node.stages, resolve=True)
+    for k, stage in enumerate(stages):
+        unknown = sorted(set(stage) - set(base) | ({"name"} & set(stage)))
+        if unknown:
+            raise ValueError(f"train.curriculum.stages[{k}]={stage!r} is not allowed: {unknown} are not parameters of "
+                             f"task {base['name']!r} (allowed: {sorted(set(base) - {'name'})})")
+    return Curriculum(lambda overrides: build_task({**base, **overrides}), stages, node.threshold, node.patience,
+                      node.metric)
+
+
+def resume_direct(cfg: DictConfig, network, optimizer, rule, generator: torch.Generator,
+                  curriculum: Curriculum | None) -> int:
+    """Load ``train.resume`` (a checkpoint or run dir) into the run's objects; the iterations already done (0 when
+    not resuming). ValueError naming ``train.resume`` when the checkpoint was trained with other settings."""
+    if not cfg.train.resume:
+        return 0
+    state = read_checkpoint(checkpoint_file(cfg.train.resume), ("network", "optimizer", "iteration", "config"),
+                            "a direct-training checkpoint")
+    saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
+    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True), DIRECT_RESUME_MUST_MATCH)
+    if diffs:
+        raise ValueError(f"train.resume={cfg.train.resume!r}: the checkpoint was trained with another config "
+                         f"({'; '.join(diffs)}); resume with the same settings")
+    done = int(state["iteration"])
+    if cfg.train.iterations <= done:
+        raise ValueError(f"train.iterations={cfg.train.iterations} is not allowed with train.resume="
+                         f"{cfg.train.resume!r}: the checkpoint has done {done}; set train.iterations > {done}")
+    network.load_state_dict(state["network"])
+    optimizer.load_state_dict(state["optimizer"])
+    rule.load_state_dict(state.get("rule") or {})
+    if "generator" in state:
+        generator.set_state(state["generator"])
+    if curriculum is not None and "curriculum" in state:
+        curriculum.load_state_dict(state["curriculum"])
+    return done
 
 
 def train_and_eval(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -1,0 +1,159 @@
+"""Synthetic gradients (Jaderberg et al. 2016) for truncated BPTT and e-prop 3, with their online training.
+
+At an interval border t_m the future's contribution to the gradient, B·dE/ds^{t_m} for the border state
+s^{t_m} (B, D) (the cell state, the spike as it leaves the neuron and the readout; see
+:mod:`l2l.rules.truncated_bptt`), is replaced by a prediction SG(s^{t_m}) (B, D). E is a mean over the B
+tasks, so B·dE/ds_b is task b's own gradient: the module predicts a quantity that does not depend on the
+batch size.
+
+Online training (bootstrapping): the target of the prediction at border m is the gradient of the next
+interval's truncated objective with respect to its initial state,
+
+    target_m = B · d/ds^{t_m} [ Σ_{t_m ≤ t < t_{m+1}} E^t + ⟨SG(s^{t_{m+1}}) / B, s^{t_{m+1}}⟩ ],
+
+with the far border's prediction held fixed, and no SG term after the trial's last step (the future there
+is empty: zero gradient). The loss is ½ Σ_m mean_b ‖SG(s_b^{t_m}) − target_{m,b}‖²; one optimizer step per
+trial (:meth:`OnlineSyntheticGradient.update`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from l2l.validation import require_nonnegative_int, require_positive
+
+
+class Predictor(Protocol):
+    """What a truncated rule asks at each border: ``predict(state (B, D), border m >= 1) -> (B, D)``, detached."""
+
+    def predict(self, state: torch.Tensor, border: int) -> torch.Tensor: ...
+
+
+class SyntheticGradient(nn.Module):
+    """SG(s): (B, D) -> (B, D). Linear (``hidden=0``) or one tanh hidden layer of ``hidden`` units.
+
+    The output layer starts at zero (the first predictions are 0: the rule starts as its SG-free version);
+    the hidden layer, if any, from N(0, 1/D) drawn from ``generator``.
+    """
+
+    def __init__(self, size: int, hidden: int = 0, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        require_nonnegative_int("sg_hidden", hidden)
+        self.size, self.hidden = size, hidden
+        if hidden > 0:
+            self.w_hidden = nn.Parameter(torch.randn(hidden, size, generator=generator) / math.sqrt(size))
+            self.b_hidden = nn.Parameter(torch.zeros(hidden))
+        self.w_out = nn.Parameter(torch.zeros(size, hidden if hidden > 0 else size))
+        self.b_out = nn.Parameter(torch.zeros(size))
+
+    def forward(self, state: torch.Tensor) -> torch.Tensor:
+        """state (B, D) -> predicted gradient (B, D)."""
+        h = torch.tanh(state @ self.w_hidden.T + self.b_hidden) if self.hidden > 0 else state
+        return h @ self.w_out.T + self.b_out
+
+
+def synthetic_gradient_loss(predictions: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
+    """½ Σ_m mean_b ‖prediction_m − target_m‖²; each (B, D). Zero for no borders."""
+    total = torch.zeros(())
+    for p, t in zip(predictions, targets, strict=True):
+        total = total + 0.5 * ((p - t) ** 2).sum(-1).mean()
+    return total
+
+
+class OnlineSyntheticGradient:
+    """A :class:`SyntheticGradient` and its Adam optimizer, built on first use when D is known.
+
+    ``predict(state, border)`` gives SG(state) detached; ``update(states, targets)`` takes one optimizer step on
+    :func:`synthetic_gradient_loss` and returns that loss (before the step). ``learn=False`` freezes the module.
+    ``state_dict``/``load_state_dict`` hold the module, the optimizer and D (plain containers and tensors).
+    """
+
+    def __init__(self, lr: float = 1e-3, hidden: int = 0, seed: int = 0, learn: bool = True) -> None:
+        require_positive("sg_lr", lr)
+        require_nonnegative_int("sg_hidden", hidden)
+        require_nonnegative_int("sg_seed", seed)
+        self.lr, self.hidden, self.seed, self.learn = lr, hidden, seed, learn
+        self.module: SyntheticGradient | None = None
+        self.optimizer: torch.optim.Optimizer | None = None
+        self.last_loss = float("nan")
+
+    def build(self, size: int, like: torch.Tensor) -> SyntheticGradient:
+        """The module for states of ``size`` D (dtype and device of ``like``); an existing one must match."""
+        if self.module is not None:
+            if self.module.size != size:
+                raise ValueError(f"the synthetic gradient was built for border states of size {self.module.size}, "
+                                 f"this network's have {size}: use a new rule for another network")
+            return self.module
+        generator = torch.Generator().manual_seed(self.seed)
+        self.module = SyntheticGradient(size, self.hidden, generator).to(dtype=like.dtype, device=like.device)
+        self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
+        return self.module
+
+    def predict(self, state: torch.Tensor, border: int) -> torch.Tensor:
+        """SG(state): (B, D) -> (B, D), no graph."""
+        module = self.build(state.shape[-1], state)
+        with torch.no_grad():
+            return module(state.to(module.w_out.dtype)).to(state.dtype)
+
+    def update(self, states: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
+        """One Adam step on the bootstrapped targets of one trial; returns the loss before the step (0 without
+        borders). Does nothing but compute the loss when ``learn`` is False."""
+        if not states:
+            self.last_loss = 0.0
+            return 0.0
+        module = self.build(states[0].shape[-1], states[0])
+        dtype = module.w_out.dtype
+        with torch.enable_grad():
+            predictions = [module(s.detach().to(dtype)) for s in states]
+            loss = synthetic_gradient_loss(predictions, [t.detach().to(dtype) for t in targets])
+            if self.learn:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+        self.last_loss = float(loss.detach())
+        return self.last_loss
+
+    def state_dict(self) -> dict[str, Any]:
+        """{"size", "module", "optimizer"} (empty before first use)."""
+        if self.module is None:
+            return {}
+        return {"size": self.module.size, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state_dict` returned (builds the module of the stored size)."""
+        if not state:
+            return
+        like = next(iter(state["module"].values()))
+        self.module = None
+        self.build(int(state["size"]), like)
+        self.module.load_state_dict(state["module"])
+        self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # Adam would share the given moments
+
+
+class FixedPredictions:
+    """Given predictions, one (B, D) tensor per border m = 1..M−1 (the oracle: the true B·dE/ds^{t_m})."""
+
+    def __init__(self, predictions: Sequence[torch.Tensor]) -> None:
+        self.predictions = list(predictions)
+
+    def predict(self, state: torch.Tensor, border: int) -> torch.Tensor:
+        """The stored prediction for ``border`` (1-based); its shape must be the state's."""
+        p = self.predictions[border - 1]
+        if p.shape != state.shape:
+            raise ValueError(f"the fixed prediction for border {border} has shape {tuple(p.shape)}, the border state "
+                             f"{tuple(state.shape)}")
+        return p
+
+
+class ZeroPredictions:
+    """SG = 0 at every border: truncated BPTT's learning signals (the negative control of e-prop 3)."""
+
+    def predict(self, state: torch.Tensor, border: int) -> torch.Tensor:
+        """Zeros like ``state``."""
+        return torch.zeros_like(state)
