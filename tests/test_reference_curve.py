@@ -8,6 +8,7 @@ from outer_loop.reports.reference_curve import main, per_bin, read_curve
 
 
 def write_run(tmp_path, rows):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     (tmp_path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     return tmp_path
 
@@ -39,3 +40,45 @@ def test_main_writes_the_table_and_figure(tmp_path):
 def test_a_run_without_curve_points_is_refused(tmp_path):
     with pytest.raises(ValueError, match="has no logged iteration"):
         read_curve(write_run(tmp_path, [{"eval/test_mse": 0.1}]))
+
+
+def _eval(path, demo, test):
+    path.mkdir(parents=True, exist_ok=True)
+    path.joinpath("eval.json").write_text(json.dumps({
+        "demo_mse": sum(demo) / len(demo), "test_mse": sum(test) / len(test),
+        "ratio_test_over_demo": sum(test) / sum(demo), "bptt_step_mse": 0.1, "eprop1_step_mse": 0.2,
+        "per_task": {"demo_mse": demo, "test_mse": test}, "n_tasks": len(demo), "bptt_lr": 0.01, "eprop1_lr": 0.1}))
+
+
+def test_several_seeds_give_mean_and_std_per_1000_iterations_and_the_held_out_table(tmp_path):
+    # seed a: ratio 0.5 over 0-999 and 0.25 over 1000-1999 (its last iteration 1999 logged, as a run does); seed b:
+    # 1.5 and 0.75, and it also logged 2000-2500, a bin seed a never completed (left out)
+    a = write_run(tmp_path / "a", [{"iteration": i, "seconds": 0.5 * i, "demo_mse": 0.2,
+                                    "test_mse": 0.1 if i < 1000 else 0.05} for i in [*range(0, 2000, 10), 1999]])
+    b = write_run(tmp_path / "b", [{"iteration": i, "seconds": 1.0 * i, "demo_mse": 0.2,
+                                    "test_mse": 0.3 if i < 1000 else 0.15} for i in range(0, 2510, 10)])
+    _eval(a / "eval_at" / "k1", [1.0, 1.0], [0.5, 2.0])       # improved 1 of 2
+    _eval(b / "eval_at" / "k1", [1.0, 1.0], [0.5, 0.5])       # improved 2 of 2
+    _eval(b / "eval_at" / "k2", [1.0, 1.0], [0.5, 0.5])       # only b: not in the table
+    _eval(a, [1.0, 1.0], [0.2, 0.2])
+    _eval(b, [1.0, 1.0], [0.4, 0.4])
+    assert main([str(a), str(b), "--out", str(tmp_path / "docs"), "--name", "proto"]) == 0
+    report = json.loads((tmp_path / "docs" / "data" / "proto.json").read_text())
+    bins = report["per_1000"]
+    assert [r["iterations"] for r in bins] == ["0-999", "1000-1999"]
+    assert bins[0]["per_seed"] == pytest.approx({"a": 0.5, "b": 1.5})
+    assert bins[0]["mean"] == pytest.approx(1.0) and bins[0]["std"] == pytest.approx(0.5 ** 0.5)
+    assert bins[1]["seconds"] == pytest.approx({"a": 0.5 * 1999, "b": 1990.0})
+    assert [r["checkpoint"] for r in report["held_out"]] == ["k1", "end"]
+    k1, end = report["held_out"]
+    assert k1["per_run"]["a"]["improved"] == 1 and k1["per_run"]["b"]["improved"] == 2
+    assert k1["over_runs"]["improved"] == {"mean": 1.5, "std": pytest.approx(0.5 ** 0.5)}
+    assert end["over_runs"]["test_mse"]["mean"] == pytest.approx(0.3)
+    assert (tmp_path / "docs" / "figures" / "proto.png").stat().st_size > 10_000
+
+
+def test_several_runs_need_a_name(tmp_path, capsys):
+    a = write_run(tmp_path, [{"iteration": 0, "seconds": 1.0, "demo_mse": 0.2, "test_mse": 0.1}])
+    with pytest.raises(SystemExit):
+        main([str(a), str(a), "--out", str(tmp_path / "docs")])
+    assert "several run dirs need --name" in capsys.readouterr().err

@@ -12,7 +12,9 @@ batch 32, seed 1; ``CURVE`` lines every 20 iterations).
 
 Several runs (seeds), with ``--name N``: ``<out>/data/N.json`` (per 1000 iterations, each seed's mean ratio and
 their mean ± std; each seed's training seconds) and ``<out>/figures/N.png``: the ratio against iteration and
-against training wall time, the published code's values placed at its measured seconds per iteration.
+against training wall time, the published code's values placed at its measured seconds per iteration. The
+held-out scores of ``l2l-eval`` go into the JSON too, mean ± std over the seeds: ``<run>/eval.json`` (the end)
+and ``<run>/eval_at/<label>/eval.json`` (earlier checkpoints, ``l2l-eval <ckpt> --out <run>/eval_at/<label>``).
 """
 
 from __future__ import annotations
@@ -142,11 +144,40 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> 
     return fig
 
 
+HELD_OUT_KEYS = ("demo_mse", "test_mse", "ratio_test_over_demo", "bptt_step_mse", "eprop1_step_mse")
+
+
+def held_out(run_dirs: list[Path]) -> list[dict[str, object]]:
+    """Per evaluated checkpoint (``end`` and every label under ``eval_at/`` that all runs have): each run's
+    held-out scores, the tasks its update improved, and the mean ± std (ddof 1) over the runs."""
+    def read(path: Path) -> dict[str, float]:
+        e = json.loads(path.read_text())
+        improved = sum(t < d for d, t in zip(e["per_task"]["demo_mse"], e["per_task"]["test_mse"], strict=True))
+        return {**{k: float(e[k]) for k in HELD_OUT_KEYS}, "improved": improved, "n_tasks": e["n_tasks"],
+                "bptt_lr": e["bptt_lr"], "eprop1_lr": e["eprop1_lr"]}
+
+    labels = [sorted(p.name for p in (Path(d) / "eval_at").glob("*") if (p / "eval.json").is_file())
+              for d in run_dirs]
+    shared = sorted(set(labels[0]).intersection(*labels[1:]), key=lambda x: (len(x), x)) if labels else []
+    files = {label: [Path(d) / "eval_at" / label / "eval.json" for d in run_dirs] for label in shared}
+    if all((Path(d) / "eval.json").is_file() for d in run_dirs):
+        files["end"] = [Path(d) / "eval.json" for d in run_dirs]
+    rows = []
+    for label, paths in files.items():
+        per_run = {Path(d).name: read(p) for d, p in zip(run_dirs, paths, strict=True)}
+        stats = {}
+        for key in (*HELD_OUT_KEYS, "improved"):
+            values = np.array([r[key] for r in per_run.values()], dtype=float)
+            stats[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+        rows.append({"checkpoint": label, "per_run": per_run, "over_runs": stats})
+    return rows
+
+
 def write_seeds(run_dirs: list[Path], out: Path, name: str) -> list[dict[str, object]]:
     """The several-seed report: ``out/data/<name>.json`` and ``out/figures/<name>.png``; returns the bins."""
     curves = {Path(d).name: read_curve(d) for d in run_dirs}
     rows = across_seeds(curves)
-    summary = {"run_dirs": [str(d) for d in run_dirs],
+    summary = {"run_dirs": [str(d) for d in run_dirs], "held_out": held_out(run_dirs),
                "iterations": {k: int(c["iteration"].max()) + 1 for k, c in curves.items()},
                "training_seconds": {k: float(c["seconds"][-1]) for k, c in curves.items()},
                "per_1000": rows,
