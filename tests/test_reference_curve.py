@@ -60,6 +60,8 @@ def test_several_seeds_give_mean_and_std_per_1000_iterations_and_the_held_out_ta
     _eval(a / "eval_at" / "k1", [1.0, 1.0], [0.5, 2.0])       # improved 1 of 2
     _eval(b / "eval_at" / "k1", [1.0, 1.0], [0.5, 0.5])       # improved 2 of 2
     _eval(b / "eval_at" / "k2", [1.0, 1.0], [0.5, 0.5])       # only b: not in the table
+    (a / "eval_at" / "k1" / "checkpoint.json").write_text(json.dumps({"iteration": 1000}))
+    (b / "eval_at" / "k1" / "checkpoint.json").write_text(json.dumps({"iteration": 1000}))
     _eval(a, [1.0, 1.0], [0.2, 0.2])
     _eval(b, [1.0, 1.0], [0.4, 0.4])
     assert main([str(a), str(b), "--out", str(tmp_path / "docs"), "--name", "proto"]) == 0
@@ -74,6 +76,9 @@ def test_several_seeds_give_mean_and_std_per_1000_iterations_and_the_held_out_ta
     assert k1["per_run"]["a"]["improved"] == 1 and k1["per_run"]["b"]["improved"] == 2
     assert k1["over_runs"]["improved"] == {"mean": 1.5, "std": pytest.approx(0.5 ** 0.5)}
     assert end["over_runs"]["test_mse"]["mean"] == pytest.approx(0.3)
+    # where each evaluated checkpoint stood: the last logged iteration before it, and the end of the run
+    assert (k1["per_run"]["a"]["iteration"], k1["per_run"]["a"]["seconds"]) == (1000, pytest.approx(0.5 * 990))
+    assert (end["per_run"]["b"]["iteration"], end["per_run"]["b"]["seconds"]) == (2501, pytest.approx(2500.0))
     assert (tmp_path / "docs" / "figures" / "proto.png").stat().st_size > 10_000
 
 

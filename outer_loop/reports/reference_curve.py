@@ -144,6 +144,20 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> 
     return fig
 
 
+def _checkpoint_time(run_dir: Path, eval_dir: Path) -> dict[str, float]:
+    """The iteration of an evaluated checkpoint (``checkpoint.json`` beside its eval.json; the run's end for the
+    run dir itself) and the training seconds the run had used by then (from metrics.jsonl)."""
+    curve = read_curve(run_dir)
+    if eval_dir == run_dir:
+        iteration = int(curve["iteration"].max()) + 1
+    elif (eval_dir / "checkpoint.json").is_file():
+        iteration = int(json.loads((eval_dir / "checkpoint.json").read_text())["iteration"])
+    else:
+        return {}
+    done = curve["iteration"] < iteration
+    return {"iteration": iteration, "seconds": float(curve["seconds"][done][-1]) if done.any() else 0.0}
+
+
 HELD_OUT_KEYS = ("demo_mse", "test_mse", "ratio_test_over_demo", "bptt_step_mse", "eprop1_step_mse")
 
 
@@ -164,13 +178,29 @@ def held_out(run_dirs: list[Path]) -> list[dict[str, object]]:
         files["end"] = [Path(d) / "eval.json" for d in run_dirs]
     rows = []
     for label, paths in files.items():
-        per_run = {Path(d).name: read(p) for d, p in zip(run_dirs, paths, strict=True)}
+        per_run = {Path(d).name: {**read(p), **_checkpoint_time(Path(d), p.parent)}
+                   for d, p in zip(run_dirs, paths, strict=True)}
         stats = {}
         for key in (*HELD_OUT_KEYS, "improved"):
             values = np.array([r[key] for r in per_run.values()], dtype=float)
             stats[key] = {"mean": float(values.mean()), "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
         rows.append({"checkpoint": label, "per_run": per_run, "over_runs": stats})
     return rows
+
+
+def held_out_markdown(row: dict[str, object]) -> str:
+    """One held-out row as Markdown: checkpoint | before | after (ratio) | BPTT step | e-prop 1 step | improved,
+    each mean ± std over the runs."""
+    stats, runs = row["over_runs"], list(row["per_run"].values())
+    cell = lambda key, digits=3: f"{stats[key]['mean']:.{digits}f} ± {stats[key]['std']:.{digits}f}"  # noqa: E731
+    where = row["checkpoint"]
+    if all("iteration" in r for r in runs):
+        iterations = ", ".join(str(r["iteration"]) for r in runs)
+        seconds = ", ".join(f"{r['seconds']:.0f}" for r in runs)
+        where += f" ({iterations} it; {seconds} s)"
+    n_tasks = runs[0]["n_tasks"]
+    return (f"| {where} | {cell('demo_mse')} | {cell('test_mse')} ({cell('ratio_test_over_demo', 2)}) | "
+            f"{cell('bptt_step_mse')} | {cell('eprop1_step_mse')} | {cell('improved', 1)} / {n_tasks} |")
 
 
 def write_seeds(run_dirs: list[Path], out: Path, name: str) -> list[dict[str, object]]:
@@ -203,6 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         for row in write_seeds(args.run_dirs, args.out, args.name):
             seeds = "  ".join(f"{k} {v:.3f}" for k, v in row["per_seed"].items())
             print(f"{row['iterations']:>11}  test/demo {row['mean']:.3f} ± {row['std']:.3f}  ({seeds})")
+        for row in held_out(args.run_dirs):
+            print(held_out_markdown(row))
         return 0
     args.run_dir = args.run_dirs[0]
     curve = read_curve(args.run_dir)
