@@ -122,8 +122,6 @@ def _trained_iterations(run_dir) -> list[int]:
     return [r["iteration"] for r in records if "loss" in r]
 
 
-@pytest.mark.slow  # intermittent: a rank sometimes aborts at exit ("terminate called without an
-# active exception", 1 run in ~3); kept out of make test until that is understood (make test-all runs it)
 def test_l2l_train_under_torchrun_writes_once_and_resumes(tmp_path):
     """torchrun × 2: rank 0 writes metrics, checkpoint, evaluation and summary; a resume continues the curve."""
     run_dir = tmp_path / "run"

@@ -2,6 +2,7 @@
 
     l2l-demo                                   # the shipped arm_one_shot model, 4 new movements
     l2l-demo checkpoint=arm_one_shot_deep      # the 2-layer learner (deep eligibility traces)
+    l2l-demo checkpoint=arm_one_shot_reference # the published e-prop 2 protocol (500-step movements, 5 sines)
     l2l-demo checkpoint=outputs/my_run tasks=8 seed=3 gif=false
 
 For each fresh held-out movement: the learner sees one demonstration trial, the error module turns
