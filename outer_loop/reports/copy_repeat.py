@@ -5,7 +5,8 @@
 
 Each RUN_DIR is a direct run (it has ``summary.json`` or ``metrics.jsonl``) or a Hydra multirun sweep dir (every
 subdirectory that has one of them is a run). Per run it reads ``.hydra/config.yaml`` (``rule.name``,
-``rule.window`` (None for rules without one: bptt, eprop), ``seed``, ``train.curriculum.stages`` and
+``rule.window`` (None for rules that do not use it, such as bptt and
+eprop), ``seed``, ``train.curriculum.stages`` and
 ``.patience``), ``metrics.jsonl`` (``stage`` and ``time_s`` of every logged iteration) and ``summary.json``
 (``curriculum.stage``, ``wall_time_s``). Writes ``<out>/data/<name>.json`` (every run and the table below) and
 ``<out>/figures/<name>.png`` (the stage reached against iteration and against wall time, one color per
@@ -43,6 +44,9 @@ from omegaconf import OmegaConf
 
 RULE_ORDER = ("eprop3", "tbptt_sg", "tbptt", "bptt", "eprop")
 RUN_FILES = ("summary.json", "metrics.jsonl")
+
+WINDOWED_RULES = ("eprop3", "tbptt", "tbptt_sg")
+"""The rules that read ``rule.window``; for the others it is reported as None."""
 
 
 def run_dirs(paths: Sequence[str | Path]) -> list[Path]:
@@ -118,7 +122,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         if streak is not None and streak >= int(curriculum.get("patience", 1)):
             passed = len(stages)
     last = stages[passed - 1] if passed > 0 else {"length": 0, "max_repeats": 0}
-    return {"run_dir": str(run_dir), "rule": rule.get("name"), "window": rule.get("window"), "seed": cfg.get("seed"),
+    window = rule.get("window") if rule.get("name") in WINDOWED_RULES else None
+    return {"run_dir": str(run_dir), "rule": rule.get("name"), "window": window, "seed": cfg.get("seed"),
             "finished": summary is not None, "stages": stages, "stage_reached": reached, "final_streak": streak,
             "stages_passed": passed, "length": int(last["length"]), "repeats": int(last["max_repeats"]),
             "length_x_repeats": int(last["length"]) * int(last["max_repeats"]), "wall_time_s": wall,
