@@ -14,6 +14,7 @@ import torch
 
 from l2l.network import RecurrentNetwork, Trial
 from l2l.regularization import RateRegularization
+from l2l.synapses import contract_over_time
 
 LossFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps the readout output y (B, T, n_out) to a scalar task loss (mean over tasks)."""
@@ -77,6 +78,17 @@ class LearningRule(ABC):
             g = result.grads[name].to(p)
             p.grad = g.clone() if p.grad is None else p.grad + g
         return result
+
+
+def readout_gradients(delta_back: torch.Tensor, z: torch.Tensor, with_bias: bool,
+                      per_task: bool = False) -> dict[str, torch.Tensor]:
+    """The leaky readout's exact gradient from δ filtered backwards, F_κ^←(δ) (B, T, n_out), and the top layer's
+    spikes z (B, T, n): {"readout.w_out": Σ_t F_κ^←(δ)^t z^t(, "readout.bias": Σ_t F_κ^←(δ)^t)}, summed over
+    tasks unless ``per_task``."""
+    grads = {"readout.w_out": contract_over_time(delta_back, z, per_task)}
+    if with_bias:
+        grads["readout.bias"] = delta_back.sum(1) if per_task else delta_back.sum((0, 1))
+    return grads
 
 
 def output_error(loss_fn: LossFn, output: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

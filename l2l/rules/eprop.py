@@ -16,8 +16,8 @@ from l2l.feedback import Feedback, make_feedback
 from l2l.filters import reverse_exp_filter
 from l2l.network import RecurrentNetwork, Trial
 from l2l.regularization import RateRegularization
-from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error
-from l2l.synapses import contract_over_time, synaptic_input
+from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error, readout_gradients
+from l2l.synapses import synaptic_input
 from l2l.traces import eligibility_gradient
 
 
@@ -68,9 +68,7 @@ class EProp(LearningRule):
                     if cell.model.spiking:
                         reg = self.rate_regularization.gradient_wrt_spikes(activity.z)
                         signals[k] = reg if signals[k] is None else signals[k] + reg
-            grads = {"readout.w_out": contract_over_time(delta_back, top.z, self.per_task)}
-            if "readout.bias" in params:
-                grads["readout.bias"] = delta_back.sum(1) if self.per_task else delta_back.sum((0, 1))
+            grads = readout_gradients(delta_back, top.z, "readout.bias" in params, self.per_task)
         return ReadoutSignals(task_loss, self.regularization_loss(network, trial), grads, delta_back, signals)
 
     def gradients(

@@ -24,9 +24,8 @@ import torch
 
 from l2l.filters import reverse_exp_filter
 from l2l.network import RecurrentNetwork
-from l2l.rules.base import GradientResult, LossFn
+from l2l.rules.base import GradientResult, LossFn, readout_gradients
 from l2l.rules.truncated_bptt import TBPTTSyntheticGradient
-from l2l.synapses import contract_over_time
 from l2l.traces import eligibility_gradient
 
 
@@ -45,13 +44,10 @@ class EProp3(TBPTTSyntheticGradient):
         params: Mapping[str, torch.Tensor] | None = None,
     ) -> GradientResult:
         result = self.run_pass(network, inputs, loss_fn, params, parameter_grads=False)
-        merged = {**network.parameter_dict(), **params} if params is not None else network.parameter_dict()
         with torch.no_grad():
             layer = eligibility_gradient(network.layers[0], result.trial.layers[0], inputs, result.signals)
             error = reverse_exp_filter(result.error, network.readout.kappa)  # Σ_t δ^t F_κ(z)^t = Σ_t F_κ^←(δ)^t z^t
             grads = {f"layers.0.{k}": v for k, v in layer.items()}
-            grads["readout.w_out"] = contract_over_time(error, result.trial.layers[0].z, False)
-            if merged.get("readout.bias") is not None:
-                grads["readout.bias"] = error.sum((0, 1))
+            grads.update(readout_gradients(error, result.trial.layers[0].z, network.readout.bias is not None))
         self.after_pass(result)
         return GradientResult(result.task_loss + result.reg_loss, result.task_loss, grads, result.trial)
