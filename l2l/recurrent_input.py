@@ -22,12 +22,40 @@ from l2l.synapses import contract_over_time
 DEFERRED = True
 
 
+def _backward_pass_id() -> int:
+    """The id of the autograd pass (graph task) now running; one id for every node of one backward call."""
+    return torch._C._current_graph_task_id()
+
+
 class _StepPairs:
-    """(z^{t-1}, δ^t) of every step, filled by the steps' backward, emptied by the weight's."""
+    """(z^{t-1}, δ^t) of every step, filled by the steps' backward, emptied by the weight's.
+
+    Each pair is tagged with its backward pass: a pass that does not ask for W's gradient (``autograd.grad``
+    with respect to other inputs only) fills pairs that the weight never consumes, and those must not enter
+    the next pass's W gradient (with ``retain_graph``). z is kept detached: a pair that held z with its
+    grad_fn would tie the graph to itself through this object (graph -> step node -> pairs -> z -> graph),
+    a cycle of C++ autograd nodes that Python's garbage collector cannot free.
+    """
 
     def __init__(self) -> None:
+        self.passes: list[int] = []
         self.inputs: list[torch.Tensor] = []
         self.grads: list[torch.Tensor] = []
+
+    def add(self, z: torch.Tensor, delta: torch.Tensor) -> None:
+        self.passes.append(_backward_pass_id())
+        self.inputs.append(z.detach())
+        self.grads.append(delta)
+
+    def take(self) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        """This pass's (inputs, grads) in the order the steps' backward ran; every stored pair is dropped."""
+        now = _backward_pass_id()
+        keep = [k for k, p in enumerate(self.passes) if p == now]
+        inputs, grads = [self.inputs[k] for k in keep], [self.grads[k] for k in keep]
+        self.passes.clear()
+        self.inputs.clear()
+        self.grads.clear()
+        return inputs, grads
 
 
 class _WeightTap(torch.autograd.Function):
@@ -43,13 +71,11 @@ class _WeightTap(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, _unused: torch.Tensor | None):
-        pairs = ctx.pairs
-        if not pairs.grads:
+        inputs, grads = ctx.pairs.take()
+        if not grads:
             return None, None
-        z = torch.stack(pairs.inputs, 1)  # (B, T, m)
-        delta = torch.stack(pairs.grads, 1)  # (B, T, n)
-        pairs.inputs.clear()
-        pairs.grads.clear()
+        z = torch.stack(inputs, 1)  # (B, T, m)
+        delta = torch.stack(grads, 1)  # (B, T, n)
         return contract_over_time(delta, z, per_task=ctx.w_dim == 3), None
 
 
@@ -66,8 +92,7 @@ class _RecurrentStep(torch.autograd.Function):
     @once_differentiable
     def backward(ctx, delta: torch.Tensor):
         z, w = ctx.saved_tensors
-        ctx.pairs.inputs.append(z)
-        ctx.pairs.grads.append(delta)
+        ctx.pairs.add(z, delta)
         grad_z = None
         if ctx.needs_input_grad[1]:
             grad_z = delta @ w if w.dim() == 2 else (delta.unsqueeze(1) @ w).squeeze(1)
