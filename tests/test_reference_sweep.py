@@ -1,0 +1,69 @@
+"""outer_loop.reports.reference_sweep: configurations beside the plain protocol at the same checkpoint."""
+
+import json
+
+import pytest
+
+from outer_loop.reports.reference_sweep import configuration, main
+
+
+def _run(path, ratio_before, ratio_after, switch, last, seconds_per_iteration=1.0):
+    """A run dir whose logged batches have test/demo ``ratio_before`` below iteration ``switch``, then
+    ``ratio_after``, logged every 10 iterations up to ``last``."""
+    path.mkdir(parents=True, exist_ok=True)
+    rows = [{"iteration": i, "seconds": seconds_per_iteration * (i + 1), "demo_mse": 0.2,
+             "test_mse": 0.2 * (ratio_before if i < switch else ratio_after)} for i in [*range(0, last, 10), last]]
+    (path / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def _eval(path, demo, test):
+    path.mkdir(parents=True, exist_ok=True)
+    path.joinpath("eval.json").write_text(json.dumps({
+        "demo_mse": sum(demo) / len(demo), "test_mse": sum(test) / len(test),
+        "ratio_test_over_demo": sum(test) / sum(demo), "bptt_step_mse": 0.1, "eprop1_step_mse": 0.2,
+        "per_task": {"demo_mse": demo, "test_mse": test}, "n_tasks": len(demo), "bptt_lr": 0.01, "eprop1_lr": 0.1}))
+
+
+def test_the_baseline_is_read_at_its_checkpoint_and_a_variant_at_its_end(tmp_path):
+    # baseline: 4000 iterations; its k3 checkpoint (iteration 3000) was evaluated; its batches' ratio is 2.0 up
+    # to 2500 and 0.5 after, so the 1000 iterations before k3 average (50·2.0 + 50·0.5) / 100 = 1.25
+    base = [_run(tmp_path / f"seed{s}", 2.0, 0.5, 2500, 3999) for s in (1, 2)]
+    for s, test in ((1, [0.5, 0.5]), (2, [0.5, 2.0])):
+        _eval(base[s - 1] / "eval_at" / "k3", [1.0, 1.0], test)
+        (base[s - 1] / "eval_at" / "k3" / "checkpoint.json").write_text(json.dumps({"iteration": 3000}))
+    row = configuration("base", base, "k3")
+    assert row["iterations"] == [3000, 3000]
+    assert row["training_batches_test_over_demo"]["mean"] == pytest.approx(1.25)
+    assert row["training_seconds"]["mean"] == pytest.approx(2991.0)      # the last logged batch before 3000
+    assert row["held_out"]["test_mse"] == {"mean": pytest.approx(0.875), "std": pytest.approx(0.375 * 2 ** 0.5)}
+    assert row["held_out"]["improved"]["mean"] == pytest.approx(1.5)
+
+    variant = _run(tmp_path / "v", 1.0, 0.25, 2900, 2999, seconds_per_iteration=2.0)
+    (variant / ".hydra").mkdir()
+    (variant / ".hydra" / "overrides.yaml").write_text("- experiment=arm_one_shot_reference\n- inner.n_demos=2\n")
+    _eval(variant, [1.0, 1.0], [0.1, 0.1])
+    row = configuration("v", [variant])
+    assert row["iterations"] == [3000] and row["overrides"][-1] == "inner.n_demos=2"
+    assert row["training_batches_test_over_demo"] == {"mean": pytest.approx((90 + 10 * 0.25 + 0.25) / 101),
+                                                       "std": 0.0}
+    assert row["training_seconds"]["mean"] == pytest.approx(6000.0)
+
+
+def test_main_writes_the_table_and_refuses_a_missing_evaluation(tmp_path, capsys):
+    base = _run(tmp_path / "seed1", 1.0, 0.5, 1000, 1999)
+    _eval(base, [1.0], [0.4])
+    variant = _run(tmp_path / "v", 1.0, 0.5, 1000, 1999)
+    _eval(variant, [1.0], [0.2])
+    out = tmp_path / "docs"
+    assert main(["--baseline", str(base), "--variant", f"v={variant}", "--out", str(out), "--name", "s"]) == 0
+    printed = capsys.readouterr().out
+    assert "| v | 1 | 2000 |" in printed and "| 0.200 (0.20) |" in printed
+    report = json.loads((out / "data" / "s.json").read_text())
+    assert [r["name"] for r in report["configurations"]] == ["reference protocol (no change)", "v"]
+    assert (out / "figures" / "s.png").stat().st_size > 10_000
+
+    with pytest.raises(SystemExit) as stop:
+        main(["--baseline", str(base), "--at", "k9", "--out", str(out)])
+    assert stop.value.code == 2
+    assert "no held-out evaluation 'k9'" in capsys.readouterr().err
