@@ -122,3 +122,15 @@ def test_a_dir_without_runs_and_a_run_without_metrics_are_refused(tmp_path, caps
 def test_two_runs_of_the_same_seed_are_refused(runs, tmp_path):
     with pytest.raises(ValueError, match=r"a second run of rule=tbptt, window=4, seed=0"):
         write_report([runs[1], runs[1]], tmp_path / "docs", "x")
+
+
+def test_the_bit_error_curve_is_read_and_smoothed_over_the_logged_batches():
+    from outer_loop.reports.copy_repeat import _running_mean
+
+    assert _running_mean([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert _running_mean([1.0, 3.0, 5.0], 10).tolist() == [1.0, 2.0, 3.0]
+
+
+def test_each_run_keeps_its_training_bit_errors(runs):
+    first = read_run(run_dirs(runs)[0])
+    assert first["curve"]["bit_error"] == [0.1, 0.1, 0.1, 0.1]          # the eval line (no stage) is not a batch

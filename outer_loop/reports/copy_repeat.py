@@ -9,8 +9,9 @@ subdirectory that has one of them is a run). Per run it reads ``.hydra/config.ya
 eprop), ``seed``, ``train.curriculum.stages`` and
 ``.patience``), ``metrics.jsonl`` (``stage`` and ``time_s`` of every logged iteration) and ``summary.json``
 (``curriculum.stage``, ``wall_time_s``). Writes ``<out>/data/<name>.json`` (every run and the table below) and
-``<out>/figures/<name>.png`` (the stage reached against iteration and against wall time, one color per
-(rule, Δ), one thin line per seed), and prints the table as Markdown for docs/eprop3.md.
+``<out>/figures/<name>.png`` (the stage reached and the training batches' bit error against iteration and
+against wall time, one color per (rule, Δ), one thin line per seed), and prints the table as Markdown for
+docs/eprop3.md.
 
 **Stages passed and the longest solved** (what ``outer_loop/app/curriculum.py`` does: stage k is left for k + 1
 after ``patience`` consecutive training batches with ``bit_error`` ≤ ``threshold``; the last stage is never left):
@@ -106,6 +107,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     iteration = [int(r["iteration"]) for r in records]
     time_s = [float(r.get("time_s", math.nan)) for r in records]
     stage = [int(r["stage"]) for r in records]
+    bit_error = [float(r.get("bit_error", math.nan)) for r in records]
     if summary is not None:
         if "curriculum" not in summary:
             raise ValueError(f"{summary_path}: no curriculum (not a run with train.curriculum.stages)")
@@ -127,7 +129,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             "finished": summary is not None, "stages": stages, "stage_reached": reached, "final_streak": streak,
             "stages_passed": passed, "length": int(last["length"]), "repeats": int(last["max_repeats"]),
             "length_x_repeats": int(last["length"]) * int(last["max_repeats"]), "wall_time_s": wall,
-            "iterations": iteration[-1] + 1, "curve": {"iteration": iteration, "time_s": time_s, "stage": stage}}
+            "iterations": iteration[-1] + 1, "curve": {"iteration": iteration, "time_s": time_s, "stage": stage,
+                                                              "bit_error": bit_error}}
 
 
 def _order(key: tuple[str, int | None]) -> tuple[int, str, int]:
@@ -167,11 +170,21 @@ def _label(rule: str, window: int | None) -> str:
     return rule if window is None else f"{rule}, Δ = {window}"
 
 
-def figure(runs: Sequence[dict[str, Any]]) -> Figure:
-    """The curriculum stage reached against iteration (left) and wall time (right): a color per (rule, Δ)."""
-    fig = Figure(figsize=(11.0, 4.5), layout="constrained")
+def _running_mean(values: Sequence[float], window: int) -> np.ndarray:
+    """The mean of each value and the ``window`` - 1 logged before it (fewer at the start)."""
+    a = np.asarray(values, dtype=float)
+    sums = np.cumsum(np.insert(a, 0, 0.0))
+    counts = np.minimum(np.arange(1, len(a) + 1), window)
+    return (sums[1:] - sums[np.arange(1, len(a) + 1) - counts]) / counts
+
+
+def figure(runs: Sequence[dict[str, Any]], window: int = 20) -> Figure:
+    """Top: the curriculum stage reached against iteration (left) and wall time (right). Bottom: the training
+    batches' bit error (running mean of ``window`` logged batches; it jumps up when a harder stage starts).
+    A color per (rule, Δ), a thin line per seed."""
+    fig = Figure(figsize=(11.0, 8.0), layout="constrained")
     FigureCanvasAgg(fig)
-    by_iteration, by_time = fig.subplots(1, 2, sharey=True)
+    (by_iteration, by_time), (error_by_iteration, error_by_time) = fig.subplots(2, 2, sharey="row")
     keys = sorted({(r["rule"], r["window"]) for r in runs}, key=_order)
     colors = {key: f"C{k % 10}" for k, key in enumerate(keys)}
     labelled: set[tuple[str, int | None]] = set()
@@ -186,16 +199,21 @@ def figure(runs: Sequence[dict[str, Any]]) -> Figure:
         labelled.add(key)
         for ax, x in ((by_iteration, its), (by_time, secs)):
             ax.plot(x, stage, drawstyle="steps-post", lw=0.9, alpha=0.8, color=colors[key], label=label)
+        smooth = _running_mean(c["bit_error"], window)
+        for ax, x in ((error_by_iteration, c["iteration"]), (error_by_time, c["time_s"])):
+            ax.plot(x, smooth, lw=0.8, alpha=0.8, color=colors[key])
     stages = runs[0]["stages"]
     if all(r["stages"] == stages for r in runs):
         by_iteration.set_yticks(range(len(stages)),
                                 [f"{k}: {s['length']}×{s['max_repeats']}" for k, s in enumerate(stages)], fontsize=7)
     by_iteration.set(xlabel="iteration", ylabel="curriculum stage (length × max_repeats)")
     by_time.set(xlabel="wall time (s)")
-    for ax in (by_iteration, by_time):
+    error_by_iteration.set(xlabel="iteration", ylabel=f"training bit error (running mean of {window} logged batches)")
+    error_by_time.set(xlabel="wall time (s)")
+    for ax in (by_iteration, by_time, error_by_iteration, error_by_time):
         ax.grid(alpha=0.3)
     by_iteration.legend(fontsize=7, loc="upper left")
-    fig.suptitle("copy-repeat: curriculum stage reached (one line per seed)", fontsize=9)
+    fig.suptitle("copy-repeat: curriculum stage reached and training bit error (one line per seed)", fontsize=9)
     return fig
 
 
