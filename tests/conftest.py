@@ -28,3 +28,20 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def write_eval():
+    """write_eval(dir, demo, test): an ``l2l-eval`` eval.json in dir with these per-task MSEs (BPTT step 0.1,
+    e-prop 1 step 0.2), for the report tests."""
+    import json
+
+    def write(path, demo, test):
+        path.mkdir(parents=True, exist_ok=True)
+        path.joinpath("eval.json").write_text(json.dumps({
+            "demo_mse": sum(demo) / len(demo), "test_mse": sum(test) / len(test),
+            "ratio_test_over_demo": sum(test) / sum(demo), "bptt_step_mse": 0.1, "eprop1_step_mse": 0.2,
+            "per_task": {"demo_mse": demo, "test_mse": test}, "n_tasks": len(demo), "bptt_lr": 0.01,
+            "eprop1_lr": 0.1}))
+
+    return write

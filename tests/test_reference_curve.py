@@ -42,28 +42,20 @@ def test_a_run_without_curve_points_is_refused(tmp_path):
         read_curve(write_run(tmp_path, [{"eval/test_mse": 0.1}]))
 
 
-def _eval(path, demo, test):
-    path.mkdir(parents=True, exist_ok=True)
-    path.joinpath("eval.json").write_text(json.dumps({
-        "demo_mse": sum(demo) / len(demo), "test_mse": sum(test) / len(test),
-        "ratio_test_over_demo": sum(test) / sum(demo), "bptt_step_mse": 0.1, "eprop1_step_mse": 0.2,
-        "per_task": {"demo_mse": demo, "test_mse": test}, "n_tasks": len(demo), "bptt_lr": 0.01, "eprop1_lr": 0.1}))
-
-
-def test_several_seeds_give_mean_and_std_per_1000_iterations_and_the_held_out_table(tmp_path):
+def test_several_seeds_give_mean_and_std_per_1000_iterations_and_the_held_out_table(write_eval, tmp_path):
     # seed a: ratio 0.5 over 0-999 and 0.25 over 1000-1999 (its last iteration 1999 logged, as a run does); seed b:
     # 1.5 and 0.75, and it also logged 2000-2500, a bin seed a never completed (left out)
     a = write_run(tmp_path / "a", [{"iteration": i, "seconds": 0.5 * i, "demo_mse": 0.2,
                                     "test_mse": 0.1 if i < 1000 else 0.05} for i in [*range(0, 2000, 10), 1999]])
     b = write_run(tmp_path / "b", [{"iteration": i, "seconds": 1.0 * i, "demo_mse": 0.2,
                                     "test_mse": 0.3 if i < 1000 else 0.15} for i in range(0, 2510, 10)])
-    _eval(a / "eval_at" / "k1", [1.0, 1.0], [0.5, 2.0])       # improved 1 of 2
-    _eval(b / "eval_at" / "k1", [1.0, 1.0], [0.5, 0.5])       # improved 2 of 2
-    _eval(b / "eval_at" / "k2", [1.0, 1.0], [0.5, 0.5])       # only b: not in the table
+    write_eval(a / "eval_at" / "k1", [1.0, 1.0], [0.5, 2.0])       # improved 1 of 2
+    write_eval(b / "eval_at" / "k1", [1.0, 1.0], [0.5, 0.5])       # improved 2 of 2
+    write_eval(b / "eval_at" / "k2", [1.0, 1.0], [0.5, 0.5])       # only b: not in the table
     (a / "eval_at" / "k1" / "checkpoint.json").write_text(json.dumps({"iteration": 1000}))
     (b / "eval_at" / "k1" / "checkpoint.json").write_text(json.dumps({"iteration": 1000}))
-    _eval(a, [1.0, 1.0], [0.2, 0.2])
-    _eval(b, [1.0, 1.0], [0.4, 0.4])
+    write_eval(a, [1.0, 1.0], [0.2, 0.2])
+    write_eval(b, [1.0, 1.0], [0.4, 0.4])
     assert main([str(a), str(b), "--out", str(tmp_path / "docs"), "--name", "proto"]) == 0
     report = json.loads((tmp_path / "docs" / "data" / "proto.json").read_text())
     bins = report["per_1000"]

@@ -17,20 +17,12 @@ def _run(path, ratio_before, ratio_after, switch, last, seconds_per_iteration=1.
     return path
 
 
-def _eval(path, demo, test):
-    path.mkdir(parents=True, exist_ok=True)
-    path.joinpath("eval.json").write_text(json.dumps({
-        "demo_mse": sum(demo) / len(demo), "test_mse": sum(test) / len(test),
-        "ratio_test_over_demo": sum(test) / sum(demo), "bptt_step_mse": 0.1, "eprop1_step_mse": 0.2,
-        "per_task": {"demo_mse": demo, "test_mse": test}, "n_tasks": len(demo), "bptt_lr": 0.01, "eprop1_lr": 0.1}))
-
-
-def test_the_baseline_is_read_at_its_checkpoint_and_a_variant_at_its_end(tmp_path):
+def test_the_baseline_is_read_at_its_checkpoint_and_a_variant_at_its_end(write_eval, tmp_path):
     # baseline: 4000 iterations; its k3 checkpoint (iteration 3000) was evaluated; its batches' ratio is 2.0 up
     # to 2500 and 0.5 after, so the 1000 iterations before k3 average (50·2.0 + 50·0.5) / 100 = 1.25
     base = [_run(tmp_path / f"seed{s}", 2.0, 0.5, 2500, 3999) for s in (1, 2)]
     for s, test in ((1, [0.5, 0.5]), (2, [0.5, 2.0])):
-        _eval(base[s - 1] / "eval_at" / "k3", [1.0, 1.0], test)
+        write_eval(base[s - 1] / "eval_at" / "k3", [1.0, 1.0], test)
         (base[s - 1] / "eval_at" / "k3" / "checkpoint.json").write_text(json.dumps({"iteration": 3000}))
     row = configuration("base", base, "k3")
     assert row["iterations"] == [3000, 3000]
@@ -42,7 +34,7 @@ def test_the_baseline_is_read_at_its_checkpoint_and_a_variant_at_its_end(tmp_pat
     variant = _run(tmp_path / "v", 1.0, 0.25, 2900, 2999, seconds_per_iteration=2.0)
     (variant / ".hydra").mkdir()
     (variant / ".hydra" / "overrides.yaml").write_text("- experiment=arm_one_shot_reference\n- inner.n_demos=2\n")
-    _eval(variant, [1.0, 1.0], [0.1, 0.1])
+    write_eval(variant, [1.0, 1.0], [0.1, 0.1])
     row = configuration("v", [variant])
     assert row["iterations"] == [3000] and row["overrides"][-1] == "inner.n_demos=2"
     assert row["training_batches_test_over_demo"] == {"mean": pytest.approx((90 + 10 * 0.25 + 0.25) / 101),
@@ -50,11 +42,11 @@ def test_the_baseline_is_read_at_its_checkpoint_and_a_variant_at_its_end(tmp_pat
     assert row["training_seconds"]["mean"] == pytest.approx(6000.0)
 
 
-def test_main_writes_the_table_and_refuses_a_missing_evaluation(tmp_path, capsys):
+def test_main_writes_the_table_and_refuses_a_missing_evaluation(write_eval, tmp_path, capsys):
     base = _run(tmp_path / "seed1", 1.0, 0.5, 1000, 1999)
-    _eval(base, [1.0], [0.4])
+    write_eval(base, [1.0], [0.4])
     variant = _run(tmp_path / "v", 1.0, 0.5, 1000, 1999)
-    _eval(variant, [1.0], [0.2])
+    write_eval(variant, [1.0], [0.2])
     out = tmp_path / "docs"
     assert main(["--baseline", str(base), "--variant", f"v={variant}", "--out", str(out), "--name", "s"]) == 0
     printed = capsys.readouterr().out
