@@ -51,6 +51,7 @@ def test_main_writes_the_table_and_refuses_a_missing_evaluation(write_eval, tmp_
     assert main(["--baseline", str(base), "--variant", f"v={variant}", "--out", str(out), "--name", "s"]) == 0
     printed = capsys.readouterr().out
     assert "| v | 1 | 2000 |" in printed and "| 0.200 (0.20) |" in printed
+    assert printed.rstrip().endswith("| 1 / 1 |")          # one seed: a count, not a mean with decimals
     report = json.loads((out / "data" / "s.json").read_text())
     assert [r["name"] for r in report["configurations"]] == ["reference protocol (no change)", "v"]
     assert (out / "figures" / "s.png").stat().st_size > 10_000

@@ -79,7 +79,7 @@ def markdown_row(row: dict[str, object]) -> str:
             f"{row['training_seconds']['mean']:.0f} | {cell(row['training_batches_test_over_demo'])} | "
             f"{cell(h['demo_mse'])} | {cell(h['test_mse'])} ({cell(h['ratio_test_over_demo'], 2)}) | "
             f"{cell(h['bptt_step_mse'])} | {cell(h['eprop1_step_mse'])} | "
-            f"{cell(h['improved'], 1)} / {row['n_tasks']} |")
+            f"{cell(h['improved'], 0 if one else 1)} / {row['n_tasks']} |")
 
 
 HEADER = ("| configuration | seeds | iterations | training s | training batches: test/demo (last 1000 it) | "
