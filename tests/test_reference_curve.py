@@ -74,6 +74,19 @@ def test_several_seeds_give_mean_and_std_per_1000_iterations_and_the_held_out_ta
     assert (tmp_path / "docs" / "figures" / "proto.png").stat().st_size > 10_000
 
 
+def test_an_eval_json_that_names_its_iteration_needs_no_checkpoint_json(write_eval, tmp_path):
+    # l2l-eval writes the checkpoint's iteration into eval.json: the held-out row stands at that iteration
+    a = write_run(tmp_path / "a", [{"iteration": i, "seconds": 2.0 * i, "demo_mse": 0.2, "test_mse": 0.1}
+                                   for i in range(0, 3000, 10)])
+    write_eval(a / "eval_at" / "k2", [1.0], [0.5])
+    eval_json = a / "eval_at" / "k2" / "eval.json"
+    eval_json.write_text(json.dumps({**json.loads(eval_json.read_text()), "iteration": 2000}))
+    assert main([str(a), str(a), "--out", str(tmp_path / "docs"), "--name", "proto"]) == 0
+    k2 = json.loads((tmp_path / "docs" / "data" / "proto.json").read_text())["held_out"][0]
+    assert k2["checkpoint"] == "k2"
+    assert (k2["per_run"]["a"]["iteration"], k2["per_run"]["a"]["seconds"]) == (2000, pytest.approx(2.0 * 1990))
+
+
 def test_several_runs_need_a_name(tmp_path, capsys):
     a = write_run(tmp_path, [{"iteration": 0, "seconds": 1.0, "demo_mse": 0.2, "test_mse": 0.1}])
     with pytest.raises(SystemExit):

@@ -249,6 +249,7 @@ def test_eval_of_a_loose_checkpoint_writes_into_the_current_directory(finished_r
     monkeypatch.chdir(work)
     assert eval_cli.main([str(loose / "model.pt"), "--tasks", "2"]) == 0
     assert (work / "eval.json").is_file() and not (tmp_path / "some" / "eval.json").exists()
+    assert json.loads((work / "eval.json").read_text())["iteration"] == 2  # where the checkpoint stood
     for argv, message in ((["--tasks", "0"], "--tasks=0 is not allowed"), (["--threads", "-1"], "--threads=-1"),
                           (["--out", "/proc/x"], "--out '/proc/x': cannot write there")):
         with pytest.raises(SystemExit) as stop:

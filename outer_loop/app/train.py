@@ -186,7 +186,8 @@ def _run_meta_main(cfg: DictConfig, run_dir: Path, ranks: Ranks | None, device: 
         curves = meta_learning_curves(history, cfg.name, family.metric)
         curves.savefig(run_dir / "learning_curve.png", dpi=110)
         logger.image("learning_curve", curves, cfg.outer.iterations)
-        evaluation = (evaluate_run(meta, cfg, run_dir, lambda name, fig: logger.image(name, fig, cfg.outer.iterations))
+        evaluation = (evaluate_run(meta, cfg, run_dir, lambda name, fig: logger.image(name, fig, cfg.outer.iterations),
+                                   iteration=result.iterations)
                       if cfg.eval.enabled else None)
         if evaluation is not None:
             logger.log({"iteration": cfg.outer.iterations,

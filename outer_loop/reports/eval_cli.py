@@ -6,7 +6,8 @@
 Writes ``eval.json`` (``demo_mse``: Cartesian MSE of the demonstration, before the update; ``test_mse``:
 of the test trial after one update; ``bptt_step_mse`` and ``eprop1_step_mse``: one BPTT step and one
 e-prop step with symmetric feedback and the true error on the demonstration, best learning rate of a
-grid; per-task values and standard deviations) and ``eval.png`` (target vs before vs after) into the
+grid; per-task values and standard deviations; ``iteration``: the outer iterations the checkpoint had trained)
+and ``eval.png`` (target vs before vs after) into the
 run dir or ``--out``. The held-out tasks come from ``eval.seed``, independent of the training seed.
 """
 
@@ -44,9 +45,10 @@ def held_out_tasks(meta: MetaLearner, cfg: DictConfig) -> tuple[Any, torch.Tenso
 
 
 def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
-                 on_figure: Any = None) -> dict[str, Any]:
+                 on_figure: Any = None, iteration: int | None = None) -> dict[str, Any]:
     """Evaluate ``meta`` on held-out tasks; writes eval.json and eval.png into ``out_dir``; returns eval.json's dict.
-    ``on_figure(name, figure)`` also receives the figure (the app logs it to W&B)."""
+    ``on_figure(name, figure)`` also receives the figure (the app logs it to W&B); ``iteration`` (the outer
+    iterations behind ``meta``) goes into eval.json when given."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(meta.parameters()).device
@@ -55,6 +57,8 @@ def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
     step = one_shot_step(meta, episode, code)
     result = evaluate_one_shot(meta, episode, code, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs), step)
     result["eval_seed"] = int(cfg.eval.seed)
+    if iteration is not None:
+        result["iteration"] = int(iteration)
     (out_dir / "eval.json").write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
     shown = representative_tasks(result["per_task"]["demo_mse"], result["per_task"]["test_mse"], cfg.eval.figure_tasks)
     if shown:
@@ -88,10 +92,10 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[MetaLearner, DictConfig]:
-    """The meta-learner of a checkpoint, run dir or shipped model name and its config, with ``overrides``
-    (e.g. ``eval.tasks=8``). Raises :class:`outer_loop.reports.pretrained.CheckpointError` naming the file and the
-    problem for anything unusable."""
+def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[MetaLearner, DictConfig, int | None]:
+    """The meta-learner of a checkpoint, run dir or shipped model name, its config (with ``overrides``, e.g.
+    ``eval.tasks=8``) and the outer iterations it had trained (None where the file does not say). Raises
+    :class:`outer_loop.reports.pretrained.CheckpointError` naming the file and the problem for anything unusable."""
     from outer_loop.reports.pretrained import build_from_state, read_state, resolve
 
     file = resolve(path)
@@ -99,7 +103,8 @@ def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[Met
     if overrides:
         config = OmegaConf.merge(OmegaConf.create(state["config"]), OmegaConf.from_dotlist(list(overrides)))
         state = {**state, "config": OmegaConf.to_container(config)}
-    return build_from_state(state, file)
+    iteration = state.get("iteration")
+    return (*build_from_state(state, file), None if iteration is None else int(iteration))
 
 
 def default_out(run: Path) -> Path:
@@ -133,13 +138,13 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [f"eval.tasks={args.tasks}"] if args.tasks is not None else []
     overrides += [f"eval.seed={args.seed}"] if args.seed is not None else []
     try:
-        meta, cfg = load_meta(args.run, overrides)
+        meta, cfg, iteration = load_meta(args.run, overrides)
     except CheckpointError as error:
         parser.exit(2, f"l2l-eval: error: {error}\n")
     out = Path(args.out) if args.out else default_out(Path(args.run))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        result = evaluate_run(meta, cfg, out)
+        result = evaluate_run(meta, cfg, out, iteration=iteration)
     except OSError as error:
         parser.exit(2, f"l2l-eval: error: --out {str(out)!r}: cannot write there ({error.strerror or error})\n")
     print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))

@@ -145,10 +145,14 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> 
 
 
 def _checkpoint_time(run_dir: Path, eval_dir: Path) -> dict[str, float]:
-    """The iteration of an evaluated checkpoint (``checkpoint.json`` beside its eval.json; the run's end for the
-    run dir itself) and the training seconds the run had used by then (from metrics.jsonl)."""
+    """The iteration of an evaluated checkpoint (eval.json's ``iteration``, written by ``l2l-eval``; else a
+    ``checkpoint.json`` beside it; else, for the run dir itself, the run's end) and the training seconds the run
+    had used by then (from metrics.jsonl)."""
     curve = read_curve(run_dir)
-    if eval_dir == run_dir:
+    recorded = json.loads((eval_dir / "eval.json").read_text()).get("iteration")
+    if recorded is not None:
+        iteration = int(recorded)
+    elif eval_dir == run_dir:
         iteration = int(curve["iteration"].max()) + 1
     elif (eval_dir / "checkpoint.json").is_file():
         iteration = int(json.loads((eval_dir / "checkpoint.json").read_text())["iteration"])
