@@ -60,3 +60,34 @@ def test_main_writes_the_table_and_refuses_a_missing_evaluation(write_eval, tmp_
         main(["--baseline", str(base), "--at", "k9", "--out", str(out)])
     assert stop.value.code == 2
     assert "no held-out evaluation 'k9'" in capsys.readouterr().err
+
+
+def test_idle_seconds_add_a_panel_and_must_name_every_configuration(write_eval, tmp_path, capsys):
+    base = _run(tmp_path / "seed1", 1.0, 0.5, 1000, 1999)
+    write_eval(base, [1.0], [0.4])
+    variant = _run(tmp_path / "v", 1.0, 0.5, 1000, 1999)
+    write_eval(variant, [1.0], [0.2])
+    out, base_name = tmp_path / "docs", "reference protocol (no change)"
+    argv = ["--baseline", str(base), "--variant", f"v={variant}", "--out", str(out), "--name", "s"]
+    assert main([*argv, "--idle-seconds", f"{base_name}=0.25", "--idle-seconds", "v=0.5"]) == 0
+    rows = json.loads((out / "data" / "s.json").read_text())["configurations"]
+    assert [r["idle_seconds_per_iteration"] for r in rows] == [0.25, 0.5]
+    for bad, message in (([f"--idle-seconds={base_name}=0.25"], "it needs every configuration once"),
+                         (["--idle-seconds", "w=1", "--idle-seconds", f"{base_name}=1", "--idle-seconds", "v=1"],
+                          "(unknown: ['w'])"),
+                         (["--idle-seconds", "v=-1"], "expected NAME=SECONDS with SECONDS > 0")):
+        with pytest.raises(SystemExit) as stop:
+            main([*argv, *bad])
+        assert stop.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_the_idle_panel_places_each_curve_at_iteration_times_its_seconds(tmp_path):
+    from outer_loop.reports.reference_sweep import sweep_figure
+
+    base, variant = _run(tmp_path / "b", 1.0, 0.5, 100, 199), _run(tmp_path / "v", 1.0, 0.5, 100, 199)
+    fig = sweep_figure({"b": [base], "v": [variant]}, window=5, idle_seconds={"b": 0.5, "v": 2.0})
+    by_iteration, by_time = fig.axes
+    assert by_iteration.lines[1].get_xdata()[-1] == 199
+    assert by_time.lines[0].get_xdata()[-1] == pytest.approx(199 * 0.5)
+    assert by_time.lines[1].get_xdata()[-1] == pytest.approx(199 * 2.0)
+    assert len(sweep_figure({"b": [base]}, window=5).axes) == 1

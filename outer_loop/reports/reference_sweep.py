@@ -11,13 +11,15 @@ plain protocol's run dirs, their held-out scores at ``eval_at/<at>`` (the checkp
 Writes ``<out>/data/<name>.json`` (per configuration: the overrides, iterations, training seconds, the last
 1000 iterations' training-batch test/demo, the held-out before / after / BPTT step / e-prop 1 step / tasks
 improved, mean ± std over its seeds) and ``<out>/figures/<name>.png`` (test/demo against iteration, a running
-mean per run), and prints the Markdown table.
+mean per run; with ``--idle-seconds NAME=S`` for every configuration also against iteration × S, the seconds
+per iteration measured on the idle machine in one sitting), and prints the Markdown table.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -87,23 +89,33 @@ HEADER = ("| configuration | seeds | iterations | training s | training batches:
           "|---|---|---|---|---|---|---|---|---|---|")
 
 
-def sweep_figure(configurations: dict[str, list[Path]], window: int = 50) -> Figure:
+def sweep_figure(configurations: dict[str, list[Path]], window: int = 50,
+                 idle_seconds: dict[str, float] | None = None) -> Figure:
     """Test/demo against iteration: the running mean of ``window`` logged batches of every run, one colour per
-    configuration (the first is the baseline, in grey)."""
-    fig = Figure(figsize=(8.5, 4.5), layout="constrained")
+    configuration (the first is the baseline, in grey). With ``idle_seconds`` (configuration -> seconds per
+    iteration measured on the idle machine in one sitting), a second panel puts each curve at iteration × those
+    seconds: the configurations against the same clock, not the shared machine's as-run seconds."""
+    fig = Figure(figsize=(13.0 if idle_seconds else 8.5, 4.5), layout="constrained")
     FigureCanvasAgg(fig)
-    ax = fig.subplots()
+    axes = fig.subplots(1, 2 if idle_seconds else 1, squeeze=False)[0]
     for k, (name, run_dirs) in enumerate(configurations.items()):
         color = "0.55" if k == 0 else f"C{(k - 1) % 10}"
         for j, d in enumerate(run_dirs):
             c = read_curve(d)
-            ax.plot(c["iteration"], running_mean(c["ratio"], window), color=color, lw=1.0 if k else 1.6,
-                    label=name if j == 0 else None)
-    ax.axhline(1.0, color="gray", lw=0.8, ls=":")
-    ax.set_yscale("log")
-    ax.set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)")
-    ax.set_title(f"small reference protocol: running mean of {window} logged training batches per run", fontsize=9)
-    ax.legend(fontsize=7, ncol=2)
+            curve = running_mean(c["ratio"], window)
+            label = name if j == 0 else None
+            axes[0].plot(c["iteration"], curve, color=color, lw=1.0 if k else 1.6, label=label)
+            if idle_seconds:
+                axes[1].plot(c["iteration"] * idle_seconds[name], curve, color=color, lw=1.0 if k else 1.6,
+                             label=f"{name} ({idle_seconds[name]:.3f} s/it)" if j == 0 else None)
+    axes[0].set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)")
+    if idle_seconds:
+        axes[1].set(xlabel="training seconds at the idle machine's s/iteration (one sitting)")
+    for ax in axes:
+        ax.axhline(1.0, color="gray", lw=0.8, ls=":")
+        ax.set_yscale("log")
+        ax.legend(fontsize=7, ncol=1 if idle_seconds else 2)
+    fig.suptitle(f"small reference protocol: running mean of {window} logged training batches per run", fontsize=9)
     return fig
 
 
@@ -114,6 +126,17 @@ def _variant(spec: str) -> tuple[str, list[Path]]:
     return name, [Path(d) for d in dirs.split(",")]
 
 
+def _idle_seconds(spec: str) -> tuple[str, float]:
+    name, sep, value = spec.partition("=")
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not sep or not name or not seconds > 0:
+        raise argparse.ArgumentTypeError(f"--idle-seconds {spec!r}: expected NAME=SECONDS with SECONDS > 0")
+    return name, seconds
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.reference_sweep",
                                      description=__doc__.splitlines()[0])
@@ -121,19 +144,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--at", default="end", help="the baseline's checkpoint label (eval_at/LABEL; default end)")
     parser.add_argument("--baseline-name", default="reference protocol (no change)")
     parser.add_argument("--variant", type=_variant, action="append", default=[], metavar="NAME=DIR[,DIR...]")
+    parser.add_argument("--idle-seconds", type=_idle_seconds, action="append", default=[], metavar="NAME=SECONDS",
+                        help="seconds per iteration of configuration NAME on the idle machine, measured in one "
+                             "sitting (l2l-bench meta); given for every configuration, the figure gains a panel "
+                             "against iteration × these seconds")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--name", default="reference_sweep")
     args = parser.parse_args(argv)
+    configurations = {args.baseline_name: args.baseline, **dict(args.variant)}
+    idle = dict(args.idle_seconds)
+    unknown = sorted(set(idle) - set(configurations))
+    if unknown or (idle and len(idle) < len(configurations)):
+        parser.error(f"--idle-seconds names {sorted(idle)}: it needs every configuration once, "
+                     f"{sorted(configurations)}" + (f" (unknown: {unknown})" if unknown else ""))
     try:
         rows = [configuration(args.baseline_name, args.baseline, args.at)]
         rows += [configuration(name, dirs) for name, dirs in args.variant]
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    for row in rows:
+        if idle:
+            row["idle_seconds_per_iteration"] = idle[row["name"]]
     (args.out / "data").mkdir(parents=True, exist_ok=True)
     (args.out / "figures").mkdir(parents=True, exist_ok=True)
     (args.out / "data" / f"{args.name}.json").write_text(json.dumps({"configurations": rows}, indent=2) + "\n")
-    sweep_figure({args.baseline_name: args.baseline, **dict(args.variant)}).savefig(
-        args.out / "figures" / f"{args.name}.png", dpi=120)
+    sweep_figure(configurations, idle_seconds=idle or None).savefig(args.out / "figures" / f"{args.name}.png",
+                                                                    dpi=120)
     print(HEADER)
     for row in rows:
         print(markdown_row(row))
