@@ -291,7 +291,9 @@ def test_a_second_run_into_a_busy_run_dir_stops_at_start(tmp_path):
     run_dir = tmp_path / "run"
     first = l2l_train_process([*TINY_META, "outer.iterations=400", "outer.checkpoint_every=1000"], run_dir)
     try:
-        wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").stat().st_size > 0)
+        # a generous wait: on a loaded machine (CI beside training runs) the start alone took over 60 s
+        wait_for(lambda: (run_dir / "metrics.jsonl").is_file() and (run_dir / "metrics.jsonl").stat().st_size > 0,
+                 timeout=300.0, process=first)
         code, err = l2l_train([*TINY_META, "outer.iterations=2"], run_dir)
         assert code == 2 and f"run dir {str(run_dir)!r} is in use by pid {first.pid}" in err, err
         assert first.poll() is None
