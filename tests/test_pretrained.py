@@ -20,7 +20,7 @@ from outer_loop.reports.pretrained import (
     read_state,
 )
 
-SHIPPED = ("arm_one_shot", "arm_one_shot_deep", "arm_one_shot_reference")
+SHIPPED = ("arm_one_shot", "arm_one_shot_deep", "arm_one_shot_reference", "arm_one_shot_reference_deep")
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=2", "outer.log_every=1",
         "outer.checkpoint_every=2", "outer.figure_every=0", "outer.progress=false", "eval.enabled=false"]
