@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from outer_loop.reports.reference_sweep import configuration, main
+from outer_loop.reports.reference_sweep import _idle_seconds, configuration, main
 
 
 def _run(path, ratio_before, ratio_after, switch, last, seconds_per_iteration=1.0):
@@ -72,10 +72,12 @@ def test_idle_seconds_add_a_panel_and_must_name_every_configuration(write_eval, 
     assert main([*argv, "--idle-seconds", f"{base_name}=0.25", "--idle-seconds", "v=0.5"]) == 0
     rows = json.loads((out / "data" / "s.json").read_text())["configurations"]
     assert [r["idle_seconds_per_iteration"] for r in rows] == [0.25, 0.5]
+    assert _idle_seconds("network.layers=2=0.6") == ("network.layers=2", 0.6)   # a name with "=" in it
     for bad, message in (([f"--idle-seconds={base_name}=0.25"], "it needs every configuration once"),
                          (["--idle-seconds", "w=1", "--idle-seconds", f"{base_name}=1", "--idle-seconds", "v=1"],
                           "(unknown: ['w'])"),
-                         (["--idle-seconds", "v=-1"], "expected NAME=SECONDS with SECONDS > 0")):
+                         (["--idle-seconds", "v=-1"], "expected NAME=SECONDS with SECONDS > 0"),
+                         (["--idle-seconds", "v=inf"], "expected NAME=SECONDS with SECONDS > 0")):
         with pytest.raises(SystemExit) as stop:
             main([*argv, *bad])
         assert stop.value.code == 2 and message in capsys.readouterr().err

@@ -127,12 +127,12 @@ def _variant(spec: str) -> tuple[str, list[Path]]:
 
 
 def _idle_seconds(spec: str) -> tuple[str, float]:
-    name, sep, value = spec.partition("=")
+    name, sep, value = spec.rpartition("=")  # the seconds never hold "=", a configuration's name may
     try:
         seconds = float(value)
     except ValueError:
         seconds = math.nan
-    if not sep or not name or not seconds > 0:
+    if not sep or not name or not (math.isfinite(seconds) and seconds > 0):
         raise argparse.ArgumentTypeError(f"--idle-seconds {spec!r}: expected NAME=SECONDS with SECONDS > 0")
     return name, seconds
 
