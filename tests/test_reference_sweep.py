@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from outer_loop.reports.reference_sweep import _idle_seconds, configuration, main
+from outer_loop.reports.reference_sweep import _idle_seconds, configuration, main, sweep_figure
 
 
 def _run(path, ratio_before, ratio_after, switch, last, seconds_per_iteration=1.0):
@@ -84,8 +84,6 @@ def test_idle_seconds_add_a_panel_and_must_name_every_configuration(write_eval, 
 
 
 def test_the_idle_panel_places_each_curve_at_iteration_times_its_seconds(tmp_path):
-    from outer_loop.reports.reference_sweep import sweep_figure
-
     base, variant = _run(tmp_path / "b", 1.0, 0.5, 100, 199), _run(tmp_path / "v", 1.0, 0.5, 100, 199)
     fig = sweep_figure({"b": [base], "v": [variant]}, window=5, idle_seconds={"b": 0.5, "v": 2.0})
     by_iteration, by_time = fig.axes

@@ -99,14 +99,13 @@ def sweep_figure(configurations: dict[str, list[Path]], window: int = 50,
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if idle_seconds else 1, squeeze=False)[0]
     for k, (name, run_dirs) in enumerate(configurations.items()):
-        color = "0.55" if k == 0 else f"C{(k - 1) % 10}"
+        color, width = ("0.55", 1.6) if k == 0 else (f"C{(k - 1) % 10}", 1.0)
         for j, d in enumerate(run_dirs):
             c = read_curve(d)
             curve = running_mean(c["ratio"], window)
-            label = name if j == 0 else None
-            axes[0].plot(c["iteration"], curve, color=color, lw=1.0 if k else 1.6, label=label)
+            axes[0].plot(c["iteration"], curve, color=color, lw=width, label=name if j == 0 else None)
             if idle_seconds:
-                axes[1].plot(c["iteration"] * idle_seconds[name], curve, color=color, lw=1.0 if k else 1.6,
+                axes[1].plot(c["iteration"] * idle_seconds[name], curve, color=color, lw=width,
                              label=f"{name} ({idle_seconds[name]:.3f} s/it)" if j == 0 else None)
     axes[0].set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)")
     if idle_seconds:
