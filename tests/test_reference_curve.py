@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from outer_loop.reports.reference_curve import main, per_bin, read_curve
+from outer_loop.reports.reference_curve import main, per_bin, read_curve, run_sizes, runs_title, seeds_figure
 
 
 def write_run(tmp_path, rows):
@@ -92,3 +92,61 @@ def test_several_runs_need_a_name(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(a), str(a), "--out", str(tmp_path / "docs")])
     assert "several run dirs need --name" in capsys.readouterr().err
+
+
+def test_the_title_names_the_runs_sizes_from_their_configs(tmp_path):
+    def run_with(name, learner, layers):
+        run = write_run(tmp_path / name, [{"iteration": i, "seconds": float(i), "demo_mse": 0.2, "test_mse": 0.1}
+                                          for i in range(0, 200, 10)])
+        (run / ".hydra").mkdir()
+        (run / ".hydra" / "config.yaml").write_text(
+            f"network:\n  n_hidden: {learner}\n  layers: {layers}\nerror_module:\n  n_hidden: 300\n"
+            "outer:\n  batch_size: 100\n")
+        return run
+
+    paper, deep = run_with("paper", 400, 1), run_with("deep", 100, 2)
+    assert run_sizes(paper) == "learner 400, error module 300, batch 100"
+    assert run_sizes(deep) == "learner 2 × 100, error module 300, batch 100"
+    assert runs_title([paper, paper]) == "reference protocol (learner 400, error module 300, batch 100)"
+    assert runs_title([paper, deep]) == "reference protocol"                      # sizes differ: none named
+    bare = write_run(tmp_path / "bare", [])                                      # an older run: no config
+    assert runs_title([paper, bare]) == runs_title([paper])
+    assert runs_title([bare]) == "reference protocol"
+    assert main([str(paper), "--out", str(tmp_path / "docs"), "--name", "paper"]) == 0
+    report = json.loads((tmp_path / "docs" / "data" / "paper.json").read_text())
+    assert report["title"] == "reference protocol (learner 400, error module 300, batch 100)"
+    assert [b["iterations"] for b in report["per_100"]["paper"]] == ["0-99", "100-199"]
+
+
+def test_the_idle_speed_line_is_drawn_only_when_given(tmp_path):
+    run = write_run(tmp_path / "a", [{"iteration": i, "seconds": 3.0 * i, "demo_mse": 0.2, "test_mse": 0.1}
+                                     for i in range(0, 500, 10)])
+    curves = {"a": read_curve(run)}
+    dashed = lambda fig: [line for line in fig.axes[1].lines if line.get_linestyle() == "--"]  # noqa: E731
+    assert dashed(seeds_figure(curves)) == []
+    (line,) = dashed(seeds_figure(curves, idle_seconds=0.5))
+    assert line.get_xdata()[-1] == pytest.approx(490 * 0.5)
+    assert main([str(run), "--out", str(tmp_path / "docs"), "--name", "a", "--idle-seconds", "0.5"]) == 0
+    report = json.loads((tmp_path / "docs" / "data" / "a.json").read_text())
+    assert report["idle_seconds_per_iteration"]["l2l"] == 0.5
+
+
+def test_the_window_sets_the_running_mean_and_must_hold_a_batch(tmp_path, capsys):
+    # ratios 1, 1, 1, 1, 0.5, ...: a window of 2 reaches 0.75 at the fifth point, the default 50 stays near 1
+    run = write_run(tmp_path / "a", [{"iteration": 10 * i, "seconds": float(i), "demo_mse": 0.2,
+                                      "test_mse": 0.2 if i < 4 else 0.1} for i in range(6)])
+    curves = {"a": read_curve(run)}
+    assert seeds_figure(curves, 2).axes[0].lines[0].get_ydata()[4] == pytest.approx(0.75)
+    assert seeds_figure(curves).axes[0].lines[0].get_ydata()[4] == pytest.approx(1 - 0.5 / 50)
+    assert main([str(run), "--out", str(tmp_path / "docs"), "--name", "a", "--window", "2"]) == 0
+    with pytest.raises(SystemExit):
+        main([str(run), "--out", str(tmp_path / "docs"), "--name", "a", "--window", "0"])
+    assert "--window 0: the running mean needs at least 1 logged batch" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])
+def test_an_impossible_idle_speed_is_refused(tmp_path, capsys, value):
+    run = write_run(tmp_path, [{"iteration": 0, "seconds": 1.0, "demo_mse": 0.2, "test_mse": 0.1}])
+    with pytest.raises(SystemExit):
+        main([str(run), "--out", str(tmp_path / "docs"), "--name", "a", "--idle-seconds", value])
+    assert f"--idle-seconds {float(value)}: seconds per iteration must be > 0 and finite" in capsys.readouterr().err

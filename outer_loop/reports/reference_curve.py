@@ -1,8 +1,8 @@
-"""The small reference protocol's learning curves beside the published e-prop 2 code's (docs/results.md).
+"""The reference protocol's learning curves beside the published e-prop 2 code's (docs/results.md).
 
     python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed1 --out docs
     python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed{1,2,3} --out docs \
-        --name reference_protocol
+        --name reference_protocol --idle-seconds 0.230
 
 One run: writes ``<out>/data/reference_curve.json`` (test/demo Cartesian MSE per 100 iterations, with seconds
 per iteration) and ``<out>/figures/eprop2_reference_curve.png``: the ratio of each logged training batch
@@ -12,7 +12,10 @@ batch 32, seed 1; ``CURVE`` lines every 20 iterations).
 
 Several runs (seeds), with ``--name N``: ``<out>/data/N.json`` (per 1000 iterations, each seed's mean ratio and
 their mean ± std; each seed's training seconds) and ``<out>/figures/N.png``: the ratio against iteration and
-against training wall time, the published code's values placed at its measured seconds per iteration. The
+against training wall time, the published code's values placed at its measured seconds per iteration
+(``--idle-seconds S`` adds the first run at S seconds per iteration, dashed: its speed on the idle machine;
+``--window N`` smooths over N logged batches, default 50);
+each run's test/demo per 100 iterations. Titles name the runs' sizes (from ``<run>/.hydra/config.yaml``). The
 held-out scores of ``l2l-eval`` go into the JSON too, mean ± std over the seeds: ``<run>/eval.json`` (the end)
 and ``<run>/eval_at/<label>/eval.json`` (earlier checkpoints, ``l2l-eval <ckpt> --out <run>/eval_at/<label>``).
 """
@@ -26,13 +29,15 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from omegaconf import OmegaConf
 
 # (first iteration, last iteration, test/demo) of the published code's run on the small reference protocol
+PUBLISHED_SIZES = "learner 100, error module 100, batch 32"
 PUBLISHED_CURVE = ((0, 500, 1.00), (600, 600, 1.14), (800, 800, 1.26), (1000, 1300, 1.34), (2007, 2056, 0.81))
 PUBLISHED_SECONDS_PER_ITERATION = 1.15
-# median seconds per iteration of the published code and of l2l in one sitting on an idle machine, 2 threads
-# each (docs/data/side_by_side_2026-12-02.json): where the wall-time panel places the published curve
-SIDE_BY_SIDE_SECONDS = {"published": 1.238, "l2l": 0.230}
+# median seconds per iteration of the published code on the small protocol, idle machine, 2 threads
+# (docs/data/side_by_side_2026-12-02.json): where the wall-time panel places the published curve
+PUBLISHED_IDLE_SECONDS = 1.238
 BIN = 100
 SEED_BIN = 1000
 
@@ -46,6 +51,24 @@ def read_curve(run_dir: str | Path) -> dict[str, np.ndarray]:
     curve = {k: np.array([r[k] for r in rows], dtype=float) for k in ("iteration", "seconds", "demo_mse", "test_mse")}
     curve["ratio"] = curve["test_mse"] / curve["demo_mse"]
     return curve
+
+
+def run_sizes(run_dir: str | Path) -> str | None:
+    """"learner N, error module M, batch B" from the run's ``.hydra/config.yaml`` (None without one)."""
+    path = Path(run_dir, ".hydra", "config.yaml")
+    if not path.is_file():
+        return None
+    cfg = OmegaConf.load(path)
+    layers = int(OmegaConf.select(cfg, "network.layers", default=1) or 1)
+    learner = f"{layers} × {cfg.network.n_hidden}" if layers > 1 else f"{cfg.network.n_hidden}"
+    return f"learner {learner}, error module {cfg.error_module.n_hidden}, batch {cfg.outer.batch_size}"
+
+
+def runs_title(run_dirs: list[Path]) -> str:
+    """"reference protocol (<sizes>)" when the runs that record their sizes agree (runs without a config are not
+    counted), else "reference protocol"."""
+    sizes = {run_sizes(d) for d in run_dirs} - {None}
+    return f"reference protocol ({sizes.pop()})" if len(sizes) == 1 else "reference protocol"
 
 
 def per_bin(curve: dict[str, np.ndarray], width: int = BIN) -> list[dict[str, float]]:
@@ -72,7 +95,7 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(np.pad(values, (window - 1, 0), mode="edge"), kernel, mode="valid")
 
 
-def figure(curve: dict[str, np.ndarray], window: int = 10) -> Figure:
+def figure(curve: dict[str, np.ndarray], window: int = 10, title: str = "reference protocol") -> Figure:
     """Test/demo vs iteration: l2l's batches, their running mean, the published code's values."""
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
@@ -82,14 +105,14 @@ def figure(curve: dict[str, np.ndarray], window: int = 10) -> Figure:
     smooth = running_mean(ratio, window)
     ax.plot(its, smooth, color="C0", label=f"l2l, running mean of {window} batches")
     for k, (first, last, value) in enumerate(PUBLISHED_CURVE):
-        style = dict(color="C3", label="published e-prop 2 code" if k == 0 else None)
+        style = dict(color="C3", label=f"published e-prop 2 code ({PUBLISHED_SIZES})" if k == 0 else None)
         if first == last:
             ax.plot([first], [value], "o", **style)
         else:
             ax.plot([first, last], [value, value], lw=3, **style)
     ax.axhline(1.0, color="gray", lw=0.8, ls=":")
     ax.set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)",
-           title="small reference protocol (learner 100, error module 100, batch 32, seed 1)")
+           title=title)
     ax.title.set_fontsize(9)
     ax.legend(fontsize=8)
     return fig
@@ -113,9 +136,11 @@ def across_seeds(curves: dict[str, dict[str, np.ndarray]], width: int = SEED_BIN
     return rows
 
 
-def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> Figure:
+def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50, title: str = "reference protocol",
+                 idle_seconds: float | None = None) -> Figure:
     """Test/demo against iteration (left) and against training seconds (right): each seed's running mean of
-    ``window`` logged batches, and the published code's values (right: at its side-by-side s/iteration)."""
+    ``window`` logged batches, and the published code's values (right: at its idle s/iteration). ``idle_seconds``:
+    also the first run at that many seconds per iteration (dashed)."""
     fig = Figure(figsize=(11.0, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     by_iteration, by_time = fig.subplots(1, 2, sharey=True)
@@ -123,12 +148,13 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> 
         smooth = running_mean(c["ratio"], window)
         by_iteration.plot(c["iteration"], smooth, color=f"C{k}", lw=1.2, label=f"l2l, {name}")
         by_time.plot(c["seconds"], smooth, color=f"C{k}", lw=1.2, label=f"l2l, {name} (as run)")
-    first = next(iter(curves.values()))
-    by_time.plot(first["iteration"] * SIDE_BY_SIDE_SECONDS["l2l"], running_mean(first["ratio"], window), color="C0",
-                 lw=0.8, ls="--", label=f"l2l, {next(iter(curves))} at {SIDE_BY_SIDE_SECONDS['l2l']} s/it (idle)")
+    if idle_seconds is not None:
+        first = next(iter(curves.values()))
+        by_time.plot(first["iteration"] * idle_seconds, running_mean(first["ratio"], window), color="C0",
+                     lw=0.8, ls="--", label=f"l2l, {next(iter(curves))} at {idle_seconds} s/it (idle)")
     for k, (start, end, value) in enumerate(PUBLISHED_CURVE):
-        label = "published e-prop 2 code" if k == 0 else None
-        for ax, scale in ((by_iteration, 1.0), (by_time, SIDE_BY_SIDE_SECONDS["published"])):
+        label = f"published e-prop 2 code ({PUBLISHED_SIZES})" if k == 0 else None
+        for ax, scale in ((by_iteration, 1.0), (by_time, PUBLISHED_IDLE_SECONDS)):
             if start == end:
                 ax.plot([start * scale], [value], "o", color="C3", label=label)
             else:
@@ -138,9 +164,8 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50) -> 
         ax.set_yscale("log")
         ax.legend(fontsize=7)
     by_iteration.set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)")
-    by_time.set(xlabel=f"training seconds (published code at {SIDE_BY_SIDE_SECONDS['published']} s/it)")
-    fig.suptitle(f"small reference protocol (learner 100, error module 100, batch 32): running mean of {window} "
-                 "logged training batches", fontsize=9)
+    by_time.set(xlabel=f"training seconds (published code at {PUBLISHED_IDLE_SECONDS} s/it)")
+    fig.suptitle(f"{title}: running mean of {window} logged training batches", fontsize=9)
     return fig
 
 
@@ -207,20 +232,24 @@ def held_out_markdown(row: dict[str, object]) -> str:
             f"{cell('bptt_step_mse')} | {cell('eprop1_step_mse')} | {cell('improved', 1)} / {n_tasks} |")
 
 
-def write_seeds(run_dirs: list[Path], out: Path, name: str) -> list[dict[str, object]]:
+def write_seeds(run_dirs: list[Path], out: Path, name: str,
+                idle_seconds: float | None = None, window: int = 50) -> list[dict[str, object]]:
     """The several-seed report: ``out/data/<name>.json`` and ``out/figures/<name>.png``; returns the bins."""
     curves = {Path(d).name: read_curve(d) for d in run_dirs}
     rows = across_seeds(curves)
-    summary = {"run_dirs": [str(d) for d in run_dirs], "held_out": held_out(run_dirs),
+    title = runs_title(run_dirs)
+    summary = {"run_dirs": [str(d) for d in run_dirs], "title": title, "held_out": held_out(run_dirs),
                "iterations": {k: int(c["iteration"].max()) + 1 for k, c in curves.items()},
                "training_seconds": {k: float(c["seconds"][-1]) for k, c in curves.items()},
                "per_1000": rows,
+               "per_100": {k: per_bin(c) for k, c in curves.items()},
                "published": [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE],
-               "side_by_side_seconds_per_iteration": SIDE_BY_SIDE_SECONDS}
+               "published_sizes": PUBLISHED_SIZES,
+               "idle_seconds_per_iteration": {"published": PUBLISHED_IDLE_SECONDS, "l2l": idle_seconds}}
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "data" / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    seeds_figure(curves).savefig(out / "figures" / f"{name}.png", dpi=120)
+    seeds_figure(curves, window, title, idle_seconds).savefig(out / "figures" / f"{name}.png", dpi=120)
     return rows
 
 
@@ -230,11 +259,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="run_dir")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--name", help="several runs: the report's file name (data/NAME.json, figures/NAME.png)")
+    parser.add_argument("--idle-seconds", type=float, metavar="S",
+                        help="with --name: also draw the first run at S seconds per iteration (its idle speed)")
+    parser.add_argument("--window", type=int, default=50, metavar="N",
+                        help="with --name: the running mean over N logged batches (default 50)")
     args = parser.parse_args(argv)
+    if args.idle_seconds is not None and not (0 < args.idle_seconds < float("inf")):
+        parser.error(f"--idle-seconds {args.idle_seconds}: seconds per iteration must be > 0 and finite")
+    if args.window < 1:
+        parser.error(f"--window {args.window}: the running mean needs at least 1 logged batch")
     if len(args.run_dirs) > 1 or args.name:
         if not args.name:
             parser.error("several run dirs need --name (the report's file name)")
-        for row in write_seeds(args.run_dirs, args.out, args.name):
+        for row in write_seeds(args.run_dirs, args.out, args.name, args.idle_seconds, args.window):
             seeds = "  ".join(f"{k} {v:.3f}" for k, v in row["per_seed"].items())
             print(f"{row['iterations']:>11}  test/demo {row['mean']:.3f} ± {row['std']:.3f}  ({seeds})")
         for row in held_out(args.run_dirs):
@@ -249,7 +286,8 @@ def main(argv: list[str] | None = None) -> int:
                "published": [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE],
                "published_seconds_per_iteration": PUBLISHED_SECONDS_PER_ITERATION}
     (args.out / "data" / "reference_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
-    figure(curve).savefig(args.out / "figures" / "eprop2_reference_curve.png", dpi=120)
+    figure(curve, title=f"{runs_title([args.run_dir])}, {args.run_dir.name}").savefig(
+        args.out / "figures" / "eprop2_reference_curve.png", dpi=120)
     for row in bins:
         print(f"{row['iterations']:>10}  test/demo {row['test_over_demo']:.3f}  "
               f"(demo {row['demo_mse']:.4f}, test {row['test_mse']:.4f})  {row['seconds_per_iteration']:.2f} s/it")
