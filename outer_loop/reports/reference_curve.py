@@ -12,10 +12,10 @@ batch 32, seed 1; ``CURVE`` lines every 20 iterations).
 
 Several runs (seeds), with ``--name N``: ``<out>/data/N.json`` (per 1000 iterations, each seed's mean ratio and
 their mean ± std; each seed's training seconds) and ``<out>/figures/N.png``: the ratio against iteration and
-against training wall time, the published code's values placed at its measured seconds per iteration
-(``--idle-seconds S`` adds the first run at S seconds per iteration, dashed: its speed on the idle machine;
-``--window N`` smooths over N logged batches, default 50);
-each run's test/demo per 100 iterations. Titles name the runs' sizes (from ``<run>/.hydra/config.yaml``). The
+against training wall time, the published code's values placed at its measured seconds per iteration;
+the JSON also holds each run's test/demo per 100 iterations. ``--idle-seconds S`` adds the first run at S
+seconds per iteration (dashed: its speed on the idle machine); ``--window N`` smooths over N logged batches
+(default 50). Titles name the runs' sizes (from ``<run>/.hydra/config.yaml``). The
 held-out scores of ``l2l-eval`` go into the JSON too, mean ± std over the seeds: ``<run>/eval.json`` (the end)
 and ``<run>/eval_at/<label>/eval.json`` (earlier checkpoints, ``l2l-eval <ckpt> --out <run>/eval_at/<label>``).
 """
@@ -31,8 +31,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
-# (first iteration, last iteration, test/demo) of the published code's run on the small reference protocol
+# the sizes of the published code's run below
 PUBLISHED_SIZES = "learner 100, error module 100, batch 32"
+# (first iteration, last iteration, test/demo) of the published code's run on the small reference protocol
 PUBLISHED_CURVE = ((0, 500, 1.00), (600, 600, 1.14), (800, 800, 1.26), (1000, 1300, 1.34), (2007, 2056, 0.81))
 PUBLISHED_SECONDS_PER_ITERATION = 1.15
 # median seconds per iteration of the published code on the small protocol, idle machine, 2 threads
@@ -261,22 +262,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", help="several runs: the report's file name (data/NAME.json, figures/NAME.png)")
     parser.add_argument("--idle-seconds", type=float, metavar="S",
                         help="with --name: also draw the first run at S seconds per iteration (its idle speed)")
-    parser.add_argument("--window", type=int, default=50, metavar="N",
+    parser.add_argument("--window", type=int, metavar="N",
                         help="with --name: the running mean over N logged batches (default 50)")
     args = parser.parse_args(argv)
     if args.idle_seconds is not None and not (0 < args.idle_seconds < float("inf")):
         parser.error(f"--idle-seconds {args.idle_seconds}: seconds per iteration must be > 0 and finite")
-    if args.window < 1:
+    if args.window is not None and args.window < 1:
         parser.error(f"--window {args.window}: the running mean needs at least 1 logged batch")
     if len(args.run_dirs) > 1 or args.name:
         if not args.name:
             parser.error("several run dirs need --name (the report's file name)")
-        for row in write_seeds(args.run_dirs, args.out, args.name, args.idle_seconds, args.window):
+        window = 50 if args.window is None else args.window
+        for row in write_seeds(args.run_dirs, args.out, args.name, args.idle_seconds, window):
             seeds = "  ".join(f"{k} {v:.3f}" for k, v in row["per_seed"].items())
             print(f"{row['iterations']:>11}  test/demo {row['mean']:.3f} ± {row['std']:.3f}  ({seeds})")
         for row in held_out(args.run_dirs):
             print(held_out_markdown(row))
         return 0
+    if args.idle_seconds is not None or args.window is not None:
+        parser.error("--idle-seconds and --window shape the several-run figure: give --name too")
     args.run_dir = args.run_dirs[0]
     curve = read_curve(args.run_dir)
     bins = per_bin(curve)
