@@ -3,6 +3,7 @@
 import json
 
 import pytest
+from matplotlib.colors import to_hex
 
 from outer_loop.reports.reference_sweep import _idle_seconds, configuration, main, sweep_figure
 
@@ -91,3 +92,12 @@ def test_the_idle_panel_places_each_curve_at_iteration_times_its_seconds(tmp_pat
     assert by_time.lines[0].get_xdata()[-1] == pytest.approx(199 * 0.5)
     assert by_time.lines[1].get_xdata()[-1] == pytest.approx(199 * 2.0)
     assert len(sweep_figure({"b": [base]}, window=5).axes) == 1
+
+
+def test_no_configuration_is_drawn_in_the_baselines_grey(tmp_path):
+    # nine configurations beside the baseline: the eighth used to get C7, the grey of matplotlib's cycle
+    runs = {name: [_run(tmp_path / name, 1.0, 0.5, 100, 199)] for name in ["base", *(f"v{k}" for k in range(9))]}
+    lines = sweep_figure(runs, window=5).axes[0].lines
+    colours = [to_hex(line.get_color()) for line in lines[:10]]
+    assert colours[0] == to_hex("0.55")
+    assert to_hex("C7") not in colours and len(set(colours[1:])) == 9

@@ -89,6 +89,10 @@ HEADER = ("| configuration | seeds | iterations | training s | training batches:
           "|---|---|---|---|---|---|---|---|---|---|")
 
 
+VARIANT_COLOURS = tuple(f"C{i}" for i in range(10) if i != 7)
+"""The configurations' colours: matplotlib's cycle without its grey (C7), which is the baseline's."""
+
+
 def sweep_figure(configurations: dict[str, list[Path]], window: int = 50,
                  idle_seconds: dict[str, float] | None = None) -> Figure:
     """Test/demo against iteration: the running mean of ``window`` logged batches of every run, one colour per
@@ -99,7 +103,7 @@ def sweep_figure(configurations: dict[str, list[Path]], window: int = 50,
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2 if idle_seconds else 1, squeeze=False)[0]
     for k, (name, run_dirs) in enumerate(configurations.items()):
-        color, width = ("0.55", 1.6) if k == 0 else (f"C{(k - 1) % 10}", 1.0)
+        color, width = ("0.55", 1.6) if k == 0 else (VARIANT_COLOURS[(k - 1) % len(VARIANT_COLOURS)], 1.0)
         for j, d in enumerate(run_dirs):
             c = read_curve(d)
             curve = running_mean(c["ratio"], window)
