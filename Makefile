@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip setuptools wheel
 	$(BIN)/pip install --quiet -c constraints.txt -e '.[dev]'
+	# build the C++ trial kernel now (about 15 s, once per environment), not in the first l2l-demo or test
+	$(BIN)/python -c "from l2l.native import native_status; print('l2l:', native_status())"
 	touch $(STAMP)
 
 test: install

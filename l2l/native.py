@@ -75,8 +75,11 @@ def _announce_build(cpp_extension: Any, name: str) -> None:
 
 
 def _source_tag() -> str:
-    """A short hash of the source and of this CPU's instruction sets (the build uses ``-march=native``), so that
-    an edited kernel is rebuilt, and a cache shared by different machines never hands one another's build."""
+    """A short hash of the source, of this CPU's instruction sets (the build uses ``-march=native``) and of the
+    torch it builds against (version and install location), so that an edited kernel is rebuilt, a cache shared
+    by different machines never hands one another's build, and two environments (checkouts, virtual
+    environments, torch versions) keep a build each: the build's command names its torch's include and library
+    folders, so sharing one entry made each environment rebuild it after the other had used it."""
     import hashlib
     import platform
 
@@ -86,4 +89,5 @@ def _source_tag() -> str:
         cpu += flags
     except (OSError, StopIteration):
         pass
-    return hashlib.sha1(SOURCE.read_bytes() + cpu.encode()).hexdigest()[:10]
+    build_torch = f"{torch.__version__} {Path(torch.__file__).resolve().parent}"
+    return hashlib.sha1(SOURCE.read_bytes() + cpu.encode() + build_torch.encode()).hexdigest()[:10]

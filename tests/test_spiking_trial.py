@@ -222,3 +222,15 @@ def test_without_a_compiler_training_goes_on_with_the_pytorch_loop(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "not in use (FileNotFoundError: no C++ compiler" in out.stdout
     assert out.stderr.count("the C++ trial kernel is not available") == 1
+
+
+def test_each_torch_environment_keeps_its_own_build(monkeypatch):
+    # the build's command names its torch's include folders: two environments sharing one cache entry
+    # rebuilt it in turn (about 20 s each time); the name now differs by torch location and version
+    here = native._source_tag()
+    assert native._source_tag() == here                                  # same environment: the cached build
+    monkeypatch.setattr(torch, "__file__", "/another/venv/site-packages/torch/__init__.py")
+    elsewhere = native._source_tag()
+    assert elsewhere != here
+    monkeypatch.setattr(torch, "__version__", "0.0.0")
+    assert native._source_tag() not in (here, elsewhere)
