@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -96,6 +97,21 @@ def running_mean(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(np.pad(values, (window - 1, 0), mode="edge"), kernel, mode="valid")
 
 
+def plot_published(ax: Any, scale: float = 1.0) -> None:
+    """The published code's values on ``ax`` (red; a point or a bar per stretch), x = iteration × ``scale``."""
+    for k, (first, last, value) in enumerate(PUBLISHED_CURVE):
+        style = dict(color="C3", label=f"published e-prop 2 code ({PUBLISHED_SIZES})" if k == 0 else None)
+        if first == last:
+            ax.plot([first * scale], [value], "o", **style)
+        else:
+            ax.plot([first * scale, last * scale], [value, value], lw=3, **style)
+
+
+def published_rows() -> list[dict[str, object]]:
+    """The published code's values for a report's JSON."""
+    return [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE]
+
+
 def figure(curve: dict[str, np.ndarray], window: int = 10, title: str = "reference protocol") -> Figure:
     """Test/demo vs iteration: l2l's batches, their running mean, the published code's values."""
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
@@ -105,12 +121,7 @@ def figure(curve: dict[str, np.ndarray], window: int = 10, title: str = "referen
     ax.plot(its, ratio, ".", ms=2, color="C0", alpha=0.35, label="l2l, one training batch")
     smooth = running_mean(ratio, window)
     ax.plot(its, smooth, color="C0", label=f"l2l, running mean of {window} batches")
-    for k, (first, last, value) in enumerate(PUBLISHED_CURVE):
-        style = dict(color="C3", label=f"published e-prop 2 code ({PUBLISHED_SIZES})" if k == 0 else None)
-        if first == last:
-            ax.plot([first], [value], "o", **style)
-        else:
-            ax.plot([first, last], [value, value], lw=3, **style)
+    plot_published(ax)
     ax.axhline(1.0, color="gray", lw=0.8, ls=":")
     ax.set(xlabel="outer iteration", ylabel="Cartesian MSE after / before the update (test / demo)",
            title=title)
@@ -153,13 +164,8 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50, tit
         first = next(iter(curves.values()))
         by_time.plot(first["iteration"] * idle_seconds, running_mean(first["ratio"], window), color="C0",
                      lw=0.8, ls="--", label=f"l2l, {next(iter(curves))} at {idle_seconds} s/it (idle)")
-    for k, (start, end, value) in enumerate(PUBLISHED_CURVE):
-        label = f"published e-prop 2 code ({PUBLISHED_SIZES})" if k == 0 else None
-        for ax, scale in ((by_iteration, 1.0), (by_time, PUBLISHED_IDLE_SECONDS)):
-            if start == end:
-                ax.plot([start * scale], [value], "o", color="C3", label=label)
-            else:
-                ax.plot([start * scale, end * scale], [value, value], lw=3, color="C3", label=label)
+    plot_published(by_iteration)
+    plot_published(by_time, PUBLISHED_IDLE_SECONDS)
     for ax in (by_iteration, by_time):
         ax.axhline(1.0, color="gray", lw=0.8, ls=":")
         ax.set_yscale("log")
@@ -244,8 +250,7 @@ def write_seeds(run_dirs: list[Path], out: Path, name: str,
                "training_seconds": {k: float(c["seconds"][-1]) for k, c in curves.items()},
                "per_1000": rows,
                "per_100": {k: per_bin(c) for k, c in curves.items()},
-               "published": [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE],
-               "published_sizes": PUBLISHED_SIZES,
+               "published": published_rows(), "published_sizes": PUBLISHED_SIZES,
                "idle_seconds_per_iteration": {"published": PUBLISHED_IDLE_SECONDS, "l2l": idle_seconds}}
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
@@ -287,8 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / "data").mkdir(parents=True, exist_ok=True)
     (args.out / "figures").mkdir(parents=True, exist_ok=True)
     summary = {"run_dir": str(args.run_dir), "iterations": int(curve["iteration"].max()) + 1, "per_100": bins,
-               "published": [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE],
-               "published_seconds_per_iteration": PUBLISHED_SECONDS_PER_ITERATION}
+               "published": published_rows(), "published_seconds_per_iteration": PUBLISHED_SECONDS_PER_ITERATION}
     (args.out / "data" / "reference_curve.json").write_text(json.dumps(summary, indent=2) + "\n")
     figure(curve, title=f"{runs_title([args.run_dir])}, {args.run_dir.name}").savefig(
         args.out / "figures" / "eprop2_reference_curve.png", dpi=120)
