@@ -16,16 +16,17 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "from l2l.native import native_status; print('l2l:', native_status())"
 	touch $(STAMP)
 
-test: install
+test: install   # the fast tier (about 2 minutes on 2 cores)
 	$(BIN)/python -m pytest -q --durations=15
 
-test-all: install
+test-all: install   # every test: also the slow tier (torchrun, kill -9, signals, sweeps, W&B, Optuna, builds)
 	$(BIN)/python -m pytest -q -m ''
 
 RUN_DIR ?= outputs/arm_one_shot/make_run
 
 run: install
-	$(BIN)/l2l-train experiment=arm_one_shot eval.enabled=false hydra.run.dir=$(RUN_DIR)
+	# outer.resume=auto: a second `make run` continues (or, finished, keeps) the first; RUN_DIR=... for a new one
+	$(BIN)/l2l-train experiment=arm_one_shot eval.enabled=false hydra.run.dir=$(RUN_DIR) outer.resume=auto
 	$(BIN)/l2l-eval $(RUN_DIR) --threads 2
 
 demo: install

@@ -3,8 +3,10 @@
 A run stops, before its optimizer steps on garbage and before any checkpoint is overwritten, when the loss
 or the gradient norm is not finite, when a weight is not finite after a step, or when the loss grows
 beyond ``factor`` times the median of the last ``window`` losses (from the second iteration on; factor 0
-turns that test off). The exception says what, where, and which key to change. Ctrl-C and SIGTERM stop it
-at the next iteration boundary (:class:`GracefulStop`), after a checkpoint.
+turns that test off). The exception says what, where, and which key to change. Ctrl-C, SIGTERM and SIGUSR1
+stop it (:class:`GracefulStop`) after a checkpoint of the last complete iteration: at once while the
+iteration is still computing (inside :meth:`GracefulStop.interruptible`, which nothing persistent changes in),
+else at the end of the iteration.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import signal
 import statistics
 import threading
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
 
@@ -76,20 +79,47 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.signal_number, self.completed = signal_number, completed
 
 
+class IterationAbortedError(Exception):
+    """A signal arrived while the iteration was still computing: it is dropped, and the run stops after the
+    last complete one (raised inside :meth:`GracefulStop.interruptible`)."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(f"signal {signal_number} arrived during the iteration")
+        self.signal_number = signal_number
+
+
 class GracefulStop:
     """While active (``with GracefulStop() as stop``), SIGINT, SIGTERM and SIGUSR1 (SLURM's warning before a
-    time limit or preemption, ``sbatch --signal=USR1@90``) only set ``stop.requested`` (the signal number), so
-    that the loop can finish its iteration, write a checkpoint and stop; a second SIGINT interrupts at once.
-    Outside the main thread it does nothing (signals go to the main thread only)."""
+    time limit or preemption, ``sbatch --signal=USR1@90``) set ``stop.requested`` (the signal number) and, inside
+    ``with stop.interruptible():`` (the part of an iteration that changes nothing the checkpoint holds), raise
+    :class:`IterationAbortedError` at once, so that a long iteration does not delay the stop; elsewhere the loop
+    finishes its iteration, writes a checkpoint and stops. A second SIGINT interrupts at once. Outside the main
+    thread it does nothing (signals go to the main thread only)."""
 
     def __init__(self) -> None:
         self.requested: int | None = None
         self._previous: dict[int, object] = {}
+        self._interruptible = False
 
     def _handle(self, number: int, frame: object) -> None:
         if self.requested is not None and number == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = number
+        if self._interruptible:
+            self._interruptible = False
+            raise IterationAbortedError(number)
+
+    @contextmanager
+    def interruptible(self) -> Iterator[None]:
+        """The block may be abandoned by a signal (:class:`IterationAbortedError`); it must change nothing that
+        the next checkpoint holds (weights, optimizer state, rule state), or the caller restores it."""
+        if self.requested is not None:
+            raise IterationAbortedError(self.requested)
+        self._interruptible = True
+        try:
+            yield
+        finally:
+            self._interruptible = False
 
     def __enter__(self) -> GracefulStop:
         if threading.current_thread() is threading.main_thread():

@@ -19,6 +19,7 @@ WORKER = textwrap.dedent("""
     import outer_loop.algorithm.distributed as distributed
     from outer_loop.algorithm.meta_train import train_meta
     from outer_loop.app.build import build_meta, build_task
+    from outer_loop.app.records import loop_settings, outer_settings
     from outer_loop.app.compose import compose_config
     out, batch, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if os.environ.get("NO_GLOBAL_RATES") == "1":  # the negative control: rates regularized per rank only
@@ -31,7 +32,7 @@ WORKER = textwrap.dedent("""
                           "outer.progress=false", "outer.checkpoint_every=1000", "outer.log_every=1"])
     torch.manual_seed(cfg.seed)
     meta = build_meta(cfg, build_task(cfg.task))
-    result = train_meta(meta, cfg, out + "/run", ranks=ranks)
+    result = train_meta(meta, outer_settings(cfg), loop_settings(cfg), cfg.seed, out + "/run", ranks=ranks)
     if ranks is None or ranks.main:
         torch.save({"params": {k: v.detach().clone() for k, v in meta.state_dict().items()},
                     "history": result.history}, out + "/params.pt")
@@ -70,6 +71,7 @@ def _max_difference(a: dict, b: dict) -> float:
     return max(float((a[k] - b[k]).abs().max()) for k in a)
 
 
+@pytest.mark.slow
 def test_two_processes_train_the_single_process_model(tmp_path):
     """2 processes × 8 tasks = 1 process × 16 tasks, 3 iterations, same seed: float32 reduction order only."""
     single = _train(tmp_path, "single", 1)
@@ -122,6 +124,7 @@ def _trained_iterations(run_dir) -> list[int]:
     return [r["iteration"] for r in records if "loss" in r]
 
 
+@pytest.mark.slow
 def test_l2l_train_under_torchrun_writes_once_and_resumes(tmp_path):
     """torchrun × 2: rank 0 writes metrics, checkpoint, evaluation and summary; a resume continues the curve."""
     run_dir = tmp_path / "run"
@@ -138,6 +141,7 @@ def test_l2l_train_under_torchrun_writes_once_and_resumes(tmp_path):
     assert out.returncode != 0 and "outer.batch_size=5 is not allowed with 2 processes" in out.stderr
 
 
+@pytest.mark.slow
 def test_hydra_submitit_launcher_with_two_tasks_runs_one_distributed_job(tmp_path):
     """hydra/launcher=submitit_local with tasks_per_node=2: the job's two tasks form one group (submitit's
     variables exported for torch.distributed), as on SLURM with hydra/launcher=slurm."""

@@ -48,6 +48,7 @@ def test_wandb_settings_follow_the_environment_unless_the_config_sets_them(monke
             explicit["run_dir"]) == ("online", "q", "h", ["t"], "r", "/d")
 
 
+@pytest.mark.slow
 def test_wandb_mode_disabled_writes_no_run(tmp_path, monkeypatch, compose):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     cfg = compose("experiment=smoke", "task.n_steps=30", "network.n_hidden=8", "error_module.n_hidden=6",

@@ -11,9 +11,9 @@ from l2l.network import RecurrentNetwork
 from l2l.rules import BPTT, TBPTT, EProp3, TBPTTSyntheticGradient, make_rule
 from l2l.rules import truncated_bptt as tb
 from l2l.synthetic_gradient import FixedPredictions, OnlineSyntheticGradient, synthetic_gradient_loss
+from outer_loop.algorithm.curriculum import Curriculum
 from outer_loop.app.build import build_rule
 from outer_loop.app.compose import compose_config
-from outer_loop.app.curriculum import Curriculum
 from outer_loop.app.train import run
 from outer_loop.checkpoint import read_checkpoint
 from tasks import make_family

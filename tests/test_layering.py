@@ -65,3 +65,33 @@ def test_the_checker_sees_lazy_imports(tmp_path):
     assert project_imports(source) == [(2, "outer_loop.app.train"), (3, "tasks.arm")]
     assert not within("outer_loop.app.train", rule_for("outer_loop.algorithm.meta"))
     assert within("outer_loop.checkpoint", rule_for("outer_loop.algorithm.meta_train"))
+
+
+HYDRA_FREE = ("l2l", "tasks", "inner_loop", "outer_loop.algorithm", "outer_loop.checkpoint", "outer_loop.optimizers",
+              "outer_loop.guard")
+"""Below the app: the algorithm works without Hydra; the app maps its config to records once."""
+
+
+def third_party_imports(path: Path) -> list[tuple[int, str]]:
+    """(line, top-level package) of every import in the file (functions included)."""
+    imported = []
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            imported += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.append((node.lineno, node.module.split(".")[0]))
+    return imported
+
+
+@pytest.mark.parametrize("module, path", [(m, p) for m, p in modules() if within(m, HYDRA_FREE)],
+                         ids=[m for m, _ in modules() if within(m, HYDRA_FREE)])
+def test_nothing_below_the_app_imports_hydra_or_omegaconf(module, path):
+    against = [f"{path.relative_to(ROOT)}:{line} imports {name}" for line, name in third_party_imports(path)
+               if name in ("hydra", "omegaconf")]
+    assert not against, "\n".join(against)
+
+
+def test_the_hydra_checker_sees_lazy_imports(tmp_path):
+    source = tmp_path / "probe.py"
+    source.write_text("def f():\n    from omegaconf import DictConfig\n    import hydra.utils\n")
+    assert third_party_imports(source) == [(2, "omegaconf"), (3, "hydra")]

@@ -10,11 +10,11 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from outer_loop.algorithm.meta_train import NonFiniteLossError
 from outer_loop.app.build import build_meta, build_task
 from outer_loop.app.compose import compose_config
 from outer_loop.app.train import run
 from outer_loop.checkpoint import load_checkpoint, save_checkpoint
+from outer_loop.guard import NonFiniteLossError
 
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=4", "outer.log_every=1",

@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from outer_loop.checkpoint import load_checkpoint
 
 TINY_META = ["experiment=smoke", "task.n_steps=30", "network.n_hidden=8", "error_module.n_hidden=6",
@@ -35,6 +37,7 @@ def _iterations(run_dir: Path) -> list[int]:
     return [json.loads(line)["iteration"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_sigusr1_checkpoints_requeues_and_auto_resume_continues(tmp_path):
     run_dir = tmp_path / "run"
     fake_bin = tmp_path / "bin"
@@ -68,6 +71,7 @@ def test_sigusr1_checkpoints_requeues_and_auto_resume_continues(tmp_path):
     assert _iterations(fresh) == [0, 1]
 
 
+@pytest.mark.slow
 def test_sigterm_to_torchrun_checkpoints_every_rank_and_stops(tmp_path):
     run_dir = tmp_path / "run"
     l2l_train = os.path.join(os.path.dirname(sys.executable), "l2l-train")

@@ -130,6 +130,7 @@ def test_demo_on_a_corrupted_checkpoint_prints_one_line_and_exits_2(tmp_path):
     assert done.stderr.startswith("l2l-demo: error: checkpoint") and "broken.pt" in done.stderr
 
 
+@pytest.mark.slow
 def test_demo_writes_json_figure_and_gif(tmp_path):
     out = tmp_path / "demo"
     done = _demo("tasks=2", "threads=1", f"hydra.run.dir={out}", cwd=tmp_path)

@@ -28,9 +28,12 @@ def test_profile_of_the_smoke_experiment_accounts_for_the_iteration():
     report = profile_meta("smoke", ["task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10"],
                           iterations=1, warmup=0)
     assert set(report["breakdown_s"]) == set(PHASES)
-    assert all(v >= 0 for k, v in report["breakdown_s"].items() if k != "loss")
-    # the phases partition the iteration (loss = forward minus the timed inner phases)
-    assert sum(report["breakdown_s"].values()) == pytest.approx(report["seconds_per_iteration"], rel=1e-6)
+    breakdown, total = report["breakdown_s"], report["seconds_per_iteration"]
+    # every timed phase ran, and none is counted twice: what they leave of the iteration (the "loss" residual: the
+    # outer loss and the checks) is >= 0, and they account for most of it (a phase missing its timer would not)
+    timed = {k: v for k, v in breakdown.items() if k != "loss"}
+    assert all(v > 0 for v in timed.values()), timed
+    assert breakdown["loss"] >= 0 and sum(timed.values()) > 0.5 * total, breakdown
     assert report["matmul_flops_per_iteration"] > 0 and 0 < report["fraction_of_gemm"] < 1
 
 

@@ -185,6 +185,7 @@ def test_without_native_kernels_the_pytorch_loop_runs_and_says_why():
     assert "not in use (L2L_NATIVE=0)" in out.stdout
 
 
+@pytest.mark.slow
 def test_a_failed_build_falls_back_once_with_the_reason(monkeypatch, tmp_path, capsys):
     broken = tmp_path / "spiking_trial.cpp"
     broken.write_text("this is not C++\n")
@@ -211,6 +212,7 @@ def test_fused_trial_at_sizes_where_the_kernel_changes_strategy(monkeypatch, cel
     assert 0.01 < float(plain[0].z.detach().mean()) < 0.5  # spiking, neither silent nor saturated
 
 
+@pytest.mark.slow
 def test_without_a_compiler_training_goes_on_with_the_pytorch_loop(tmp_path):
     """No C++ compiler (CXX points nowhere, a fresh build dir): one message with the reason, the same numbers."""
     code = ("import torch, l2l.native as n; from l2l.network import RecurrentNetwork; torch.manual_seed(0);"

@@ -12,9 +12,10 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
+from outer_loop.algorithm.direct_train import DirectSettings, train_direct
+from outer_loop.algorithm.run_loop import LoopSettings
 from outer_loop.app.build import build_network, build_rule, build_task
 from outer_loop.app.compose import compose_config
-from outer_loop.app.direct import train_direct
 from outer_loop.app.task_schemas import task_schema
 from outer_loop.app.train import run
 from outer_loop.optimizers import make_optimizer
@@ -119,8 +120,8 @@ def test_direct_training_learns(rule_name):
     family = build_task(cfg.task)
     network = build_network(cfg.network, family)
     result = train_direct(network, build_rule(cfg.rule), family, make_optimizer("adam", network.parameters(), 0.01),
-                          iterations=30, batch_size=1, generator=torch.Generator().manual_seed(1),
-                          eval_episode=family.sample(1), log_every=29, progress=False)
+                          DirectSettings(batch_size=1), LoopSettings(iterations=30, log_every=29, progress=False),
+                          torch.Generator().manual_seed(1), eval_episode=family.sample(1))
     first, last = result.history[0]["task_loss"], result.history[-1]["task_loss"]
     assert [r["iteration"] for r in result.history] == [0, 29]
     assert last < 0.5 * first, (first, last)
@@ -139,7 +140,7 @@ def test_run_writes_metrics_summary_plots_and_checkpoint(task, tmp_path):
     metric = FAMILIES[task].metric
     assert held_out["iteration"] == 3 and {"eval/loss", f"eval/{metric}"} <= set(held_out)   # as in meta mode
     for r in records:
-        assert {"loss", "task_loss", "rate_hz", "time_s", metric} <= set(r)
+        assert {"loss", "task_loss", "rate_hz", "seconds", metric} <= set(r)
     assert "eval_loss" in records[0] and "eval_loss" in records[2] and "eval_loss" not in records[1]
     assert summary["final_eval"].keys() >= {"loss", metric}
     assert json.loads((tmp_path / "summary.json").read_text())["iterations"] == 3
@@ -202,7 +203,7 @@ def test_wandb_run_is_finished_with_exit_code_1_on_failure(fake_wandb, tmp_path,
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("outer_loop.app.train.train_direct", boom)
+    monkeypatch.setattr("outer_loop.algorithm.direct_train.DirectStepper.step", boom)
     with pytest.raises(RuntimeError, match="boom"):
         run(compose_config(tiny("pattern", "logger=wandb")), tmp_path)
     assert fake_wandb[-1] == ("finish", 1)

@@ -38,6 +38,7 @@ def test_bad_override_fails_at_start_naming_the_key(tmp_path):
     assert not (tmp_path / "outputs").exists() or not list((tmp_path / "outputs").rglob("metrics.jsonl"))
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_is_stored_locally(tmp_path):
     run_dir = tmp_path / "run"
     done = l2l_train("logger=wandb", *SMALL, f"hydra.run.dir={run_dir}", cwd=tmp_path,
@@ -61,6 +62,7 @@ META_SMALL = ["experiment=smoke", "outer.iterations=2", "task.n_steps=40", "netw
               "error_module.n_hidden=10", "eval.tasks=2", "outer.progress=false"]
 
 
+@pytest.mark.slow
 def test_smoke_experiment_end_to_end_and_l2l_eval(tmp_path):
     run_dir = tmp_path / "smoke"
     done = l2l_train("experiment=smoke", f"hydra.run.dir={run_dir}", cwd=tmp_path)
@@ -76,6 +78,7 @@ def test_smoke_experiment_end_to_end_and_l2l_eval(tmp_path):
     assert (out / "eval.png").exists()
 
 
+@pytest.mark.slow
 def test_meta_sweep_runs_two_jobs_each_its_own_offline_wandb_run(tmp_path):
     sweep = tmp_path / "sweep"
     done = l2l_train("-m", "seed=0,1", "logger=wandb", *META_SMALL, f"hydra.sweep.dir={sweep}", cwd=tmp_path,
@@ -88,6 +91,7 @@ def test_meta_sweep_runs_two_jobs_each_its_own_offline_wandb_run(tmp_path):
     assert seeds == [0, 1]
 
 
+@pytest.mark.slow
 def test_submitit_local_launcher_runs_the_jobs(tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher")
     sweep = tmp_path / "sweep"

@@ -99,6 +99,7 @@ def test_bad_param_fails_at_start_with_one_line(tmp_path, capsys, param, message
 # (b) a study killed after its first trial, then resumed
 
 
+@pytest.mark.slow
 def test_killed_study_resumes_to_the_requested_complete_trials(tmp_path, capsys):
     out = tmp_path / "out"
     command = [*META, *LRS, "--trials", "3", "--study", "lr", "--out", str(out), "--seed", "0"]

@@ -95,7 +95,7 @@ class InnerConfig:
 
 @dataclass
 class OuterConfig:
-    """The outer (meta-training) loop (outer_loop/algorithm/meta_train.py).
+    """The outer (meta-training) loop (outer_loop/algorithm/meta_train.py, in the loop of run_loop.py).
 
     Adam (or sgd) with ``lr`` on batches of ``batch_size`` tasks for ``iterations``; ``grad_clip`` > 0 clips
     the global gradient norm. Outer loss: test-trial task loss + ``rate_weight``·Σ (f̄ − f_target)² for the
@@ -182,7 +182,7 @@ class RuleConfig:
 
 @dataclass
 class CurriculumConfig:
-    """Stages of task-parameter overrides (outer_loop/app/curriculum.py; empty: no curriculum). The next stage
+    """Stages of task-parameter overrides (outer_loop/algorithm/curriculum.py; empty: no curriculum). The next stage
     starts after ``patience`` consecutive training batches with ``metric`` (default the family's) at or below
     ``threshold``."""
 
@@ -194,16 +194,18 @@ class CurriculumConfig:
 
 @dataclass
 class TrainConfig:
-    """The direct (non-meta) training loop (outer_loop.app.direct).
+    """Direct (non-meta) training (outer_loop/algorithm/direct_train.py, in the loop of run_loop.py).
 
     ``optimizer``: adam | sgd. Metrics are logged every ``log_every`` iterations (and at the last);
     the held-out evaluation batch (``eval_batch_size`` episodes from ``seed`` + 2) is scored every
     ``eval_every`` iterations (0: only at the end). ``threads`` > 0 sets torch's CPU threads. Stops on a
     non-finite loss, gradient or weight and on a loss above ``divergence_factor`` × its running median (0: off),
-    before the optimizer steps; ``memory_budget_gib`` as in ``outer``; Ctrl-C or SIGTERM: checkpoint, stop.
+    before the optimizer steps; ``memory_budget_gib`` as in ``outer``; Ctrl-C, SIGTERM or SIGUSR1: checkpoint,
+    stop. ``checkpoints/last.pt`` is rewritten every ``checkpoint_every`` iterations (0: only at the end and on a
+    stop; a numbered copy kept when ``keep_checkpoints``); ``checkpoint=false``: none at all.
     ``curriculum``: stages of the task (:class:`CurriculumConfig`). ``resume``: a direct run's checkpoint (or run
     dir) to continue from: network, optimizer, the rule's own state (a synthetic gradient), the episode generator
-    and the curriculum stage.
+    and the curriculum stage; ``auto``: this run dir's last checkpoint if there is one.
     """
 
     iterations: int = 200
@@ -218,6 +220,8 @@ class TrainConfig:
     device: str = "${device}"
     plots: bool = True
     checkpoint: bool = True
+    checkpoint_every: int = 100
+    keep_checkpoints: bool = False
     divergence_factor: float = 1000.0
     memory_budget_gib: float = 0.0
     curriculum: CurriculumConfig = field(default_factory=CurriculumConfig)
@@ -246,7 +250,8 @@ class LoggerConfig:
 @dataclass
 class Config:
     """The whole ``l2l-train`` config. ``mode``: direct (task/network/rule/train) | meta (e-prop 2:
-    task/network/error_module/inner/outer/eval)."""
+    task/network/error_module/inner/outer/eval). ``overwrite``: a run into a run dir that holds an earlier run
+    replaces it (false: refused at start, docs/reliability.md)."""
 
     task: Any = MISSING
     network: NetworkConfig = field(default_factory=NetworkConfig)
@@ -261,6 +266,7 @@ class Config:
     name: str = "default"
     seed: int = 0
     device: str = "auto"
+    overwrite: bool = False
 
 
 def register_configs() -> None:

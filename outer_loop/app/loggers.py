@@ -1,8 +1,12 @@
 """Where metrics go: ``metrics.jsonl`` in the run dir always, W&B (offline by default) when asked.
 
-``make_logger(cfg, run_dir, config)`` returns a :class:`MetricsLogger`; call ``log(record)`` once per
-logged iteration (a flat dict of numbers with an ``iteration`` key) and ``finish(exit_code)`` at the
-end — for W&B that is ``wandb.finish``, which keeps Hydra multirun jobs in separate W&B runs.
+``make_logger(cfg, run_dir, config)`` returns a :class:`MetricsLogger`; call ``begin(history)`` once (the
+records a resumed run already has), ``log(record)`` once per logged iteration (a flat dict of numbers with an
+``iteration`` key) and ``finish(exit_code)`` at the end — for W&B that is ``wandb.finish``, which keeps Hydra
+multirun jobs in separate W&B runs.
+
+``metrics.jsonl`` is never truncated in place: ``begin`` writes the history to a new file and renames it over
+the old one (a kill at any moment leaves the old file or the new one whole), then records are appended.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ import json
 import logging
 import math
 import os
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -41,14 +46,35 @@ def strict(value: Any) -> Any:
 
 
 def write_json(path: str | Path, value: Any) -> Path:
-    """``value`` as strict JSON (``null``, never ``NaN``) in ``path``, indented; returns the path."""
+    """``value`` as strict JSON (``null``, never ``NaN``) in ``path``, indented, written atomically."""
+    return write_text_atomically(path, json.dumps(strict(value), indent=2, allow_nan=False) + "\n")
+
+
+def write_text_atomically(path: str | Path, text: str) -> Path:
+    """``text`` into a new file beside ``path``, fsynced, then renamed over ``path``: a reader (or a kill) sees
+    the old file or the new one, never a part."""
     path = Path(path)
-    path.write_text(json.dumps(strict(value), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
     return path
 
 
 class MetricsLogger:
     """Base: writes nothing."""
+
+    def begin(self, history: list[dict[str, Any]]) -> None:
+        """Start with the records a resumed run already has (logged again, in order)."""
+        for record in history:
+            self.log(record)
 
     def log(self, record: Mapping[str, Any]) -> None:
         """Record one logged iteration."""
@@ -61,19 +87,30 @@ class MetricsLogger:
 
 
 class JsonlLogger(MetricsLogger):
-    """Writes one JSON object per logged iteration to a fresh ``path`` (flushed at once, so a crash keeps the lines)."""
+    """One JSON object per line in ``path``: ``begin(history)`` replaces the file atomically with the history,
+    then each record is appended and flushed at once (a crash keeps the lines). Nothing is written before
+    ``begin`` (or the first ``log``), so a run refused at start leaves the file as it was."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("w", encoding="utf-8")  # a resumed run re-logs its history
+        self._file = None
+
+    def begin(self, history: list[dict[str, Any]]) -> None:
+        write_text_atomically(self.path, "".join(self._line(r) for r in history))
+        self._file = self.path.open("a", encoding="utf-8")
+
+    @staticmethod
+    def _line(record: Mapping[str, Any]) -> str:
+        return json.dumps(strict(dict(record)), allow_nan=False) + "\n"
 
     def log(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(strict(dict(record)), allow_nan=False) + "\n")
+        if self._file is None:
+            self.begin([])
+        self._file.write(self._line(record))
         self._file.flush()
 
     def finish(self, exit_code: int = 0) -> None:
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()
 
 
@@ -123,6 +160,10 @@ class CompositeLogger(MetricsLogger):
 
     def __init__(self, loggers: list[MetricsLogger]) -> None:
         self.loggers = loggers
+
+    def begin(self, history: list[dict[str, Any]]) -> None:
+        for logger in self.loggers:
+            logger.begin(history)
 
     def log(self, record: Mapping[str, Any]) -> None:
         for logger in self.loggers:

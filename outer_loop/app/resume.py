@@ -1,16 +1,18 @@
-"""Resuming a meta-training run: the checkpoint's config must be the run's, up to what may change."""
+"""Resuming a run: the checkpoint's config must be the run's, up to what may change.
+
+The checkpoint's state itself (keys, shapes, finite values, RNG states) is checked by
+:meth:`outer_loop.algorithm.run_loop.TrainingLoop.restore`.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
 from outer_loop.app.config import Config
-from outer_loop.checkpoint import CheckpointError, load_checkpoint
-from outer_loop.guard import all_finite
+from outer_loop.checkpoint import CheckpointError
 
 RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
                      "outer.train_error_module",
@@ -36,34 +38,19 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any],
     return diffs
 
 
-def resume_state(cfg: DictConfig, run_dir: str | Path | None = None) -> dict[str, Any] | None:
-    """The checkpoint ``cfg.outer.resume`` points at, checked against ``cfg`` (None when not resuming).
-
-    ``outer.resume=auto``: the run dir's own ``checkpoints/last.pt`` when there is one, else a fresh start (what a
-    job requeued after preemption runs). A checkpoint from before a config entry existed holds that entry's
-    default. ValueError naming ``outer.resume`` and every differing entry when the run would not continue the
-    same training.
-    """
-    if not cfg.outer.resume:
-        return None
-    target = cfg.outer.resume
-    if target == "auto":
-        last = Path(run_dir if run_dir is not None else ".") / "checkpoints" / "last.pt"
-        if not last.is_file():
-            return None
-        target = str(last)
-    state = load_checkpoint(target)
-    if not all_finite(state["meta"].values()):
-        bad = [k for k, v in state["meta"].items() if v.is_floating_point() and not bool(v.isfinite().all())]
-        raise CheckpointError(f"outer.resume={cfg.outer.resume!r}: the checkpoint holds non-finite weights in "
-                              f"{bad[:4]}; resume from an earlier checkpoint (outer.keep_checkpoints=true keeps them)")
-    done = int(state["iteration"])
-    if cfg.outer.iterations < done:
-        raise ValueError(f"outer.iterations={cfg.outer.iterations} is below the checkpoint's iteration {done} "
-                         f"(outer.resume={cfg.outer.resume!r}): set outer.iterations > {done} to train further")
-    saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
-    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True))
+def check_resume_config(cfg: DictConfig, state: Mapping[str, Any], source: str) -> None:
+    """ValueError naming ``source`` and every differing entry when the checkpoint's config (``state["config"]``)
+    was not this run's, up to what may change (:data:`RESUME_MUST_MATCH` or :data:`DIRECT_RESUME_MUST_MATCH`).
+    A checkpoint from before a config entry existed holds that entry's default."""
+    keys = RESUME_MUST_MATCH if cfg.mode == "meta" else DIRECT_RESUME_MUST_MATCH
+    if not isinstance(state.get("config"), Mapping):
+        raise CheckpointError(f"{source}: the checkpoint's config is not a mapping; it is not an l2l checkpoint")
+    try:
+        saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
+    except Exception as error:  # OmegaConf's validation errors: a config l2l does not know
+        reason = " ".join(str(error).split())[:200]
+        raise CheckpointError(f"{source}: the checkpoint's config does not fit this l2l ({reason})") from None
+    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True), keys)
     if diffs:
-        raise ValueError(f"outer.resume={cfg.outer.resume!r}: the checkpoint was trained with another config "
-                         f"({'; '.join(diffs)}); resume with the same settings")
-    return state
+        raise ValueError(f"{source}: the checkpoint was trained with another config ({'; '.join(diffs)}); resume "
+                         "with the same settings")

@@ -33,19 +33,23 @@ from omegaconf import DictConfig, OmegaConf
 from l2l.device import resolve_device
 from l2l.rules.influence import MemoryBudgetError
 from l2l.rules.truncated_bptt import SUPPORTED_CELLS
+from outer_loop.algorithm.curriculum import Curriculum
+from outer_loop.algorithm.direct_train import DirectStepper, evaluate
 from outer_loop.algorithm.distributed import Ranks, from_environment, process_group, shard
-from outer_loop.algorithm.meta_train import train_meta
+from outer_loop.algorithm.meta_train import MetaStepper
+from outer_loop.algorithm.run_loop import LoopResult, TrainingLoop
 from outer_loop.app.build import build_meta, build_network, build_rule, build_task
 from outer_loop.app.checks import check_config, check_memory
 from outer_loop.app.compose import CONFIG_DIR, with_version
-from outer_loop.app.config import Config, register_configs
-from outer_loop.app.curriculum import Curriculum
-from outer_loop.app.direct import TrainingResult, evaluate, train_direct
+from outer_loop.app.config import register_configs
 from outer_loop.app.loggers import make_logger, write_json
-from outer_loop.app.resume import DIRECT_RESUME_MUST_MATCH, config_differences, resume_state
+from outer_loop.app.records import direct_settings, loop_settings, outer_settings
+from outer_loop.app.resume import check_resume_config
+from outer_loop.app.run_dir import RunDirUsedError, claim, remove_earlier_run, resume_file, write_config_record
 from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
-from outer_loop.checkpoint import checkpoint_file, read_checkpoint, save_checkpoint
-from outer_loop.guard import NonFiniteLossError, TrainingInterrupted, all_finite
+from outer_loop.app.sweep import in_multirun, record_failure
+from outer_loop.checkpoint import read_checkpoint
+from outer_loop.guard import TrainingInterrupted
 from outer_loop.optimizers import make_optimizer
 from outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
 from outer_loop.reports.plots import learning_curves
@@ -61,21 +65,31 @@ TRUNCATED_RULES = ("tbptt", "tbptt_sg", "eprop3")
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run the job described by ``cfg`` writing into ``run_dir``; returns the summary (also in summary.json).
 
-    The run dir is held for this process (:class:`outer_loop.app.run_lock.RunDirLock`): a second run into it
-    stops at start. Bad configs fail here, before any work, with a ValueError naming the key."""
+    The run dir is held for this process (:class:`outer_loop.app.run_lock.RunDirLock`) and is never
+    overwritten (:mod:`outer_loop.app.run_dir`). Bad configs, a used run dir and an unusable checkpoint fail
+    here, before anything in the run dir is written, with one line naming the key."""
     if cfg.mode not in MODES:
         raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
     check_config(cfg)
     check_memory(cfg)              # from the config's sizes, before anything is built
     run_dir = Path(run_dir)
+    if not str(run_dir).strip():
+        raise ValueError("hydra.run.dir='' is not allowed: give the run a folder")
     ranks = from_environment()     # under torchrun: this process's share of the task batch
     if ranks is not None:
         if cfg.mode != "meta":
             raise ValueError(f"mode={cfg.mode!r} is not allowed with {ranks.world} processes (WORLD_SIZE): "
                              "torchrun splits the task batch of mode=meta only")
         shard(cfg.outer.batch_size, ranks)
-    with RunDirLock(run_dir) if ranks is None or ranks.main else nullcontext():
-        return run_meta(cfg, run_dir, ranks) if cfg.mode == "meta" else run_direct(cfg, run_dir)
+    main = ranks is None or ranks.main
+    with RunDirLock(run_dir) if main else nullcontext():
+        node = "outer" if cfg.mode == "meta" else "train"
+        setting = cfg[node].resume
+        resume = resume_file(setting, run_dir)
+        earlier = claim(run_dir, resume, f"{node}.resume", bool(cfg.overwrite), setting == "auto") if main else []
+        if cfg.mode == "meta":
+            return run_meta(cfg, run_dir, resume, earlier, ranks)
+        return run_direct(cfg, run_dir, resume, earlier)
 
 
 def _device(cfg: DictConfig, node: str) -> torch.device:
@@ -84,7 +98,31 @@ def _device(cfg: DictConfig, node: str) -> torch.device:
     return resolve_device(cfg[node].device, key)
 
 
-def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+def _restore(training: TrainingLoop, cfg: DictConfig, resume: Path | None) -> None:
+    """Load the checkpoint ``resume`` into ``training`` after checking it against ``cfg`` (nothing written)."""
+    if resume is None:
+        return
+    node = "outer" if cfg.mode == "meta" else "train"
+    setting = cfg[node].resume
+    source = f"{node}.resume={setting!r}" + ("" if Path(setting) == resume else f" ({resume})")
+    state = read_checkpoint(resume, training.stepper.keys, f"a {cfg.mode}-mode checkpoint ({node}.resume)")
+    check_resume_config(cfg, state, source)
+    training.restore(state, source)
+
+
+def _begin(cfg: DictConfig, run_dir: Path, training: TrainingLoop, resume: Path | None, earlier: list[str]) -> None:
+    """Everything checked: clear an overwritten run, record the config, say where the run goes."""
+    if earlier and cfg.overwrite and resume is None:
+        remove_earlier_run(run_dir)
+        log.info("overwrite=true: removed the earlier run in %s (%s)", run_dir, ", ".join(earlier[:3]))
+    write_config_record(run_dir, cfg)
+    log.info("run dir: %s", run_dir.resolve())
+    if resume is not None:
+        log.info("resuming from %s at iteration %d", resume, training.start)
+
+
+def run_direct(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earlier: list[str] | None = None
+               ) -> dict[str, Any]:
     """``mode=direct``: train a network with a rule; returns the summary (summary.json)."""
     if cfg.train.threads > 0:
         torch.set_num_threads(cfg.train.threads)
@@ -105,33 +143,23 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
                          f"{list(SUPPORTED_CELLS)}")
     rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
     optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr, key="train.optimizer")
+    settings, loop = direct_settings(cfg), loop_settings(cfg)
+    eval_episode = family.sample(settings.eval_batch_size, torch.Generator().manual_seed(settings.eval_seed))
+    stepper = DirectStepper(network, rule, family, optimizer, settings, loop.iterations, eval_episode.to(device),
+                            curriculum, device)
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
-    eval_episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
-    eval_episode = eval_episode.to(device)
-    start = resume_direct(cfg, network, optimizer, rule, data, curriculum)
     config = OmegaConf.to_container(cfg, resolve=True)
+    checkpoints = run_dir / "checkpoints" if cfg.train.checkpoint else None
+    training = TrainingLoop(stepper, loop, checkpoints, config, data)
+    _restore(training, cfg, resume)
+    _begin(cfg, run_dir, training, resume, earlier or [])
     logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
     try:
         try:
-            result = train_direct(
-                network, rule, family, optimizer, iterations=cfg.train.iterations, batch_size=cfg.train.batch_size,
-                generator=data, eval_episode=eval_episode, log_every=cfg.train.log_every,
-                eval_every=cfg.train.eval_every, logger=logger, metric=family.metric, progress=cfg.train.progress,
-                device=device, divergence_factor=cfg.train.divergence_factor, first=start, curriculum=curriculum,
-                eval_batch_size=cfg.train.eval_batch_size, eval_seed=cfg.seed + 2,
-            )
+            result = training.run(logger, stepper.final_evaluation)
         except MemoryBudgetError as error:
             raise ValueError(str(error).replace("memory_budget_gib", "rule.memory_budget_gib")) from None
-        except TrainingInterrupted as stop:
-            last = save_direct_checkpoint(cfg, run_dir, network, optimizer, start + stop.completed, rule, data,
-                                          curriculum)
-            raise TrainingInterrupted(f"{stop}; {last} holds the network", stop.signal_number, stop.completed) from None
-        if curriculum is not None:                                    # the stage reached: its family and batch
-            family = curriculum.family
-            eval_episode = curriculum.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2))
-            eval_episode = eval_episode.to(device)
-        summary = write_outputs(cfg, run_dir, family, network, optimizer, eval_episode, result, logger,
-                                rule=rule, generator=data, curriculum=curriculum)
+        summary = write_outputs(cfg, run_dir, stepper, result, logger)
     except BaseException:
         logger.finish(exit_code=1)
         raise
@@ -139,67 +167,76 @@ def run_direct(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     return summary
 
 
-def run_meta(cfg: DictConfig, run_dir: Path, ranks: Ranks | None = None) -> dict[str, Any]:
+def run_meta(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earlier: list[str] | None = None,
+             ranks: Ranks | None = None) -> dict[str, Any]:
     """``mode=meta``: meta-train, checkpoint, evaluate on held-out tasks; returns the summary (summary.json).
 
     ``ranks`` (under torchrun): every rank trains its slice of the batch; rank 0 alone writes metrics, figures,
     W&B, checkpoints, the evaluation and the summary; the others return ``{"mode": "meta", "rank": r}``.
     """
     with process_group(ranks, _device(cfg, "outer")) as device:
-        if ranks is not None and not ranks.main:
-            logging.getLogger().setLevel(logging.WARNING)  # one rank's INFO lines are enough
-            return _train_meta_rank(cfg, run_dir, ranks, device)
-        return _run_meta_main(cfg, run_dir, ranks, device)
+        if cfg.outer.threads > 0:
+            torch.set_num_threads(cfg.outer.threads)
+        torch.manual_seed(cfg.seed)                                   # initial meta-parameters
+        family = build_task(cfg.task)
+        check_memory(cfg, family)
+        meta = build_meta(cfg, family).to(device)
+        main = ranks is None or ranks.main
+        if not main:
+            logging.getLogger().setLevel(logging.WARNING)              # one rank's INFO lines are enough
+        figures: list[tuple[str, Any, int]] = []
+        stepper = MetaStepper(meta, outer_settings(cfg), device, ranks,
+                              (lambda *figure: figures.append(figure)) if main else None)
+        config = OmegaConf.to_container(cfg, resolve=True)
+        data = torch.Generator().manual_seed(int(cfg.seed) + 1)
+        training = TrainingLoop(stepper, loop_settings(cfg), run_dir / "checkpoints", config, data, ranks)
+        meta.ranks = ranks
+        try:
+            _restore(training, cfg, resume)
+            if not main:
+                training.run()
+                return {"mode": "meta", "rank": ranks.rank, "eval": None, "final_train": {}}
+            _begin(cfg, run_dir, training, resume, earlier or [])
+            return _train_and_report(cfg, run_dir, meta, stepper, training, figures, ranks, device)
+        finally:
+            meta.ranks = None
 
 
-def _build(cfg: DictConfig, run_dir: Path, device: torch.device) -> tuple[Any, Any, Any]:
-    """The task family, the resume state and the meta-learner (seeded), in the order every rank builds them."""
-    if cfg.outer.threads > 0:
-        torch.set_num_threads(cfg.outer.threads)
-    torch.manual_seed(cfg.seed)                                       # initial meta-parameters
-    family = build_task(cfg.task)
-    check_memory(cfg, family)
-    resume = resume_state(cfg, run_dir)
-    return family, resume, build_meta(cfg, family).to(device)
-
-
-def _train_meta_rank(cfg: DictConfig, run_dir: Path, ranks: Ranks, device: torch.device) -> dict[str, Any]:
-    """A rank other than 0: train its share, write nothing."""
-    _, resume, meta = _build(cfg, run_dir, device)
-    train_meta(meta, cfg, run_dir, None, None, resume, ranks)
-    return {"mode": "meta", "rank": ranks.rank, "eval": None, "final_train": {}}
-
-
-def _run_meta_main(cfg: DictConfig, run_dir: Path, ranks: Ranks | None, device: torch.device) -> dict[str, Any]:
-    family, resume, meta = _build(cfg, run_dir, device)
-    config = OmegaConf.to_container(cfg, resolve=True)
-    logger = make_logger(cfg.logger, run_dir, config, **logger_defaults(cfg))
+def _train_and_report(cfg: DictConfig, run_dir: Path, meta: Any, stepper: MetaStepper, training: TrainingLoop,
+                      figures: list, ranks: Ranks | None, device: torch.device) -> dict[str, Any]:
+    """Rank 0 of a meta run: train with the logger, then the held-out evaluation, curves and summary."""
+    logger = make_logger(cfg.logger, run_dir, training.config, **logger_defaults(cfg))
 
     def on_figure(name: str, figure: Any, iteration: int) -> None:
         (run_dir / "figures").mkdir(exist_ok=True)
         figure.savefig(run_dir / "figures" / f"{name}_{iteration:06d}.png", dpi=90)
         logger.image(name, figure, iteration)
 
+    stepper.on_figure = on_figure
+    figures.clear()
+
+    def evaluate() -> dict[str, Any] | None:
+        if not cfg.eval.enabled:
+            return None
+        meta.ranks = None   # evaluation runs on one rank, with nobody to reduce with
+        evaluation = evaluate_run(meta, cfg, run_dir, lambda name, fig: logger.image(name, fig, cfg.outer.iterations),
+                                  iteration=cfg.outer.iterations)
+        return {k: evaluation[k] for k in EVAL_KEYS}
+
     try:
-        result = train_meta(meta, cfg, run_dir, logger, on_figure, resume, ranks)
+        result = training.run(logger, evaluate)
         history = result.history
-        curves = meta_learning_curves(history, cfg.name, family.metric)
+        curves = meta_learning_curves(history, cfg.name, meta.family.metric)
         curves.savefig(run_dir / "learning_curve.png", dpi=110)
         logger.image("learning_curve", curves, cfg.outer.iterations)
-        evaluation = (evaluate_run(meta, cfg, run_dir, lambda name, fig: logger.image(name, fig, cfg.outer.iterations),
-                                   iteration=result.iterations)
-                      if cfg.eval.enabled else None)
-        if evaluation is not None:
-            logger.log({"iteration": cfg.outer.iterations,
-                        **{f"eval/{k}": evaluation[k] for k in ("demo_mse", "test_mse", "bptt_step_mse",
-                                                                "eprop1_step_mse")}})
-        last = history[-1] if history else {}
+        evaluation = result.final_eval or None
+        last = next((r for r in reversed(history) if "loss" in r), {})
         summary = {
             "name": cfg.name, "mode": "meta", "task": cfg.task.name, "seed": cfg.seed,
             "iterations": cfg.outer.iterations, "batch_size": cfg.outer.batch_size,
             "wall_time_s": round(result.wall_time_s, 2),
             "seconds_per_iteration": round(result.wall_time_s / max(1, result.iterations - result.first), 4),
-            "final_train": last, "eval": {k: evaluation[k] for k in EVAL_KEYS} if evaluation else None,
+            "final_train": last, "eval": evaluation,
             "torch": torch.__version__, "threads": torch.get_num_threads(), "device": str(device),
             "machine": platform.machine(), "processes": ranks.world if ranks is not None else 1,
         }
@@ -239,12 +276,11 @@ def logger_defaults(cfg: DictConfig) -> dict[str, Any]:
     return {"default_group": group, "default_tags": list(hydra_cfg.overrides.task), "run_name": job}
 
 
-def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, eval_episode,
-                  result: TrainingResult, logger: Any = None, rule: Any = None, generator: Any = None,
-                  curriculum: Any = None) -> dict[str, Any]:
-    """summary.json, learning_curve.png, episode.png and checkpoints/last.pt; the held-out scores
-    (``eval/<key>``, as in meta mode) and both figures also go to ``logger``."""
-    last = result.history[-1]
+def write_outputs(cfg: DictConfig, run_dir: Path, stepper: DirectStepper, result: LoopResult,
+                  logger: Any = None) -> dict[str, Any]:
+    """summary.json, learning_curve.png and episode.png of a direct run (both figures also go to ``logger``)."""
+    network, family = stepper.network, stepper.family
+    last = next((r for r in reversed(result.history) if "loss" in r), {})
     summary = {
         "name": cfg.name, "task": cfg.task.name, "rule": cfg.rule.name,
         "feedback": cfg.rule.feedback if cfg.rule.name == "eprop" else None,
@@ -254,43 +290,22 @@ def write_outputs(cfg: DictConfig, run_dir: Path, family, network, optimizer, ev
         "torch": torch.__version__, "threads": torch.get_num_threads(),
         "device": str(next(network.parameters()).device), "machine": platform.machine(),
     }
-    if curriculum is not None:
-        summary["curriculum"] = curriculum.summary()
+    if stepper.curriculum is not None:
+        summary["curriculum"] = stepper.curriculum.summary()
     write_json(run_dir / "summary.json", summary)
-    if logger is not None and result.final_eval:
-        logger.log({"iteration": cfg.train.iterations, **{f"eval/{k}": v for k, v in result.final_eval.items()}})
     if cfg.train.plots:
         keys = ["task_loss"] + ([family.metric] if family.metric != "loss" else [])
         fig = learning_curves(train_and_eval(result.history), keys, title=cfg.name)
         fig.savefig(run_dir / "learning_curve.png", dpi=110)
+        eval_episode = stepper.current_eval()
         _, output = evaluate(network, family, eval_episode.select(0))
         episode_figure = family.plot(eval_episode.select(0), output)
         episode_figure.savefig(run_dir / "episode.png", dpi=110)
         if logger is not None:
             logger.image("learning_curve", fig, cfg.train.iterations)
             logger.image(family.name, episode_figure, cfg.train.iterations)
-    if cfg.train.checkpoint:
-        save_direct_checkpoint(cfg, run_dir, network, optimizer, cfg.train.iterations, rule, generator, curriculum)
     log.info("final train %s | eval %s | %.1f s", last, result.final_eval, result.wall_time_s)
     return summary
-
-
-def save_direct_checkpoint(cfg: DictConfig, run_dir: Path, network, optimizer, iteration: int | None,
-                           rule: Any = None, generator: torch.Generator | None = None, curriculum: Any = None) -> Path:
-    """``checkpoints/last.pt`` of a direct run (network, optimizer, iteration, config; the rule's own state, the
-    episode generator and the curriculum stage, what ``train.resume`` reads); never a non-finite one."""
-    state = network.state_dict()
-    if not all_finite(state.values()):
-        raise NonFiniteLossError(f"the network has non-finite weights after iteration {iteration}: no checkpoint "
-                                 "written", "a weight")
-    extra: dict[str, Any] = {"rule": rule.state_dict() if rule is not None else {}}
-    if generator is not None:
-        extra["generator"] = generator.get_state()
-    if curriculum is not None:
-        extra["curriculum"] = curriculum.state_dict()
-    return save_checkpoint(run_dir / "checkpoints" / "last.pt",
-                           {"network": state, "optimizer": optimizer.state_dict(), "iteration": iteration,
-                            "config": OmegaConf.to_container(cfg, resolve=True), **extra})
 
 
 def build_curriculum(cfg: DictConfig) -> Curriculum | None:
@@ -309,49 +324,30 @@ def build_curriculum(cfg: DictConfig) -> Curriculum | None:
                       node.metric)
 
 
-def resume_direct(cfg: DictConfig, network, optimizer, rule, generator: torch.Generator,
-                  curriculum: Curriculum | None) -> int:
-    """Load ``train.resume`` (a checkpoint or run dir) into the run's objects; the iterations already done (0 when
-    not resuming). ValueError naming ``train.resume`` when the checkpoint was trained with other settings."""
-    if not cfg.train.resume:
-        return 0
-    state = read_checkpoint(checkpoint_file(cfg.train.resume), ("network", "optimizer", "iteration", "config"),
-                            "a direct-training checkpoint")
-    saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
-    diffs = config_differences(saved, OmegaConf.to_container(cfg, resolve=True), DIRECT_RESUME_MUST_MATCH)
-    if diffs:
-        raise ValueError(f"train.resume={cfg.train.resume!r}: the checkpoint was trained with another config "
-                         f"({'; '.join(diffs)}); resume with the same settings")
-    done = int(state["iteration"])
-    if cfg.train.iterations <= done:
-        raise ValueError(f"train.iterations={cfg.train.iterations} is not allowed with train.resume="
-                         f"{cfg.train.resume!r}: the checkpoint has done {done}; set train.iterations > {done}")
-    network.load_state_dict(state["network"])
-    optimizer.load_state_dict(state["optimizer"])
-    rule.load_state_dict(state.get("rule") or {})
-    if "generator" in state:
-        generator.set_state(state["generator"])
-    if curriculum is not None and "curriculum" in state:
-        curriculum.load_state_dict(state["curriculum"])
-    return done
-
-
 def train_and_eval(history: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
     """The history as two curves: ``train`` (training batches) and ``eval`` (held-out batch, where scored)."""
     evals = [{"iteration": r["iteration"], "task_loss": r["eval_loss"],
               **{k[len("eval_"):]: v for k, v in r.items() if k.startswith("eval_")}}
              for r in history if "eval_loss" in r]
-    return {"train": history, "eval": evals} if evals else {"train": history}
+    train = [r for r in history if "task_loss" in r]
+    return {"train": train, "eval": evals} if evals else {"train": train}
 
 
-USAGE_ERRORS = (ValueError, FloatingPointError, RunDirInUseError, OSError)
+USAGE_ERRORS = (ValueError, FloatingPointError, RunDirInUseError, RunDirUsedError, OSError)
 """What ``l2l-train`` reports as one line (exit 2) instead of a traceback: bad configs and inputs, unusable
-checkpoints, a diverged run, a busy run dir, a disk problem. ``HYDRA_FULL_ERROR=1`` shows the traceback."""
+checkpoints, a diverged run, a busy or used run dir, a disk problem. ``HYDRA_FULL_ERROR=1`` shows the traceback."""
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (its type when it has none)."""
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Entry point of ``l2l-train``. Returns the held-out test MSE of a meta run (the Optuna sweeper's objective)."""
+    """Entry point of ``l2l-train``. Returns the held-out test MSE of a meta run (the Optuna sweeper's objective).
+
+    In a sweep (``-m``) a failed job is recorded (:mod:`outer_loop.app.sweep`) and the sweep goes on."""
     try:
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
     except TrainingInterrupted as stop:
@@ -360,10 +356,16 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"l2l-train: {stop}", file=sys.stderr)
         raise SystemExit(128 + stop.signal_number) from None
-    except USAGE_ERRORS as error:
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+    except Exception as error:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1" and not in_multirun():
             raise
-        print(f"l2l-train: error: {' '.join(str(error).split())}", file=sys.stderr)
+        if in_multirun():
+            line = one_line(error) if isinstance(error, USAGE_ERRORS) else f"{type(error).__name__}: {one_line(error)}"
+            print(f"l2l-train: error: {record_failure(error, line)}", file=sys.stderr)
+            return float("nan") if cfg.get("mode") == "meta" else None
+        if not isinstance(error, USAGE_ERRORS):
+            raise
+        print(f"l2l-train: error: {one_line(error)}", file=sys.stderr)
         raise SystemExit(2) from None
     if summary.get("mode") == "meta":
         return summary["eval"]["test_mse"] if summary["eval"] else summary["final_train"].get("test_mse")

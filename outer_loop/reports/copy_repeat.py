@@ -7,13 +7,14 @@ Each RUN_DIR is a direct run (it has ``summary.json`` or ``metrics.jsonl``) or a
 subdirectory that has one of them is a run). Per run it reads ``.hydra/config.yaml`` (``rule.name``,
 ``rule.window`` (None for rules that do not use it, such as bptt and
 eprop), ``seed``, ``train.curriculum.stages`` and
-``.patience``), ``metrics.jsonl`` (``stage`` and ``time_s`` of every logged iteration) and ``summary.json``
+``.patience``), ``metrics.jsonl`` (``stage`` and ``seconds``, before 0.3 ``time_s``, of every logged iteration)
+and ``summary.json``
 (``curriculum.stage``, ``wall_time_s``). Writes ``<out>/data/<name>.json`` (every run and the table below) and
 ``<out>/figures/<name>.png`` (the stage reached and the training batches' bit error against iteration and
 against wall time, one color per (rule, Δ), one thin line per seed), and prints the table as Markdown for
 docs/eprop3.md.
 
-**Stages passed and the longest solved** (what ``outer_loop/app/curriculum.py`` does: stage k is left for k + 1
+**Stages passed and the longest solved** (what ``outer_loop/algorithm/curriculum.py`` does: stage k is left for k + 1
 after ``patience`` consecutive training batches with ``bit_error`` ≤ ``threshold``; the last stage is never left):
 
 - ``stages passed`` = s, the stage reached at the end (``summary.json`` ``curriculum.stage``, 0-based; without
@@ -105,7 +106,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     summary_path = run_dir / "summary.json"
     summary = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     iteration = [int(r["iteration"]) for r in records]
-    time_s = [float(r.get("time_s", math.nan)) for r in records]
+    time_s = [float(r.get("seconds", r.get("time_s", math.nan))) for r in records]   # time_s: before 0.3
     stage = [int(r["stage"]) for r in records]
     bit_error = [float(r.get("bit_error", math.nan)) for r in records]
     if summary is not None:

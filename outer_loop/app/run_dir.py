@@ -1,0 +1,90 @@
+"""A run dir is never overwritten: which dirs a run may write into, and how a resume finds its checkpoint.
+
+A run dir *holds an earlier run* when it has a checkpoint (``checkpoints/*.pt``), a non-empty
+``metrics.jsonl`` or a ``summary.json``. A new run into such a dir is refused at start, before anything in it
+is touched, unless it resumes that dir's own ``checkpoints/last.pt`` (``outer.resume=auto`` / ``train.resume=auto``
+or its path) or ``overwrite=true`` is given (the earlier run's outputs are then removed, once the new run's
+config and checkpoint have been checked).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from outer_loop.app.loggers import write_text_atomically
+from outer_loop.checkpoint import checkpoint_file
+
+OUTPUTS = ("metrics.jsonl", "summary.json", "eval.json", "eval.png", "learning_curve.png", "episode.png")
+"""The files of a run (besides ``checkpoints/`` and ``figures/``), what ``overwrite=true`` removes."""
+
+
+class RunDirUsedError(ValueError):
+    """The run dir holds an earlier run and this run would overwrite it."""
+
+
+def earlier_run(run_dir: Path) -> list[str]:
+    """What of an earlier run ``run_dir`` holds (relative paths; [] when none)."""
+    found = sorted(str(p.relative_to(run_dir)) for p in (run_dir / "checkpoints").glob("*.pt"))
+    metrics = run_dir / "metrics.jsonl"
+    if metrics.is_file() and metrics.stat().st_size > 0:
+        found.append("metrics.jsonl")
+    if (run_dir / "summary.json").is_file():
+        found.append("summary.json")
+    return found
+
+
+def resume_file(setting: str | None, run_dir: Path) -> Path | None:
+    """The checkpoint a ``resume`` setting names: None when not resuming, and for ``auto`` the run dir's own
+    ``checkpoints/last.pt`` if there is one (else None: a fresh start, what a requeued job needs)."""
+    if not setting:
+        return None
+    if setting == "auto":
+        last = run_dir / "checkpoints" / "last.pt"
+        return last if last.is_file() else None
+    return checkpoint_file(setting)
+
+
+def claim(run_dir: Path, resume: Path | None, key: str, overwrite: bool, auto: bool) -> list[str]:
+    """Refuse (RunDirUsedError, one line) a run that would overwrite an earlier run in ``run_dir``.
+
+    Allowed: an empty or new dir; resuming the dir's own checkpoint; ``auto`` without a checkpoint (an attempt
+    killed before its first checkpoint left nothing to continue); ``overwrite``. Returns what the dir holds."""
+    found = earlier_run(run_dir)
+    if not found or overwrite:
+        return found
+    own = run_dir / "checkpoints" / "last.pt"
+    if resume is not None and own.is_file() and resume.resolve() == own.resolve():
+        return found
+    if resume is None and auto:
+        return found
+    shown = ", ".join(found[:3]) + (", ..." if len(found) > 3 else "")
+    raise RunDirUsedError(f"run dir {str(run_dir)!r} holds an earlier run ({shown}): continue it with {key}=auto, "
+                          "give this run another hydra.run.dir, or pass overwrite=true to replace it")
+
+
+def remove_earlier_run(run_dir: Path) -> None:
+    """Delete an earlier run's outputs (``overwrite=true``), keeping anything else in the dir."""
+    shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+    shutil.rmtree(run_dir / "figures", ignore_errors=True)
+    for name in OUTPUTS:
+        (run_dir / name).unlink(missing_ok=True)
+
+
+def write_config_record(run_dir: Path, cfg: Any) -> None:
+    """Hydra's record of the job (``.hydra/config.yaml``, ``overrides.yaml``, ``hydra.yaml``), written by l2l
+    once the run has been checked: ``hydra.output_subdir: null`` keeps Hydra from writing it at start, where a
+    refused run would replace the earlier run's record. Does nothing outside a Hydra app, and for a config
+    composed without one (``l2l-tune`` writes its trials' records itself)."""
+    if not HydraConfig.initialized() or HydraConfig.get().mode is None:
+        return
+    hydra = HydraConfig.get()
+    record = {"config.yaml": OmegaConf.to_yaml(cfg),
+              "hydra.yaml": OmegaConf.to_yaml(OmegaConf.create({"hydra": hydra})),
+              "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hydra.overrides.task)))}
+    for name, text in record.items():
+        write_text_atomically(run_dir / ".hydra" / name, text)
