@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 
@@ -34,12 +34,18 @@ class MissingCheckpointError(CheckpointError, FileNotFoundError):
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (tensors and plain containers) to ``path`` atomically; returns the path."""
+    return write_atomically(path, lambda f: torch.save(state, f))
+
+
+def write_atomically(path: str | Path, write: Callable[[IO[Any]], None], binary: bool = True) -> Path:
+    """``write(file)`` into a new file beside ``path``, fsynced, then renamed over ``path`` and the folder
+    synced: a reader (or a kill) sees the old file or the new one, never a part. Returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(handle, "wb") as f:
-            torch.save(state, f)
+        with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, path)

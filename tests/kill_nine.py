@@ -66,6 +66,7 @@ def kill_nine(out: Path, kills: int, iterations: int, max_delay: float, seed: in
     whole, run_dir = out / "whole", out / "killed"
     assert l2l_train(args, whole).wait() == 0, "the uninterrupted run failed"
     table = []
+    before = 0
     for k in range(kills):
         delay = draw.uniform(0.2, max_delay)
         process = l2l_train([*args, "outer.resume=auto"], run_dir)
@@ -80,10 +81,13 @@ def kill_nine(out: Path, kills: int, iterations: int, max_delay: float, seed: in
         records = rows(run_dir)
         kept = checkpoint_iteration(run_dir)
         logged = len(records) if records is not None else None
+        phase = ("finished" if finished else "start-up or resume (no new checkpoint)" if kept == before
+                 else "after the last iteration" if kept == iterations else "training")
         table.append({"kill": k, "delay_s": round(delay, 3), "killed_after_s": round(time.time() - started, 3),
-                      "finished_first": finished, "metrics_whole": records is not None,
+                      "phase": phase, "metrics_whole": records is not None,
                       "checkpointed": kept, "logged": logged,
                       "lost": (logged - kept) if logged is not None else None})
+        before = kept
         if finished:
             break
     final = l2l_train([*args, "outer.resume=auto"], run_dir)
@@ -94,7 +98,9 @@ def kill_nine(out: Path, kills: int, iterations: int, max_delay: float, seed: in
     bit_exact = all(torch.equal(reference["meta"][k], resumed["meta"][k]) for k in reference["meta"])
     same_metrics = without_time(rows(run_dir) or []) == without_time(rows(whole) or [])
     lost = [r["lost"] for r in table if r["lost"] is not None]
-    return {"iterations": iterations, "kills": len(table), "seed": seed, "max_delay_s": max_delay,
+    phases = {p: sum(r["phase"] == p for r in table) for p in sorted({r["phase"] for r in table})}
+    return {"iterations": iterations, "kills": sum(r["phase"] != "finished" for r in table), "seed": seed,
+            "max_delay_s": max_delay, "kills_by_phase": phases,
             "metrics_whole_after_every_kill": all(r["metrics_whole"] for r in table),
             "most_lost": max(lost, default=0), "mean_lost": sum(lost) / max(1, len(lost)),
             "final_weights_bit_exact": bit_exact, "final_metrics_equal": same_metrics, "per_kill": table}

@@ -15,12 +15,12 @@ import json
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from l2l.validation import require_choice, require_positive
+from outer_loop.checkpoint import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -51,21 +51,8 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
-    """``text`` into a new file beside ``path``, fsynced, then renamed over ``path``: a reader (or a kill) sees
-    the old file or the new one, never a part."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(partial, path)
-    except BaseException:
-        Path(partial).unlink(missing_ok=True)
-        raise
-    return path
+    """``text`` into ``path`` by a new file renamed over it (:func:`outer_loop.checkpoint.write_atomically`)."""
+    return write_atomically(path, lambda f: f.write(text), binary=False)
 
 
 class MetricsLogger:

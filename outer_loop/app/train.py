@@ -73,8 +73,6 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     check_config(cfg)
     check_memory(cfg)              # from the config's sizes, before anything is built
     run_dir = Path(run_dir)
-    if not str(run_dir).strip():
-        raise ValueError("hydra.run.dir='' is not allowed: give the run a folder")
     ranks = from_environment()     # under torchrun: this process's share of the task batch
     if ranks is not None:
         if cfg.mode != "meta":
@@ -184,9 +182,7 @@ def run_meta(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earlier
         main = ranks is None or ranks.main
         if not main:
             logging.getLogger().setLevel(logging.WARNING)              # one rank's INFO lines are enough
-        figures: list[tuple[str, Any, int]] = []
-        stepper = MetaStepper(meta, outer_settings(cfg), device, ranks,
-                              (lambda *figure: figures.append(figure)) if main else None)
+        stepper = MetaStepper(meta, outer_settings(cfg), device, ranks)   # rank 0 gets on_figure with its logger
         config = OmegaConf.to_container(cfg, resolve=True)
         data = torch.Generator().manual_seed(int(cfg.seed) + 1)
         training = TrainingLoop(stepper, loop_settings(cfg), run_dir / "checkpoints", config, data, ranks)
@@ -197,13 +193,13 @@ def run_meta(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earlier
                 training.run()
                 return {"mode": "meta", "rank": ranks.rank, "eval": None, "final_train": {}}
             _begin(cfg, run_dir, training, resume, earlier or [])
-            return _train_and_report(cfg, run_dir, meta, stepper, training, figures, ranks, device)
+            return _train_and_report(cfg, run_dir, meta, stepper, training, ranks, device)
         finally:
             meta.ranks = None
 
 
 def _train_and_report(cfg: DictConfig, run_dir: Path, meta: Any, stepper: MetaStepper, training: TrainingLoop,
-                      figures: list, ranks: Ranks | None, device: torch.device) -> dict[str, Any]:
+                      ranks: Ranks | None, device: torch.device) -> dict[str, Any]:
     """Rank 0 of a meta run: train with the logger, then the held-out evaluation, curves and summary."""
     logger = make_logger(cfg.logger, run_dir, training.config, **logger_defaults(cfg))
 
@@ -213,7 +209,6 @@ def _train_and_report(cfg: DictConfig, run_dir: Path, meta: Any, stepper: MetaSt
         logger.image(name, figure, iteration)
 
     stepper.on_figure = on_figure
-    figures.clear()
 
     def evaluate() -> dict[str, Any] | None:
         if not cfg.eval.enabled:
