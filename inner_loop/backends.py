@@ -20,6 +20,7 @@ from inner_loop.one_shot import Adaptation, adapt
 from inner_loop.settings import InnerSettings
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
+from l2l.registry import Registry
 
 
 class InnerBackend(Protocol):
@@ -36,20 +37,18 @@ class InnerBackend(Protocol):
               codes: Sequence[torch.Tensor], rates: InnerLearningRates, settings: InnerSettings) -> Adaptation: ...
 
 
-BACKENDS: dict[str, InnerBackend] = {}
+BACKENDS: Registry[InnerBackend] = Registry("inner.backend")
+"""Every inner backend by name."""
 
 
 def register_backend(backend: InnerBackend) -> InnerBackend:
     """Make ``backend`` available as ``inner.backend=<backend.name>``; returns it."""
-    BACKENDS[backend.name] = backend
-    return backend
+    return BACKENDS.register(backend)
 
 
 def get_backend(name: str) -> InnerBackend:
-    """The registered backend ``name``; ValueError naming ``inner.backend`` and the choices otherwise."""
-    if name not in BACKENDS:
-        raise ValueError(f"inner.backend={name!r} is not allowed: choose one of {sorted(BACKENDS)}")
-    return BACKENDS[name]
+    """The registered backend ``name``; InvalidValueError naming ``inner.backend`` and the choices otherwise."""
+    return BACKENDS.entry(name)
 
 
 class ExplicitBackend:

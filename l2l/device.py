@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from l2l.validation import InvalidValueError
+
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "cuda:<index>")
 
 
@@ -24,4 +26,4 @@ def resolve_device(name: str | torch.device, field: str = "device") -> torch.dev
         if index >= torch.cuda.device_count():
             raise ValueError(f"{field}={name!r} is not available here: torch sees {torch.cuda.device_count()} GPU(s)")
         return torch.device(text)
-    raise ValueError(f"{field}={name!r} is not allowed: choose one of {', '.join(DEVICE_CHOICES)}")
+    raise InvalidValueError(field, name, f": choose one of {', '.join(DEVICE_CHOICES)}")

@@ -5,6 +5,7 @@
 ``conf/task/<name>.yaml`` selects its schema (the app reads the schema off the constructor).
 """
 
+from l2l.registry import Registry
 from tasks.arm import ArmEpisode, ArmTrajectories, TwoJointArm
 from tasks.base import Episode, TaskFamily, TaskLoss
 from tasks.copy_repeat import CopyRepeat, CopyRepeatEpisode
@@ -12,25 +13,22 @@ from tasks.encoders import PopulationCode, clock_input, poisson_spikes
 from tasks.evidence import EvidenceAccumulation, EvidenceEpisode
 from tasks.pattern import PatternEpisode, PatternGeneration
 
-FAMILIES: dict[str, type[TaskFamily]] = {
-    "arm": ArmTrajectories,
-    "pattern": PatternGeneration,
-    "evidence": EvidenceAccumulation,
-    "copy_repeat": CopyRepeat,
-}
+FAMILIES: Registry[type[TaskFamily]] = Registry("task")
+"""Every task family by name (the class's ``name``)."""
 
 
 def register_family(family: type[TaskFamily]) -> type[TaskFamily]:
     """Make ``family`` available by its ``name`` (``make_family``, the app's ``task=<name>``); returns it."""
-    FAMILIES[family.name] = family
-    return family
+    return FAMILIES.register(family)
+
+
+for _family in (ArmTrajectories, PatternGeneration, EvidenceAccumulation, CopyRepeat):
+    register_family(_family)
 
 
 def make_family(name: str, **params) -> TaskFamily:
     """A task family by name (``arm``, ``pattern``, ``evidence``, ``copy_repeat``) with its parameters."""
-    if name not in FAMILIES:
-        raise ValueError(f"task={name!r} is not allowed: choose one of {sorted(FAMILIES)}")
-    return FAMILIES[name](**params)
+    return FAMILIES.entry(name)(**params)
 
 
 __all__ = [

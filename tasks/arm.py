@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
-from l2l.validation import require_nonnegative, require_positive, require_size
+from l2l.validation import InvalidValueError, require_nonnegative, require_positive, require_size
 from tasks.base import Episode, TaskFamily, TaskLoss, require_pair, require_range
 from tasks.encoders import clock_input
 
@@ -123,8 +123,8 @@ class ArmTrajectories(TaskFamily):
         require_size("clock_neurons_per_group", clock_neurons_per_group)
         require_size("clock_spike_every", clock_spike_every)
         if n_steps % clock_groups != 0:
-            raise ValueError(
-                f"n_steps={n_steps} is not allowed: the clock cuts the trial into clock_groups={clock_groups} equal "
+            raise InvalidValueError(
+                "n_steps", n_steps, f": the clock cuts the trial into clock_groups={clock_groups} equal "
                 f"segments, so n_steps must be a multiple of {clock_groups}"
             )
         self.arm = TwoJointArm(lengths, start_angles)

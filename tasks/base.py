@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from matplotlib.figure import Figure
 
-from l2l.validation import require_nonnegative_int, require_size
+from l2l.validation import InvalidValueError, require_nonnegative_int, require_size
 
 
 @dataclass
@@ -181,7 +181,7 @@ def require_pair(name: str, value: Sequence[float]) -> tuple[float, float]:
     if len(values) != 2 or not all(
         isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
     ):
-        raise ValueError(f"{name}={value!r} is not allowed: it must be two finite numbers")
+        raise InvalidValueError(name, value, ": it must be two finite numbers")
     return float(values[0]), float(values[1])
 
 
@@ -192,5 +192,5 @@ def require_range(name: str, value: Sequence[float], minimum: float | None = Non
     too_low = minimum is not None and (low <= minimum if strict else low < minimum)
     if low > high or too_low:
         bound = "" if minimum is None else f" and low {'>' if strict else '>='} {minimum:g}"
-        raise ValueError(f"{name}={value!r} is not allowed: it must be (low, high) with low <= high{bound}")
+        raise InvalidValueError(name, value, f": it must be (low, high) with low <= high{bound}")
     return low, high

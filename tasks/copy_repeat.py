@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
-from l2l.validation import require_size
+from l2l.validation import InvalidValueError, require_size
 from tasks.base import Episode, TaskFamily, TaskLoss, masked_mean, new_figure
 
 
@@ -56,14 +56,14 @@ class CopyRepeat(TaskFamily):
         require_size("min_repeats", min_repeats)
         require_size("step_duration", step_duration)
         if min_repeats > max_repeats:
-            raise ValueError(f"min_repeats={min_repeats} is not allowed: it must be <= max_repeats={max_repeats}")
+            raise InvalidValueError("min_repeats", min_repeats, f": it must be <= max_repeats={max_repeats}")
         self.width, self.length, self.max_repeats, self.min_repeats = width, length, max_repeats, min_repeats
         self.step_duration = step_duration
         self.n_slots = length + 1 + max_repeats * length + 1
         expected = self.n_slots * step_duration
         if n_steps is not None and n_steps != expected:
-            raise ValueError(
-                f"n_steps={n_steps} is not allowed: the trial structure gives (length + 1 + max_repeats·length + 1)"
+            raise InvalidValueError(
+                "n_steps", n_steps, ": the trial structure gives (length + 1 + max_repeats·length + 1)"
                 f"·step_duration = ({length} + 1 + {max_repeats}·{length} + 1)·{step_duration} = {expected}"
             )
         self.n_steps = expected

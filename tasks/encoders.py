@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from l2l.validation import require_positive, require_size
+from l2l.validation import InvalidValueError, require_positive, require_size
 
 
 def clock_input(n_steps: int, n_groups: int = 5, neurons_per_group: int = 2, spike_every: int = 10) -> torch.Tensor:
@@ -25,8 +25,8 @@ def clock_input(n_steps: int, n_groups: int = 5, neurons_per_group: int = 2, spi
     require_size("neurons_per_group", neurons_per_group)
     require_size("spike_every", spike_every)
     if n_steps % n_groups != 0:
-        raise ValueError(
-            f"n_steps={n_steps} is not allowed: the clock cuts the trial into n_groups={n_groups} equal "
+        raise InvalidValueError(
+            "n_steps", n_steps, f": the clock cuts the trial into n_groups={n_groups} equal "
             f"segments, so n_steps must be a multiple of {n_groups}"
         )
     segment = n_steps // n_groups
@@ -85,16 +85,16 @@ class PopulationCode:
         require_positive("dt", dt)
         for name, value in (("low", low), ("high", high)):
             if not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"{name}={value!r} is not allowed: it must be a finite number")
+                raise InvalidValueError(name, value, ": it must be a finite number")
         if high <= low:
-            raise ValueError(f"high={high!r} is not allowed: it must be > low={low!r}")
+            raise InvalidValueError("high", high, f": it must be > low={low!r}")
         if margin is None:
             margin = 2.0 * sigma
         if not isinstance(margin, (int, float)) or not math.isfinite(margin) or margin < 0:
-            raise ValueError(f"margin={margin!r} is not allowed: it must be a finite number >= 0")
+            raise InvalidValueError("margin", margin, ": it must be a finite number >= 0")
         if peak_rate_hz * dt / 1000.0 > 1.0:
-            raise ValueError(
-                f"peak_rate_hz={peak_rate_hz!r} is not allowed with dt={dt} ms: the spike probability per step "
+            raise InvalidValueError(
+                "peak_rate_hz", peak_rate_hz, f" with dt={dt} ms: the spike probability per step "
                 f"would exceed 1 (at most {1000.0 / dt:g} Hz)"
             )
         self.n_neurons, self.sigma, self.low, self.high = n_neurons, sigma, low, high

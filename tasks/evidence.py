@@ -22,7 +22,13 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
-from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
+from l2l.validation import (
+    InvalidValueError,
+    require_nonnegative,
+    require_nonnegative_int,
+    require_positive,
+    require_size,
+)
 from tasks.base import Episode, TaskFamily, TaskLoss, masked_mean, new_figure
 from tasks.encoders import poisson_spikes
 
@@ -61,29 +67,26 @@ class EvidenceAccumulation(TaskFamily):
         super().__init__(task_seed)
         require_size("n_inputs", n_inputs)
         if n_inputs % 4 != 0:
-            raise ValueError(
-                f"n_inputs={n_inputs} is not allowed: it must be a multiple of 4 (left, right, recall, noise groups)"
-            )
+            raise InvalidValueError("n_inputs", n_inputs,
+                                    ": it must be a multiple of 4 (left, right, recall, noise groups)")
         require_size("n_cues", n_cues)
         if n_cues % 2 == 0:
-            raise ValueError(f"n_cues={n_cues} is not allowed: it must be odd so that one side has more cues")
+            raise InvalidValueError("n_cues", n_cues, ": it must be odd so that one side has more cues")
         require_size("cue_duration", cue_duration)
         require_size("cue_interval", cue_interval)
         if cue_interval < cue_duration:
-            raise ValueError(
-                f"cue_interval={cue_interval} is not allowed: it must be >= cue_duration={cue_duration}"
-            )
+            raise InvalidValueError("cue_interval", cue_interval, f": it must be >= cue_duration={cue_duration}")
         require_nonnegative_int("delay", delay)
         require_size("recall_duration", recall_duration)
         require_positive("dt", dt)
         require_nonnegative("input_rate_hz", input_rate_hz)
         require_nonnegative("noise_rate_hz", noise_rate_hz)
         if not 0.0 <= p_majority <= 1.0:
-            raise ValueError(f"p_majority={p_majority!r} is not allowed: it must be in [0, 1]")
+            raise InvalidValueError("p_majority", p_majority, ": it must be in [0, 1]")
         expected = n_cues * cue_interval + delay + recall_duration
         if n_steps is not None and n_steps != expected:
-            raise ValueError(
-                f"n_steps={n_steps} is not allowed: the trial structure gives n_cues·cue_interval + delay + "
+            raise InvalidValueError(
+                "n_steps", n_steps, ": the trial structure gives n_cues·cue_interval + delay + "
                 f"recall_duration = {n_cues}·{cue_interval} + {delay} + {recall_duration} = {expected}"
             )
         self.n_inputs, self.n_outputs, self.n_steps = n_inputs, 2, expected
@@ -92,7 +95,7 @@ class EvidenceAccumulation(TaskFamily):
         self.input_rate_hz, self.noise_rate_hz, self.p_majority = input_rate_hz, noise_rate_hz, p_majority
         for name, rate in (("input_rate_hz", input_rate_hz), ("noise_rate_hz", noise_rate_hz)):
             if rate * dt / 1000.0 > 1.0:
-                raise ValueError(f"{name}={rate!r} is not allowed with dt={dt}: at most {1000 / dt:g} Hz")
+                raise InvalidValueError(name, rate, f" with dt={dt}: at most {1000 / dt:g} Hz")
 
     def cue_of_step(self) -> torch.Tensor:
         """(T,) long: index k of the cue shown at each step, −1 where no cue is shown."""

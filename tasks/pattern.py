@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
-from l2l.validation import require_nonnegative, require_positive, require_size
+from l2l.validation import InvalidValueError, require_nonnegative, require_positive, require_size
 from tasks.base import Episode, TaskFamily, TaskLoss, new_figure, raster, require_range
 from tasks.encoders import poisson_spikes
 
@@ -57,10 +57,10 @@ class PatternGeneration(TaskFamily):
         require_positive("dt", dt)
         require_nonnegative("input_rate_hz", input_rate_hz)
         if input_rate_hz * dt / 1000.0 > 1.0:
-            raise ValueError(f"input_rate_hz={input_rate_hz!r} is not allowed with dt={dt}: at most {1000 / dt:g} Hz")
+            raise InvalidValueError("input_rate_hz", input_rate_hz, f" with dt={dt}: at most {1000 / dt:g} Hz")
         periods = tuple(periods_ms)
         if not periods:
-            raise ValueError("periods_ms=() is not allowed: give at least one period")
+            raise InvalidValueError("periods_ms", (), ": give at least one period")
         for k, p in enumerate(periods):
             require_positive(f"periods_ms[{k}]", p)
         self.n_inputs, self.n_outputs, self.n_steps, self.dt = n_inputs, n_outputs, n_steps, dt

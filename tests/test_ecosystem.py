@@ -13,8 +13,9 @@ import pytest
 import tomllib
 
 import l2l
+from l2l.rules import RULES
 from outer_loop.app import train
-from outer_loop.app.build import RULE_NAMES, build_network, build_rule, build_task
+from outer_loop.app.build import build_network, build_rule, build_task
 from outer_loop.app.loggers import wandb_settings
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,7 +82,7 @@ TINY_DIRECT = ["task.n_steps=30", "task.n_inputs=5", "network.n_hidden=8", "trai
                "train.iterations=2", "train.progress=false", "train.plots=false", "train.checkpoint=false"]
 
 
-@pytest.mark.parametrize("rule", RULE_NAMES)
+@pytest.mark.parametrize("rule", list(RULES))
 def test_every_rule_trains_from_the_cli(rule, tmp_path, compose):
     cfg = compose("experiment=pattern_eprop", f"rule={'eprop' if rule == 'eprop' else rule}", *TINY_DIRECT)
     summary = train.run(cfg, tmp_path)

@@ -120,7 +120,7 @@ def test_shapes():
         assert out.trial.output.shape == (2, 30, 2) and out.trial.layers[0].z.shape == (2, 30, 8)
         result = tb.truncated_pass(c.network, c.inputs, c.loss, params, WINDOW, rule.predictor, None, False)
         size = tb.state_size(c.network)
-        assert size == 8 * len(tb.STATE_FIELDS[cell]) + 8 + 2
+        assert size == 8 * len(tb.state_fields(cell)) + 8 + 2
         assert [s.shape for s in result.states] == [(2, size)] * 4
         assert [t.shape for t in result.targets] == [(2, size)] * 4
         assert result.signals.shape == (2, 30, 8)

@@ -8,6 +8,7 @@ meta-learner and the evaluation pick it up.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -23,7 +24,7 @@ from l2l.cells import CELLS, CellEntry, CellModel, RecurrentCell, register_cell
 from l2l.filters import exp_filter, reverse_exp_filter
 from l2l.synapses import contract_over_time
 from outer_loop.app.build import build_meta, build_network, build_rule, build_task
-from outer_loop.app.task_schemas import task_schema
+from outer_loop.app.schemas import task_schema
 from tasks import FAMILIES, register_family
 from tasks.base import Episode, TaskFamily, TaskLoss
 
@@ -91,7 +92,7 @@ def toy_cell(monkeypatch):
 
 
 def test_register_cell_adds_it_by_its_name(monkeypatch):
-    monkeypatch.setattr("l2l.cells.registry.CELLS", dict(CELLS))
+    monkeypatch.setattr("l2l.cells.registry.CELLS", CELLS.copy())
     from l2l.cells import registry
 
     assert register_cell(TOY_CELL) is TOY_CELL and registry.CELLS["sigmoid"] is TOY_CELL
@@ -209,7 +210,7 @@ class Constant(TaskFamily):
 
 @pytest.fixture
 def toy_family(monkeypatch):
-    monkeypatch.setattr("tasks.FAMILIES", dict(FAMILIES))
+    monkeypatch.setattr("tasks.FAMILIES", FAMILIES.copy())
     register_family(Constant)
     store = ConfigStore.instance()
     store.store(group="task", name="constant_schema", node=task_schema("constant", Constant))
@@ -239,3 +240,69 @@ def test_the_evaluation_grid_maximizes_a_higher_is_better_metric(toy_family, com
     result = step_grid(meta, episode, grads, [0.0, 1.0, 10.0])
     assert min(result["grid"].values()) < max(result["grid"].values())
     assert result["mse"] == max(result["grid"].values()) and result["lr"] == max(result["grid"], key=result["grid"].get)
+
+
+# ---- a new learning rule: file 1, l2l/rules/scaled_bptt.py (the class and its register_rule) -------------------
+
+
+from l2l.rules import BPTT, RULES, RuleEntry  # noqa: E402
+from l2l.validation import require_positive  # noqa: E402
+
+
+class ScaledBPTT(BPTT):
+    """BPTT's gradient times ``scale`` (a toy rule with one option)."""
+
+    name = "scaled_bptt"
+
+    def __init__(self, scale: float = 0.5, rate_regularization=None) -> None:
+        super().__init__(rate_regularization)
+        require_positive("scale", scale)
+        self.scale = scale
+
+    def gradients(self, network, inputs, loss_fn, params=None):
+        result = super().gradients(network, inputs, loss_fn, params)
+        return dataclasses.replace(result, grads={k: self.scale * g for k, g in result.grads.items()})
+
+
+# file 2: one line in l2l/rules/__init__.py (here: the fixture) registers it; file 3: conf/rule/scaled_bptt.yaml
+
+TOY_RULE_YAML = "defaults:\n  - scaled_bptt_schema\n  - _self_\n\nname: scaled_bptt\nscale: 0.5\n"
+
+
+@pytest.fixture
+def toy_rule(monkeypatch, tmp_path):
+    from outer_loop.app.config import register_configs
+
+    monkeypatch.setitem(RULES, ScaledBPTT.name, RuleEntry(ScaledBPTT, one_layer=True))   # register_rule, undone after
+    register_configs()                  # the app reads its schema off the constructor
+    (tmp_path / "conf" / "rule").mkdir(parents=True)
+    (tmp_path / "conf" / "rule" / "scaled_bptt.yaml").write_text(TOY_RULE_YAML)
+    return tmp_path / "conf"
+
+
+def test_a_registered_rule_trains_from_l2l_train_with_its_options_checked(toy_rule, tmp_path):
+    from test_reliability import TINY_DIRECT, l2l_train
+
+    search = f"hydra.searchpath=[file://{toy_rule}]"
+    code, err = l2l_train([*TINY_DIRECT, search, "rule=scaled_bptt", "rule.scale=0.25"], tmp_path / "run")
+    assert code == 0, err
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["rule"] == "scaled_bptt" and summary["final_train"]["loss"] > 0
+    code, err = l2l_train([*TINY_DIRECT, search, "rule=scaled_bptt", "rule.scale=-1"], tmp_path / "bad")
+    assert code == 2 and err.strip() == ("l2l-train: error: rule.scale=-1.0 is not allowed: it must be a finite "
+                                         "number > 0"), err
+    # its compatibility entry: one recurrent layer
+    code, err = l2l_train([*TINY_DIRECT, search, "rule=scaled_bptt", "network.layers=2"], tmp_path / "deep")
+    assert code == 2 and "network.layers=2 is not allowed with rule=scaled_bptt" in err, err
+
+
+def test_rule_options_are_read_off_the_constructor():
+    from outer_loop.app.schemas import rule_schema
+
+    entry = RuleEntry(ScaledBPTT)
+    assert [(o.name, o.default) for o in entry.options()] == [("scale", 0.5)]
+    fields = {f.name: f.default for f in dataclasses.fields(rule_schema(entry))}
+    assert fields == {"name": "scaled_bptt", "rate_target_hz": 10.0, "rate_weight": 0.0, "scale": 0.5}
+    # every built-in rule: its options are its constructor's, through *args/**kwargs to the base class
+    assert [o.name for o in RULES["eprop_online"].options()] == ["chunk", "feedback", "feedback_seed"]
+    assert "memory_budget_gib" in [o.name for o in RULES["rtrl"].options()]

@@ -15,7 +15,7 @@ import torch
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
 from l2l.cells.lif import LIFParameters, next_refractory, spike_with_refractoriness, spiking_record
 from l2l.spiking_trial import SpikingConstants
-from l2l.validation import require_nonnegative, require_positive
+from l2l.validation import InvalidValueError, require_nonnegative, require_positive
 
 
 @dataclass(frozen=True)
@@ -37,9 +37,7 @@ class ALIFParameters(LIFParameters):
         require_positive("tau_a", self.tau_a)
         require_nonnegative("beta", self.beta)
         if not 0.0 <= self.adaptive_fraction <= 1.0:
-            raise ValueError(
-                f"adaptive_fraction={self.adaptive_fraction!r} is not allowed: it must be in [0, 1]"
-            )
+            raise InvalidValueError("adaptive_fraction", self.adaptive_fraction, ": it must be in [0, 1]")
 
     def betas(self, n: int, like: torch.Tensor) -> float | torch.Tensor:
         """β per neuron: the last round(adaptive_fraction·n) neurons adapt, the others are LIF (β = 0).

@@ -17,17 +17,23 @@ from types import ModuleType
 from typing import Any
 
 from l2l.cells.base import RecurrentCell
+from l2l.registry import Registry
+from l2l.validation import InvalidValueError
 
 
 @dataclass(frozen=True)
 class CellEntry:
     """``config``: parameter field -> config key of the ``network``/``error_module`` node it is read from
-    (fields not listed keep their defaults; the node's ``options`` dict may set any field)."""
+    (fields not listed keep their defaults; the node's ``options`` dict may set any field).
+    ``border_state``: the differentiable within-neuron fields of the cell's state that truncated BPTT carries
+    across a window border, before z and y (e.g. ``("v",)`` for LIF); empty: the truncated rules (tbptt,
+    tbptt_sg, eprop3) cannot use the cell."""
 
     cell: type[RecurrentCell]
     traces: str | Any
     verify_parameters: Any
     config: Mapping[str, str] = field(default_factory=dict)
+    border_state: tuple[str, ...] = ()
 
     @property
     def name(self) -> str:
@@ -54,28 +60,25 @@ class CellEntry:
         except TypeError as error:  # an option the record does not have
             raise ValueError(f"{prefix}options={dict(options or {})!r} is not allowed for a {self.name} cell "
                              f"({error})") from None
-        except ValueError as error:
-            name, _, rest = str(error).partition("=")
-            key = f"options.{name}" if name in (options or {}) else self.config.get(name)
-            raise ValueError(f"{prefix}{key}={rest}" if key and rest else str(error)) from None
+        except InvalidValueError as error:
+            key = f"options.{error.key}" if error.key in (options or {}) else self.config.get(error.key)
+            raise (error.renamed(f"{prefix}{key}") if key else error) from None
 
 
-CELLS: dict[str, CellEntry] = {}
+CELLS: Registry[CellEntry] = Registry("network.cell")
+"""Every neuron model by name."""
 
 
 def register_cell(entry: CellEntry) -> CellEntry:
     """Make a neuron model known by its name (``entry.cell.model.name``); returns the entry."""
-    CELLS[entry.name] = entry
-    return entry
+    return CELLS.register(entry)
 
 
 def get_cell(name: str, key: str = "cell") -> CellEntry:
-    """The entry of ``name``; ValueError naming ``key`` and the registered cells otherwise."""
-    if name not in CELLS:
-        raise ValueError(f"{key}={name!r} is not allowed: choose one of {sorted(CELLS)}")
-    return CELLS[name]
+    """The entry of ``name``; InvalidValueError naming ``key`` and the registered cells otherwise."""
+    return CELLS.entry(name, key)
 
 
 def cell_names() -> tuple[str, ...]:
     """Every registered cell, in registration order."""
-    return tuple(CELLS)
+    return CELLS.names()

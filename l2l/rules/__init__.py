@@ -8,26 +8,23 @@ from l2l.rules.eprop3 import EProp3
 from l2l.rules.influence import MemoryBudgetError
 from l2l.rules.morder import MOrder
 from l2l.rules.online_eprop import OnlineEProp, SeparableLoss
+from l2l.rules.registry import RULES, Option, RuleEntry, make_rule, register_rule
 from l2l.rules.rtrl import RTRL
 from l2l.rules.truncated_bptt import TBPTT, TBPTTSyntheticGradient
-from l2l.validation import require_choice
 
-RULES: dict[str, type[LearningRule]] = {
-    "bptt": BPTT, "rtrl": RTRL, "eprop": EProp, "eprop_online": OnlineEProp, "deep_eprop": DeepEProp,
-    "morder": MOrder, "tbptt": TBPTT, "tbptt_sg": TBPTTSyntheticGradient, "eprop3": EProp3,
-}
-
-
-def make_rule(name: str, **options) -> LearningRule:
-    """A learning rule by name (``bptt``, ``rtrl``, ``eprop``, ``eprop_online``, ``deep_eprop``, ``morder``,
-    ``tbptt``, ``tbptt_sg``, ``eprop3``)
-    with its options; ``eprop_online`` takes its loss as a :class:`SeparableLoss`."""
-    require_choice("rule", name, tuple(RULES))
-    return RULES[name](**options)
+register_rule(RuleEntry(BPTT))
+register_rule(RuleEntry(RTRL))
+register_rule(RuleEntry(EProp, one_layer=True))
+register_rule(RuleEntry(OnlineEProp, one_layer=True))
+register_rule(RuleEntry(DeepEProp))
+register_rule(RuleEntry(MOrder))
+register_rule(RuleEntry(TBPTT, one_layer=True, truncated=True))
+register_rule(RuleEntry(TBPTTSyntheticGradient, one_layer=True, truncated=True))
+register_rule(RuleEntry(EProp3, one_layer=True, truncated=True))
 
 
 __all__ = [
     "BPTT", "DeepEProp", "EProp", "EProp3", "MOrder", "RTRL", "RULES", "GradientResult", "LearningRule", "LossFn",
-    "MemoryBudgetError", "OnlineEProp", "SeparableLoss", "TBPTT", "TBPTTSyntheticGradient", "make_rule",
-    "output_error",
+    "MemoryBudgetError", "OnlineEProp", "Option", "RuleEntry", "SeparableLoss", "TBPTT", "TBPTTSyntheticGradient",
+    "make_rule", "output_error", "register_rule",
 ]

@@ -29,7 +29,7 @@ from l2l.rules.influence import forward_influence
 from l2l.rules.rtrl import RTRL
 from l2l.synapses import synaptic_input
 from l2l.traces.deep import deep_eligibility_gradients
-from l2l.validation import require_choice
+from l2l.validation import InvalidValueError, require_choice
 
 MODES = ("factorized", "online", "exact")
 
@@ -48,20 +48,21 @@ class DeepEProp(EProp):
         per_task: bool = False,
         memory_budget_gib: float = 4.0,
         across_layers: bool = True,
+        feedback_seed: int | None = None,
         **feedback_options,
     ) -> None:
-        super().__init__(feedback, rate_regularization, per_task, **feedback_options)
+        super().__init__(feedback, rate_regularization, per_task, feedback_seed, **feedback_options)
         require_choice("mode", mode, MODES)
         if local_feedback is not None:
             require_choice("local_feedback", local_feedback, ("random",))
         if mode != "factorized" and (self.feedback.name != "symmetric" or local_feedback or per_task):
-            raise ValueError(
-                f"mode={mode!r} is not allowed with feedback={self.feedback.name!r}, "
+            raise InvalidValueError(
+                "mode", mode, f" with feedback={self.feedback.name!r}, "
                 f"local_feedback={local_feedback!r}, per_task={per_task}: the forward modes use the exact "
                 "readout path (symmetric feedback, shared weights)"
             )
         if mode != "factorized" and not across_layers:
-            raise ValueError(f"across_layers=False is not allowed with mode={mode!r}: only the factorized mode has it")
+            raise InvalidValueError("across_layers", False, f" with mode={mode!r}: only the factorized mode has it")
         self.mode, self.local_feedback, self.across_layers = mode, local_feedback, across_layers
         self.memory_budget_gib = memory_budget_gib
         self._local: dict[int, RandomFeedback] = {}

@@ -19,6 +19,7 @@ from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error, readout_gradients
 from l2l.synapses import synaptic_input
 from l2l.traces import eligibility_gradient
+from l2l.validation import require_nonnegative_int
 
 
 @dataclass
@@ -37,8 +38,9 @@ class ReadoutSignals:
 class EProp(LearningRule):
     """e-prop for a single recurrent layer with ``symmetric``, ``random`` or ``adaptive`` feedback.
 
-    ``per_task=True`` returns one gradient per task (leading B) for per-task weights; the loss must
-    then be a sum over tasks for the gradients to be those of each task's own loss.
+    ``feedback_seed`` draws a random or adaptive B (None: 0). ``per_task=True`` returns one gradient per task
+    (leading B) for per-task weights; the loss must then be a sum over tasks for the gradients to be those of
+    each task's own loss.
     """
 
     name = "eprop"
@@ -48,10 +50,12 @@ class EProp(LearningRule):
         feedback: str | Feedback = "symmetric",
         rate_regularization: RateRegularization | None = None,
         per_task: bool = False,
+        feedback_seed: int | None = None,
         **feedback_options,
     ) -> None:
         super().__init__(rate_regularization)
-        self.feedback = make_feedback(feedback, **feedback_options) if isinstance(feedback, str) else feedback
+        self.feedback = (make_feedback(feedback, **feedback_seeded(feedback, feedback_seed, feedback_options))
+                         if isinstance(feedback, str) else feedback)
         self.per_task = per_task
 
     def readout_signals(self, network: RecurrentNetwork, params: Mapping[str, torch.Tensor], trial: Trial,
@@ -91,3 +95,11 @@ class EProp(LearningRule):
             layer = eligibility_gradient(network.layers[0], trial.layers[0], inputs, out.signals[0], self.per_task)
         grads = {**{f"layers.0.{k}": v for k, v in layer.items()}, **out.readout_grads}
         return GradientResult(out.task_loss + out.reg_loss, out.task_loss, grads, trial)
+
+
+def feedback_seeded(feedback: str, seed: int | None, options: dict) -> dict:
+    """The feedback's options with ``seed`` (a random or adaptive B's; symmetric feedback has none)."""
+    if seed is None or feedback == "symmetric":
+        return options
+    require_nonnegative_int("feedback_seed", seed)
+    return {**options, "seed": seed}

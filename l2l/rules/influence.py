@@ -27,10 +27,20 @@ from torch.utils._pytree import tree_map
 from l2l.cells.base import recurrent_weight
 from l2l.network import RecurrentNetwork
 from l2l.synapses import synaptic_input
+from l2l.validation import InvalidValueError
 
 
 class MemoryBudgetError(ValueError):
-    """The influence tensors would exceed the configured memory budget."""
+    """The influence tensors would exceed the configured memory budget: ``what`` needs more than ``budget``
+    GiB; ``key`` names the budget's setting (:meth:`renamed` gives the config key)."""
+
+    def __init__(self, what: str, budget: float, key: str = "memory_budget_gib") -> None:
+        self.what, self.budget, self.key = what, budget, key
+        super().__init__(f"{what}, above {key}={budget}: raise {key}, or use a smaller network or batch")
+
+    def renamed(self, key: str) -> MemoryBudgetError:
+        """The same error naming ``key``."""
+        return MemoryBudgetError(self.what, self.budget, key)
 
 
 def network_step(network: RecurrentNetwork, params: Mapping[str, torch.Tensor], carry: tuple, x: torch.Tensor,
@@ -139,15 +149,13 @@ def forward_influence(network: RecurrentNetwork, params: Mapping[str, torch.Tens
     """Run the trial carrying influence tensors. ``order=None``: exact (RTRL); ``order=m``: m-order."""
     network.check_inputs(inputs)
     if order is not None and (isinstance(order, bool) or not isinstance(order, int) or order < 0):
-        raise ValueError(f"order={order!r} is not allowed: it must be an integer >= 0 (or None for exact)")
+        raise InvalidValueError("order", order, ": it must be an integer >= 0 (or None for exact)")
     batch, steps = inputs.shape[:2]
     need = influence_memory_bytes(network, batch, steps, order, inputs.element_size())
     if need > memory_budget_gib * 2**30:
         raise MemoryBudgetError(
             f"influence tensors for {network.sizes} neurons, P={sum(p.numel() for p in network.parameters())} "
-            f"parameters, B={batch}, T={steps}, order={order} need {need / 2**30:.2f} GiB, above "
-            f"memory_budget_gib={memory_budget_gib}: raise memory_budget_gib, or use a smaller network or batch"
-        )
+            f"parameters, B={batch}, T={steps}, order={order} need {need / 2**30:.2f} GiB", memory_budget_gib)
     names = list(params)
     total = sum(params[k].numel() for k in names)
     states = tuple(cell.init_state(batch, inputs.dtype, inputs.device) for cell in network.layers)

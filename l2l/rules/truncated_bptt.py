@@ -30,26 +30,35 @@ from typing import Any
 
 import torch
 
+from l2l.cells import CELLS, get_cell
 from l2l.filters import exp_filter
 from l2l.network import LayerActivity, RecurrentNetwork, Trial, simulate_layer
 from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error
 from l2l.synapses import synaptic_input
 from l2l.synthetic_gradient import OnlineSyntheticGradient, Predictor, ZeroPredictions
-from l2l.validation import require_choice, require_size
+from l2l.validation import InvalidValueError, require_choice, require_size
 
-STATE_FIELDS = {"lif": ("v",), "alif": ("v", "a", "z_self"), "lstm": ("c",), "rnn": ("v",)}
-"""The differentiable within-neuron fields of the border state, before z (output) and y (readout)."""
-SUPPORTED_CELLS = tuple(STATE_FIELDS)
 SG_KINDS = ("learned", "zero")
 
 
+def state_fields(cell_name: str) -> tuple[str, ...]:
+    """The differentiable within-neuron fields of the border state, before z (output) and y (readout): the cell
+    registry's ``border_state`` (l2l.cells.CellEntry)."""
+    return get_cell(cell_name).border_state
+
+
+def truncatable_cells() -> tuple[str, ...]:
+    """The registered cells the truncated rules can carry across a border (those with a ``border_state``)."""
+    return tuple(name for name, entry in CELLS.items() if entry.border_state)
+
+
 def check_network(rule: str, network: RecurrentNetwork) -> None:
-    """ValueError unless the network is one recurrent layer of a supported cell."""
+    """ValueError unless the network is one recurrent layer of a cell with a border state."""
     cells = [c.model.name for c in network.layers]
-    if len(cells) != 1 or cells[0] not in SUPPORTED_CELLS:
+    if len(cells) != 1 or cells[0] not in truncatable_cells():
         raise ValueError(f"network cells={cells} is not allowed with rule {rule}: it takes one recurrent layer of "
-                         f"cell {', '.join(SUPPORTED_CELLS)}")
+                         f"cell {', '.join(truncatable_cells())}")
 
 
 def intervals(steps: int, window: int) -> list[slice]:
@@ -60,13 +69,13 @@ def intervals(steps: int, window: int) -> list[slice]:
 def state_size(network: RecurrentNetwork) -> int:
     """D of the border state: n·(fields + 1) + n_out."""
     cell = network.layers[0]
-    return cell.n * (len(STATE_FIELDS[cell.model.name]) + 1) + network.n_out
+    return cell.n * (len(state_fields(cell.model.name)) + 1) + network.n_out
 
 
 def border_vector(cell_name: str, state: Any, z_out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """s = [fields…, z, y]: (B, D) from the cell state after an interval, the output spike z (B, n) of its last
     step (with ζ) and the readout y (B, n_out)."""
-    parts = [state.z if f == "z_self" else getattr(state, f) for f in STATE_FIELDS[cell_name]]
+    parts = [state.z if f == "z_self" else getattr(state, f) for f in state_fields(cell_name)]
     return torch.cat([*parts, z_out, y], dim=-1)
 
 
@@ -74,7 +83,7 @@ def split_border(cell, vector: torch.Tensor, carried: Any) -> tuple[Any, torch.T
     """The initial cell state and readout y0 (B, n_out) of the next interval from s (B, D); ``carried`` (the
     previous interval's final state) gives the fields without derivative (the refractory counter)."""
     name, n = cell.model.name, cell.n
-    fields = STATE_FIELDS[name]
+    fields = state_fields(name)
     parts = {f: vector[:, k * n:(k + 1) * n] for k, f in enumerate(fields)}
     z = vector[:, len(fields) * n:(len(fields) + 1) * n]
     y0 = vector[:, (len(fields) + 1) * n:]
@@ -228,8 +237,8 @@ def make_predictor(synthetic_gradient: str | Predictor, sg_lr: float, sg_hidden:
             return ZeroPredictions()
         return OnlineSyntheticGradient(lr=sg_lr, hidden=sg_hidden, seed=sg_seed, learn=train_sg)
     if not callable(getattr(synthetic_gradient, "predict", None)):
-        raise ValueError(f"synthetic_gradient={synthetic_gradient!r} is not allowed: choose one of {list(SG_KINDS)} "
-                         "or pass an object with predict(state, border)")
+        raise InvalidValueError("synthetic_gradient", synthetic_gradient, f": choose one of {list(SG_KINDS)} "
+                                "or pass an object with predict(state, border)")
     return synthetic_gradient
 
 
@@ -279,10 +288,11 @@ class TBPTTSyntheticGradient(TBPTT):
     name = "tbptt_sg"
 
     def __init__(self, window: int = 10, synthetic_gradient: str | Predictor = "learned", sg_lr: float = 1e-3,
-                 sg_hidden: int = 0, sg_seed: int = 0, train_sg: bool = True,
+                 sg_hidden: int = 0, sg_seed: int | None = None, train_sg: bool = True,
                  rate_regularization: RateRegularization | None = None) -> None:
         super().__init__(window, rate_regularization)
-        self.predictor = make_predictor(synthetic_gradient, sg_lr, sg_hidden, sg_seed, train_sg)
+        self.predictor = make_predictor(synthetic_gradient, sg_lr, sg_hidden, 0 if sg_seed is None else sg_seed,
+                                        train_sg)
 
     def after_pass(self, result: TruncatedPass) -> None:
         """One online step of a learned synthetic gradient on this trial's bootstrapped targets."""

@@ -6,7 +6,8 @@ the matching schema in :mod:`outer_loop.app.config`) and raises ``ValueError`` n
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -17,8 +18,8 @@ from l2l.cells import get_cell
 from l2l.error_module import ErrorModule
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
-from l2l.rules import LearningRule, make_rule
-from l2l.validation import require_choice, require_nonnegative_int, require_positive, require_size
+from l2l.rules import RULES, LearningRule
+from l2l.validation import InvalidValueError, require_choice, require_nonnegative, require_positive, require_size
 from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
 from tasks import TaskFamily, make_family
 from tasks.encoders import PopulationCode
@@ -36,16 +37,24 @@ def _plain(node: Any) -> dict[str, Any]:
 def build_task(cfg: Any) -> TaskFamily:
     """The task family named ``cfg.name`` with the other fields as its parameters (lists become tuples).
 
-    A ValueError of the family that names one of its parameters is reported as ``task.<parameter>``."""
+    An InvalidValueError of the family that names one of its parameters is reported as ``task.<parameter>``."""
     params = _plain(cfg)
     name = params.pop("name")
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-    try:
+    with config_keys({k: f"task.{k}" for k in params}):
         return make_family(name, **params)
-    except ValueError as error:
-        message = str(error)
-        first = message.split("=", 1)[0].split("[", 1)[0]
-        raise ValueError(f"task.{message}" if first in params else message) from None
+
+
+@contextmanager
+def config_keys(keys: Mapping[str, str]) -> Iterator[None]:
+    """Inside the block, an :class:`InvalidValueError` naming a field of ``keys`` is re-raised naming its config
+    key (``keys[field]``): the mapping is the schema's, never read out of a message."""
+    try:
+        yield
+    except InvalidValueError as error:
+        if error.key in keys:
+            raise error.renamed(keys[error.key]) from None
+        raise
 
 
 def cell_parameters(cfg: Any, node: str = "network") -> Any:
@@ -68,52 +77,29 @@ def build_network(cfg: Any, family: TaskFamily) -> RecurrentNetwork:
     )
 
 
-RULE_NAMES = ("bptt", "rtrl", "eprop", "deep_eprop", "eprop_online", "morder", "tbptt", "tbptt_sg", "eprop3")
-
-
-def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0) -> LearningRule:
-    """The learning rule ``cfg.name`` with its options and rate regularization if ``cfg.rate_weight`` > 0."""
-    require_choice("rule.name", cfg.name, RULE_NAMES)
-    options: dict[str, Any] = {}
-    if cfg.rate_weight > 0:
-        options["rate_regularization"] = RateRegularization(target_hz=cfg.rate_target_hz, weight=cfg.rate_weight,
-                                                            dt=dt)
-    elif cfg.rate_weight < 0:
-        raise ValueError(f"rule.rate_weight={cfg.rate_weight!r} is not allowed: it must be >= 0")
-    if cfg.name in ("rtrl", "deep_eprop", "morder"):
-        require_positive("rule.memory_budget_gib", cfg.memory_budget_gib)
-        options["memory_budget_gib"] = cfg.memory_budget_gib
-    if cfg.name in ("eprop", "deep_eprop", "eprop_online"):
-        require_choice("rule.feedback", cfg.feedback, ("symmetric", "random", "adaptive"))
-        options["feedback"] = cfg.feedback
-        if cfg.feedback != "symmetric":
-            options["seed"] = cfg.feedback_seed if cfg.feedback_seed is not None else seed
-    if cfg.name == "deep_eprop":
-        require_choice("rule.mode", cfg.mode, ("factorized", "online", "exact"))
-        options.update(mode=cfg.mode, across_layers=bool(cfg.across_layers))
-    if cfg.name == "eprop_online":
-        require_size("rule.chunk", cfg.chunk)
-        options["chunk"] = cfg.chunk
-    if cfg.name == "morder":
-        require_nonnegative_int("rule.order", cfg.order)
-        options["order"] = cfg.order
-    if cfg.name in ("tbptt", "tbptt_sg", "eprop3"):
-        require_size("rule.window", cfg.window)
-        options["window"] = cfg.window
-    if cfg.name in ("tbptt_sg", "eprop3"):
-        require_choice("rule.synthetic_gradient", cfg.synthetic_gradient, ("learned", "zero"))
-        require_positive("rule.sg_lr", cfg.sg_lr)
-        require_nonnegative_int("rule.sg_hidden", cfg.sg_hidden)
-        sg_seed = cfg.sg_seed if cfg.sg_seed is not None else seed
-        require_nonnegative_int("rule.sg_seed", sg_seed)
-        options.update(synthetic_gradient=cfg.synthetic_gradient, sg_lr=cfg.sg_lr, sg_hidden=cfg.sg_hidden,
-                       sg_seed=sg_seed, train_sg=bool(cfg.train_sg))
-    try:
-        return make_rule(cfg.name, **options)
-    except ValueError as error:  # the rule's own option errors, named as config keys
-        message = str(error)
-        name = message.split("=", 1)[0]
-        raise ValueError(f"rule.{message}" if name in options else message) from None
+def build_rule(cfg: Any, seed: int = 0, dt: float = 1.0, network: Any = None) -> LearningRule:
+    """The registered learning rule ``cfg.name`` (:data:`l2l.rules.RULES`) with the options of its schema
+    (an option ``*_seed`` left at None takes the run's ``seed``), rate regularization if ``cfg.rate_weight`` > 0,
+    and, given the network config, its compatibility checks (``network.layers``, ``network.cell``).
+    InvalidValueError naming the ``rule.``/``network.`` key."""
+    plain = _plain(cfg)
+    entry = RULES.entry(plain.pop("name"), "rule.name")
+    if network is not None:
+        entry.check_network(int(network.layers), str(network.cell))
+    target, weight = plain.pop("rate_target_hz", 10.0), plain.pop("rate_weight", 0.0)
+    options = {k: (seed if v is None and k.endswith("_seed") else v) for k, v in plain.items()}
+    known = sorted(option.name for option in entry.options())
+    foreign = sorted(set(options) - set(known))
+    if foreign:   # rule.name=X on another rule's config node: its options are not X's
+        raise InvalidValueError(f"rule.{foreign[0]}", options[foreign[0]], f" with rule.name={entry.name!r}: "
+                                f"{entry.name}'s options are {known}; select the rule with rule={entry.name} "
+                                "(its config group) rather than rule.name")
+    require_nonnegative("rule.rate_weight", weight)
+    if weight > 0:
+        with config_keys({"target_hz": "rule.rate_target_hz", "weight": "rule.rate_weight"}):
+            options["rate_regularization"] = RateRegularization(target_hz=target, weight=weight, dt=dt)
+    with config_keys({name: f"rule.{name}" for name in options}):
+        return entry.rule(**options)
 
 
 def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:
@@ -131,13 +117,18 @@ def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:
     require_positive("error_module.code_peak_hz", em.code_peak_hz)
     if not em.code_range[0] < em.code_range[1]:
         raise ValueError(f"error_module.code_range={list(em.code_range)!r} is not allowed: low must be < high")
-    code = PopulationCode(n_neurons=em.code_neurons, sigma=em.code_sigma, low=em.code_range[0], high=em.code_range[1],
-                          peak_rate_hz=em.code_peak_hz, dt=cfg.network.dt)
-    error_module = ErrorModule(
-        family.n_outputs * em.code_neurons, learner.sizes, family.n_inputs, hidden=em.n_hidden, cell=em.cell,
-        cell_params=cell_parameters(em, "error_module"), signal_layers=em.signal_layers, tau_filter=em.tau_filter,
-        dt=cfg.network.dt,
-    )
+    with config_keys({"n_neurons": "error_module.code_neurons", "sigma": "error_module.code_sigma",
+                      "low": "error_module.code_range", "high": "error_module.code_range",
+                      "peak_rate_hz": "error_module.code_peak_hz", "dt": "network.dt"}):
+        code = PopulationCode(n_neurons=em.code_neurons, sigma=em.code_sigma, low=em.code_range[0],
+                              high=em.code_range[1], peak_rate_hz=em.code_peak_hz, dt=cfg.network.dt)
+    with config_keys({"tau_out": "error_module.tau_filter", "signal_layers": "error_module.signal_layers",
+                      "dt": "network.dt"}):
+        error_module = ErrorModule(
+            family.n_outputs * em.code_neurons, learner.sizes, family.n_inputs, hidden=em.n_hidden, cell=em.cell,
+            cell_params=cell_parameters(em, "error_module"), signal_layers=em.signal_layers,
+            tau_filter=em.tau_filter, dt=cfg.network.dt,
+        )
     inner = InnerSettings(backend=cfg.inner.backend, optimizer=cfg.inner.optimizer,
                           adapt_weights=tuple(cfg.inner.adapt_weights), n_demos=cfg.inner.n_demos,
                           first_order=cfg.inner.first_order)

@@ -12,9 +12,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from l2l.rules import RULES
 from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
 from outer_loop.app.config import Config
-from outer_loop.app.task_schemas import task_schema
+from outer_loop.app.schemas import rule_schema, task_schema
 from tasks import FAMILIES, TaskFamily
 
 OPEN_NODES = ("options",)
@@ -34,6 +35,9 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
     task_name = plain.get("task", {}).get("name") if isinstance(plain.get("task"), Mapping) else None
     if task_name in FAMILIES:
         reference["task"] = OmegaConf.to_container(OmegaConf.structured(task_schema(task_name, FAMILIES[task_name])))
+    rule_name = plain.get("rule", {}).get("name") if isinstance(plain.get("rule"), Mapping) else None
+    if rule_name in RULES:
+        reference["rule"] = OmegaConf.to_container(OmegaConf.structured(rule_schema(RULES[rule_name])))
 
     def walk(node: Mapping[str, Any], ref: Mapping[str, Any], prefix: str) -> None:
         for key, value in node.items():

@@ -4,7 +4,8 @@ Every config node is typed by a dataclass, so an override with a typo (``train.i
 wrong type (``train.iterations=abc``) fails at start naming the key. The defaults here are the
 reference values; the YAML files in ``conf/`` select a schema and set what an experiment changes.
 
-Groups: ``task/`` (one schema per family: ``arm``, ``pattern``, ``evidence``, ``copy_repeat``),
+Groups: ``task/`` (one schema per family: ``arm``, ``pattern``, ``evidence``, ``copy_repeat``), ``rule/`` (one
+schema per learning rule, read off its constructor: ``l2l.rules.RULES``),
 ``network/``, ``rule/``, ``error_module/``, ``inner/``, ``outer/``, ``logger/`` and ``experiment/``
 (``# @package _global_`` overrides); ``mode: meta`` reads error_module/inner/outer/eval, ``mode: direct``
 rule/train.
@@ -18,7 +19,8 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
-from outer_loop.app.task_schemas import task_schema
+from l2l.rules import RULES
+from outer_loop.app.schemas import rule_schema, task_schema
 from tasks import FAMILIES
 
 
@@ -147,40 +149,6 @@ class EvalConfig:
 
 
 @dataclass
-class RuleConfig:
-    """A learning rule from l2l.rules: ``name`` bptt | rtrl | eprop | deep_eprop | eprop_online | morder | tbptt |
-    tbptt_sg | eprop3.
-
-    ``feedback`` (the e-prop rules): symmetric | random | adaptive; ``feedback_seed`` draws the random B
-    (default: ``seed``). deep_eprop: ``mode`` factorized | online | exact, ``across_layers`` (false: layer-local
-    e-prop). eprop_online: ``chunk`` steps per chunk (one LIF layer, a loss that is a sum over time).
-    morder: ``order`` m >= 0 (0: e-prop, T − 1: RTRL).
-    tbptt, tbptt_sg, eprop3 (docs/eprop3.md): ``window`` Δ steps per interval; tbptt_sg and eprop3:
-    ``synthetic_gradient`` learned | zero, trained online with Adam (``sg_lr``, ``train_sg``), linear or with
-    ``sg_hidden`` tanh units, initial weights from ``sg_seed`` (default: ``seed``).
-    Rate regularization weight·Σ_j (f̄_j − target)² is on when ``rate_weight`` > 0. ``memory_budget_gib`` (rtrl):
-    the most its influence tensors may take; it stops before allocating more.
-    """
-
-    name: str = "eprop"
-    feedback: str = "symmetric"
-    feedback_seed: int | None = None
-    rate_target_hz: float = 10.0
-    rate_weight: float = 0.0
-    memory_budget_gib: float = 4.0
-    mode: str = "factorized"
-    across_layers: bool = True
-    chunk: int = 50
-    order: int = 1
-    window: int = 10
-    synthetic_gradient: str = "learned"
-    sg_lr: float = 1e-3
-    sg_hidden: int = 0
-    sg_seed: int | None = None
-    train_sg: bool = True
-
-
-@dataclass
 class CurriculumConfig:
     """Stages of task-parameter overrides (outer_loop/algorithm/curriculum.py; empty: no curriculum). The next stage
     starts after ``patience`` consecutive training batches with ``metric`` (default the family's) at or below
@@ -255,7 +223,7 @@ class Config:
 
     task: Any = MISSING
     network: NetworkConfig = field(default_factory=NetworkConfig)
-    rule: RuleConfig = field(default_factory=RuleConfig)
+    rule: Any = MISSING
     train: TrainConfig = field(default_factory=TrainConfig)
     error_module: ErrorModuleConfig = field(default_factory=ErrorModuleConfig)
     inner: InnerConfig = field(default_factory=InnerConfig)
@@ -270,8 +238,11 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the top-level schema (``config_schema``) and one schema per task family (``task/<name>_schema``)."""
+    """Register the top-level schema (``config_schema``), one schema per task family (``task/<name>_schema``)
+    and one per learning rule (``rule/<name>_schema``), each read off the constructor (``schemas.py``)."""
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for name, family in FAMILIES.items():
         cs.store(group="task", name=f"{name}_schema", node=task_schema(name, family))
+    for name, entry in RULES.items():
+        cs.store(group="rule", name=f"{name}_schema", node=rule_schema(entry))

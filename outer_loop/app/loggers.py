@@ -15,10 +15,12 @@ import json
 import logging
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from l2l.registry import Registry
 from l2l.validation import require_choice, require_positive
 from outer_loop.checkpoint import write_atomically
 
@@ -187,17 +189,39 @@ def wandb_settings(cfg: Any, run_dir: str | Path, run_name: str | None = None, d
     }
 
 
+@dataclass(frozen=True)
+class LoggerEntry:
+    """A dashboard ``logger.name`` selects: ``make(cfg, run_dir, config, defaults)`` returns its logger, or None
+    (``none``: metrics.jsonl only, which every run writes)."""
+
+    name: str
+    make: Callable[[Any, Path, Mapping[str, Any], dict[str, Any]], MetricsLogger | None]
+
+
+def _wandb(cfg: Any, run_dir: Path, config: Mapping[str, Any], defaults: dict[str, Any]) -> MetricsLogger:
+    settings = wandb_settings(cfg, run_dir, **defaults)
+    return WandbLogger(config=config, init_timeout=cfg.init_timeout, **settings)
+
+
+LOGGERS: Registry[LoggerEntry] = Registry("logger.name")
+"""Every dashboard by name (``logger.name``); a new one is its class and one ``LOGGERS.register(...)``."""
+LOGGERS.register(LoggerEntry("none", lambda cfg, run_dir, config, defaults: None))
+LOGGERS.register(LoggerEntry("wandb", _wandb))
+
+
 def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_name: str | None = None,
                 default_group: str | None = None, default_tags: list[str] | None = None) -> MetricsLogger:
-    """``metrics.jsonl`` in ``run_dir``, plus W&B when ``cfg.name == "wandb"`` (settings: :func:`wandb_settings`).
+    """``metrics.jsonl`` in ``run_dir``, plus the dashboard ``cfg.name`` selects (:data:`LOGGERS`; W&B's
+    settings: :func:`wandb_settings`).
 
     cfg: a LoggerConfig node; ``default_group`` the experiment or sweep name, ``default_tags`` the overrides.
     """
-    require_choice("logger.name", cfg.name, ("none", "wandb"))
+    entry = LOGGERS.entry(cfg.name)
     loggers: list[MetricsLogger] = [JsonlLogger(Path(run_dir) / "metrics.jsonl")]
-    if cfg.name == "wandb":
-        settings = wandb_settings(cfg, run_dir, run_name, default_group, default_tags)
-        loggers.append(WandbLogger(config=config, init_timeout=cfg.init_timeout, **settings))
+    dashboard = entry.make(cfg, Path(run_dir), config, {"run_name": run_name, "default_group": default_group,
+                                                        "default_tags": default_tags})
+    if dashboard is not None:
+        loggers.append(dashboard)
     return CompositeLogger(loggers)
 
 

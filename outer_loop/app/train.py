@@ -32,7 +32,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
 from l2l.rules.influence import MemoryBudgetError
-from l2l.rules.truncated_bptt import SUPPORTED_CELLS
 from outer_loop.algorithm.curriculum import Curriculum
 from outer_loop.algorithm.direct_train import DirectStepper, evaluate
 from outer_loop.algorithm.distributed import Ranks, from_environment, process_group, shard
@@ -59,7 +58,6 @@ log = logging.getLogger(__name__)
 register_configs()
 
 MODES = ("direct", "meta")
-TRUNCATED_RULES = ("tbptt", "tbptt_sg", "eprop3")
 
 
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
@@ -132,14 +130,7 @@ def run_direct(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earli
     check_memory(cfg, family)
     device = _device(cfg, "train")
     network = build_network(cfg.network, family).to(device)
-    if cfg.rule.name in ("eprop", *TRUNCATED_RULES) and len(network.layers) > 1:
-        raise ValueError(f"network.layers={cfg.network.layers} is not allowed with rule={cfg.rule.name}, which "
-                         "trains one recurrent layer: use network.layers=1, or rule=deep_eprop, rule=bptt or rule=rtrl "
-                         "for a stack")
-    if cfg.rule.name in TRUNCATED_RULES and cfg.network.cell not in SUPPORTED_CELLS:
-        raise ValueError(f"network.cell={cfg.network.cell!r} is not allowed with rule={cfg.rule.name}: choose one of "
-                         f"{list(SUPPORTED_CELLS)}")
-    rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt)
+    rule = build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt, network=cfg.network)
     optimizer = make_optimizer(cfg.train.optimizer, network.parameters(), cfg.train.lr, key="train.optimizer")
     settings, loop = direct_settings(cfg), loop_settings(cfg)
     eval_episode = family.sample(settings.eval_batch_size, torch.Generator().manual_seed(settings.eval_seed))
@@ -156,7 +147,7 @@ def run_direct(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earli
         try:
             result = training.run(logger, stepper.final_evaluation)
         except MemoryBudgetError as error:
-            raise ValueError(str(error).replace("memory_budget_gib", "rule.memory_budget_gib")) from None
+            raise error.renamed("rule.memory_budget_gib") from None
         summary = write_outputs(cfg, run_dir, stepper, result, logger)
     except BaseException:
         logger.finish(exit_code=1)
@@ -278,7 +269,7 @@ def write_outputs(cfg: DictConfig, run_dir: Path, stepper: DirectStepper, result
     last = next((r for r in reversed(result.history) if "loss" in r), {})
     summary = {
         "name": cfg.name, "task": cfg.task.name, "rule": cfg.rule.name,
-        "feedback": cfg.rule.feedback if cfg.rule.name == "eprop" else None,
+        "feedback": cfg.rule.get("feedback") if cfg.rule.name == "eprop" else None,
         "seed": cfg.seed, "iterations": cfg.train.iterations, "batch_size": cfg.train.batch_size,
         "wall_time_s": round(result.wall_time_s, 2), "final_train": last,
         "final_eval": result.final_eval, "eval_batch_size": cfg.train.eval_batch_size,

@@ -1,8 +1,10 @@
-"""Config schemas of the task families, read off each registered family's constructor.
+"""Config schemas read off constructors: task families and learning rules.
 
 ``task_schema(name, family)`` is a dataclass with a ``name`` field and one field per constructor parameter
-(its annotation, sequences as lists, and its default), so that ``task.<field>=...`` overrides are typed and
-checked like every other config entry, and a new family (``tasks.register_family``) needs no schema here.
+(its annotation, sequences as lists, and its default); ``rule_schema(entry)`` the same for a registered
+learning rule (its options, :meth:`l2l.rules.RuleEntry.options`) plus the rate regularization every rule
+takes (``rate_target_hz``, ``rate_weight``). So ``task.<field>=...`` and ``rule.<option>=...`` overrides are
+typed and checked like every other config entry, and a new family or rule needs no schema here.
 """
 
 from __future__ import annotations
@@ -14,21 +16,39 @@ import typing
 from dataclasses import field, make_dataclass
 from typing import Any
 
+from l2l.rules import RuleEntry
 from tasks.base import TaskFamily
+
+SIMPLE = (str, int, float, bool, type(None))
 
 
 def _config_type(annotation: Any) -> Any:
-    """The annotation OmegaConf can type-check: Sequence[X] / tuple[X, ...] -> list[X], unions member-wise."""
+    """The annotation OmegaConf can type-check: Sequence[X] / tuple[X, ...] -> list[X], unions member-wise
+    without the members a config cannot hold (``str | Feedback`` -> ``str``)."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if origin in (collections.abc.Sequence, list, tuple):
         return list[args[0]] if args else list
     if origin in (typing.Union, types.UnionType):
         members = [_config_type(a) for a in args]
+        members = [m for m in members if m in SIMPLE or typing.get_origin(m) is list] or members
         union = members[0]
         for member in members[1:]:
             union = union | member
         return union
     return annotation
+
+
+def rule_schema(entry: RuleEntry) -> type:
+    """The dataclass ``<Rule>Config``: ``name``, ``rate_target_hz`` and ``rate_weight`` (rate regularization
+    weight·Σ_j (f̄_j − target)², on when the weight > 0) and the rule's constructor options with their defaults."""
+    fields: list[tuple[str, Any, Any]] = [("name", str, field(default=entry.name)),
+                                          ("rate_target_hz", float, field(default=10.0)),
+                                          ("rate_weight", float, field(default=0.0))]
+    for option in entry.options():
+        fields.append((option.name, _config_type(option.annotation), field(default=option.default)))
+    schema = make_dataclass(f"{entry.rule.__name__}Config", fields)
+    schema.__doc__ = f"l2l.rules.{entry.rule.__name__}: {(entry.rule.__doc__ or '').strip().splitlines()[0]}"
+    return schema
 
 
 def task_schema(name: str, family: type[TaskFamily]) -> type:
