@@ -6,6 +6,7 @@ the matching schema in :mod:`outer_loop.app.config`) and raises ``ValueError`` n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
@@ -111,12 +112,13 @@ def build_meta(cfg: Any, family: TaskFamily) -> MetaLearner:
     require_size("error_module.n_hidden", em.n_hidden)
     require_choice("error_module.signal_layers", em.signal_layers, ("top", "all"))
     require_size("error_module.code_neurons", em.code_neurons)
-    if len(em.code_range) != 2:
-        raise ValueError(f"error_module.code_range={list(em.code_range)!r} is not allowed: give [low, high]")
+    if len(em.code_range) != 2 or not all(math.isfinite(v) for v in em.code_range):
+        raise InvalidValueError("error_module.code_range", list(em.code_range),
+                                ": give [low, high], two finite numbers")
     require_positive("error_module.code_sigma", em.code_sigma)
     require_positive("error_module.code_peak_hz", em.code_peak_hz)
     if not em.code_range[0] < em.code_range[1]:
-        raise ValueError(f"error_module.code_range={list(em.code_range)!r} is not allowed: low must be < high")
+        raise InvalidValueError("error_module.code_range", list(em.code_range), ": low must be < high")
     with config_keys({"n_neurons": "error_module.code_neurons", "sigma": "error_module.code_sigma",
                       "low": "error_module.code_range", "high": "error_module.code_range",
                       "peak_rate_hz": "error_module.code_peak_hz", "dt": "network.dt"}):
