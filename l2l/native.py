@@ -12,6 +12,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -52,8 +54,9 @@ def _load() -> Any | None:
             raise FileNotFoundError("no ninja on PATH (pip install ninja, or apt install ninja-build)")
         name = f"l2l_spiking_{_source_tag()}"
         _announce_build(cpp_extension, name)
-        cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, is_python_module=False,
-                           verbose=False)
+        with _build_lock(cpp_extension, name):
+            cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, is_python_module=False,
+                               verbose=False)
         return torch.ops.l2l_spiking
     except Exception as error:  # no compiler, no ninja, a failed build: the PyTorch loop does the same work
         lines = str(error).splitlines()
@@ -62,6 +65,34 @@ def _load() -> Any | None:
         _state["reason"] = reason
         print(f"l2l: the C++ trial kernel is not available ({reason}); using the PyTorch loop", file=sys.stderr)
         return None
+
+
+@contextmanager
+def _build_lock(cpp_extension: Any, name: str) -> Iterator[None]:
+    """Hold an ``fcntl.flock`` on the build folder while torch loads (or builds) the kernel.
+
+    torch's own build lock is a file (``lock``) that a process killed inside ``load`` (``kill -9`` in the
+    first seconds of a run) leaves behind, after which every later process waits for it forever. The flock
+    dies with its process; whoever holds it is the only l2l process inside ``load`` for this build, so a
+    ``lock`` file found then is such a leftover and is removed (with one line on stderr)."""
+    try:
+        import fcntl
+
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    except Exception:  # no fcntl (Windows) or no such torch helper: torch's lock alone
+        yield
+        return
+    build_dir.mkdir(parents=True, exist_ok=True)
+    with (build_dir / ".l2l_load.flock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        stale = build_dir / "lock"
+        if stale.exists():
+            stale.unlink(missing_ok=True)
+            print(f"l2l: removed {stale}, left by a process killed while it loaded the C++ kernel", file=sys.stderr)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _announce_build(cpp_extension: Any, name: str) -> None:

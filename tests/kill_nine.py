@@ -91,7 +91,7 @@ def kill_nine(out: Path, kills: int, iterations: int, max_delay: float, seed: in
         if finished:
             break
     final = l2l_train([*args, "outer.resume=auto"], run_dir)
-    _, err = final.communicate(timeout=600)
+    _, err = final.communicate(timeout=3600)
     assert final.returncode == 0, err[-2000:]
     reference = torch.load(whole / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
     resumed = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)

@@ -3,6 +3,7 @@
 import itertools
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -236,3 +237,30 @@ def test_each_torch_environment_keeps_its_own_build(monkeypatch):
     assert elsewhere != here
     monkeypatch.setattr(torch, "__version__", "0.0.0")
     assert native._source_tag() not in (here, elsewhere)
+
+
+@pytest.mark.slow
+def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next_one(tmp_path):
+    """kill -9 inside torch's load leaves its ``lock`` file, and torch waits for it forever (the negative control,
+    cut at 15 s); l2l's own flock around the load finds it stale, removes it and loads."""
+    import os
+    import shutil
+
+    from torch.utils import cpp_extension
+
+    name = f"l2l_spiking_{native._source_tag()}"
+    native.spiking_ops()                                    # built (or loaded) in the default cache
+    built = Path(cpp_extension._get_build_directory(name, verbose=False))
+    cache = tmp_path / "ext"
+    shutil.copytree(built, cache / built.name)   # the same build, in a cache of its own
+    (cache / built.name / "lock").write_text("")
+    env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(cache)}
+    torch_alone = ("from torch.utils import cpp_extension; import l2l.native as n; "
+                   f"cpp_extension.load(name={name!r}, sources=[str(n.SOURCE)], extra_cflags=n.FLAGS, "
+                   "is_python_module=False)")
+    with pytest.raises(subprocess.TimeoutExpired):
+        subprocess.run([sys.executable, "-c", torch_alone], env=env, capture_output=True, timeout=15)
+    out = subprocess.run([sys.executable, "-c", "import l2l.native as n; print(n.native_status())"], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "C++ kernels: in use" in out.stdout, out.stderr
+    assert "left by a process killed while it loaded the C++ kernel" in out.stderr

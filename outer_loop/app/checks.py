@@ -13,7 +13,13 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from l2l.rules import RULES
-from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
+from l2l.validation import (
+    InvalidValueError,
+    require_nonnegative,
+    require_nonnegative_int,
+    require_positive,
+    require_size,
+)
 from outer_loop.app.config import Config
 from outer_loop.app.schemas import rule_schema, task_schema
 from tasks import FAMILIES, TaskFamily
@@ -53,6 +59,28 @@ def unknown_keys(cfg: DictConfig) -> list[str]:
     return found
 
 
+INT_LIMIT = 2**63
+"""Integers a torch generator or tensor takes: |value| < 2**63."""
+
+
+def check_numbers(node: Any, prefix: str = "") -> None:
+    """InvalidValueError for the first non-finite float, integer beyond 64 bits or negative seed in ``node``
+    (a plain config: dicts and lists). No l2l setting takes NaN or inf, so this is one check for every float."""
+    if isinstance(node, Mapping):
+        for key, value in node.items():
+            check_numbers(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(node, (list, tuple)):
+        for k, value in enumerate(node):
+            check_numbers(value, f"{prefix}[{k}]")
+    elif isinstance(node, float) and not math.isfinite(node):
+        raise InvalidValueError(prefix, node, ": it must be a finite number")
+    elif isinstance(node, int) and not isinstance(node, bool):
+        if prefix.split(".")[-1].endswith("seed") and not 0 <= node < INT_LIMIT:
+            raise InvalidValueError(prefix, node, f": a seed must be an integer in [0, 2**63), {INT_LIMIT - 1} at most")
+        if not -INT_LIMIT < node < INT_LIMIT:
+            raise InvalidValueError(prefix, node, ": it must be an integer of at most 64 bits (|value| < 2**63)")
+
+
 def check_config(cfg: DictConfig) -> None:
     """Raise ValueError for the first impossible entry the builders and loops do not check themselves."""
     unknown = unknown_keys(cfg)
@@ -75,6 +103,7 @@ def check_config(cfg: DictConfig) -> None:
             if not rates or not all(isinstance(r, (int, float)) and math.isfinite(r) and r > 0 for r in rates):
                 raise ValueError(f"eval.{key}={rates!r} is not allowed: give a non-empty list of finite learning "
                                  "rates > 0")
+    check_numbers(OmegaConf.to_container(cfg, resolve=True))   # every other number: finite, 64-bit, seeds >= 0
 
 
 def available_bytes() -> int | None:
@@ -89,9 +118,10 @@ def available_bytes() -> int | None:
     return None
 
 
-def meta_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, str]:
-    """Estimated peak bytes of one meta-training iteration and the settings that drive it."""
-    batch, steps = int(cfg.outer.batch_size), int(family.n_steps)
+def meta_iteration_bytes(cfg: DictConfig, family: TaskFamily, evaluation: bool = False) -> tuple[float, str]:
+    """Estimated peak bytes of one meta-training iteration and the settings that drive it; ``evaluation``: of
+    the held-out evaluation instead (eval.tasks tasks at once, with a backward for its baselines)."""
+    batch, steps = int(cfg.eval.tasks if evaluation else cfg.outer.batch_size), int(family.n_steps)
     learner = int(cfg.network.n_hidden) * int(cfg.network.layers)
     em = int(cfg.error_module.n_hidden)
     demos = int(cfg.inner.n_demos)
@@ -100,7 +130,8 @@ def meta_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, st
     per_step = PER_NEURON_STEP * ((demos + 1) * learner + em_trials * em) + em_trials * em_inputs
     weights = PER_WEIGHT * learner * (family.n_inputs + int(cfg.network.n_hidden)) * (demos + 1)
     need = FLOAT_BYTES * batch * (steps * per_step + weights)
-    drivers = (f"outer.batch_size={batch}, task.n_steps={steps}, network.n_hidden={cfg.network.n_hidden}"
+    tasks = f"eval.tasks={cfg.eval.tasks}" if evaluation else f"outer.batch_size={cfg.outer.batch_size}"
+    drivers = (f"{tasks}, task.n_steps={steps}, network.n_hidden={cfg.network.n_hidden}"
                f" (layers {cfg.network.layers}), error_module.n_hidden={em}, inner.n_demos={demos}")
     return need, drivers
 
@@ -109,9 +140,12 @@ def direct_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, 
     """Estimated peak bytes of one direct-training iteration and the settings that drive it."""
     batch, steps = int(cfg.train.batch_size), int(family.n_steps)
     hidden = int(cfg.network.n_hidden) * int(cfg.network.layers)
-    need = FLOAT_BYTES * batch * steps * (PER_NEURON_STEP * hidden + family.n_inputs)
-    drivers = (f"train.batch_size={batch}, task.n_steps={steps}, network.n_hidden={cfg.network.n_hidden}"
-               f" (layers {cfg.network.layers})")
+    n = int(cfg.network.n_hidden)
+    weights = PER_WEIGHT * int(cfg.network.layers) * n * (family.n_inputs + n)
+    evaluation = int(cfg.train.eval_batch_size) * steps * (PER_NEURON_STEP * hidden + family.n_inputs)
+    need = FLOAT_BYTES * (batch * steps * (PER_NEURON_STEP * hidden + family.n_inputs) + weights + evaluation)
+    drivers = (f"train.batch_size={batch}, train.eval_batch_size={cfg.train.eval_batch_size}, task.n_steps={steps}, "
+               f"network.n_hidden={cfg.network.n_hidden} (layers {cfg.network.layers})")
     return need, drivers
 
 
@@ -131,6 +165,8 @@ def check_memory(cfg: DictConfig, family: TaskFamily | None = None) -> None:
     node = "outer" if cfg.mode == "meta" else "train"
     sizes = family if family is not None else _Sizes(cfg.task)
     need, drivers = (meta_iteration_bytes if cfg.mode == "meta" else direct_iteration_bytes)(cfg, sizes)
+    if cfg.mode == "meta" and cfg.eval.enabled:   # the evaluation after training, checked before it starts
+        need, drivers = max((need, drivers), meta_iteration_bytes(cfg, sizes, evaluation=True))
     budget = float(cfg[node].memory_budget_gib) * 2**30
     limit = budget if budget > 0 else available_bytes()
     if limit is not None and need > limit:
