@@ -316,3 +316,16 @@ def test_random_kill_9s_never_damage_the_metrics_and_the_resume_is_bit_exact(tmp
     assert report["metrics_whole_after_every_kill"], report["per_kill"]
     assert report["most_lost"] <= 1, report["per_kill"]           # a checkpoint every iteration
     assert report["final_weights_bit_exact"] and report["final_metrics_equal"]
+
+
+def test_a_direct_checkpoint_from_before_the_engine_resumes_with_its_metrics(tmp_path):
+    """Direct checkpoints before 0.3 held no history and named the data generator 'generator': the resume keeps
+    the records of the run's metrics.jsonl instead of starting it empty."""
+    run(direct_cfg(), tmp_path)
+    last = tmp_path / "checkpoints" / "last.pt"
+    state = read_checkpoint(last)
+    state["generator"] = state.pop("data_rng")
+    del state["history"], state["torch_rng"]
+    save_checkpoint(last, state)
+    run(direct_cfg("train.iterations=8", "train.resume=auto"), tmp_path)
+    assert [r["iteration"] for r in rows_of(tmp_path) if "loss" in r] == list(range(8))

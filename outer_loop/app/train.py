@@ -15,6 +15,7 @@ Hydra's ``.hydra/`` config record; direct runs add ``episode.png`` (target vs pr
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import platform
@@ -104,6 +105,24 @@ def _restore(training: TrainingLoop, cfg: DictConfig, resume: Path | None) -> No
     state = read_checkpoint(resume, training.stepper.keys, f"a {cfg.mode}-mode checkpoint ({node}.resume)")
     check_resume_config(cfg, state, source)
     training.restore(state, source)
+    if "history" not in state:   # a direct checkpoint from before 0.3: its records are in its run's metrics.jsonl
+        training.history = records_before(resume.parent.parent / "metrics.jsonl", training.start)
+
+
+def records_before(path: Path, iteration: int) -> list[dict[str, Any]]:
+    """The training records of ``path`` (a metrics.jsonl) logged before ``iteration``; [] when there is none.
+    Lines that do not parse are skipped (a line cut by a kill)."""
+    records = []
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            training = isinstance(record, dict) and not any(k.startswith("eval/") for k in record)
+            if training and isinstance(record.get("iteration"), int) and record["iteration"] < iteration:
+                records.append(record)
+    return records
 
 
 def _begin(cfg: DictConfig, run_dir: Path, training: TrainingLoop, resume: Path | None, earlier: list[str]) -> None:
