@@ -121,3 +121,48 @@ def test_reference_fixture_rows_are_skipped_without_the_file(tmp_path, capsys):
         verify_cli.main(["--checks", "eprop2_reference_fixture", "--reference-fixture", str(tmp_path / "x.npz")])
     assert stop.value.code == 2
     assert "--reference-fixture" in capsys.readouterr().err
+
+
+def _verify_error(argv, capsys) -> str:
+    from outer_loop.app.verify_cli import main
+
+    with pytest.raises(SystemExit) as stop:
+        main(argv)
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and "Traceback" not in err, err
+    return err.strip().splitlines()[-1]
+
+
+def test_a_selection_that_runs_nothing_exits_2(capsys):
+    line = _verify_error(["--checks", "eprop2_reference_fixture", "--cells", "alif"], capsys)
+    assert "runs nothing" in line and "--cells lif" in line
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("garbage", "is not an npz of arrays"),
+    ("no meta", "has no 'meta' entry"),
+    ("no weight", "lacks ['param.network.input_weights.w']"),
+    ("wrong shape", "param.network.w_out has shape (3, 3)"),
+])
+def test_a_damaged_reference_fixture_is_one_line_naming_it(damage, message, tmp_path, capsys):
+    import numpy as np
+
+    from outer_loop.app.reference_fixture import default_fixture_path
+
+    source = default_fixture_path()
+    if source is None:
+        pytest.skip("the fixture comes with the source checkout")
+    arrays = dict(np.load(source, allow_pickle=False))
+    path = tmp_path / "fixture.npz"
+    if damage == "garbage":
+        path.write_bytes(b"not a zip at all")
+    else:
+        if damage == "no meta":
+            del arrays["meta"]
+        elif damage == "no weight":
+            del arrays["param.network.input_weights.w"]
+        else:
+            arrays["param.network.w_out"] = np.zeros((3, 3))
+        np.savez(path, **arrays)
+    line = _verify_error(["--checks", "eprop2_reference_fixture", "--reference-fixture", str(path)], capsys)
+    assert line.startswith("l2l-verify: error: --reference-fixture") and message in line, line

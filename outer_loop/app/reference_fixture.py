@@ -61,11 +61,33 @@ def default_fixture_path() -> Path | None:
     return path if path.is_file() else None
 
 
+class FixtureError(ValueError):
+    """A file that is not the e-prop 2 reference fixture: the message names the file and what is wrong."""
+
+
+META_KEYS = ("n_rec_network", "n_rec_error_module", "batch_size")
+
+
 def load_fixture(path: str | Path) -> dict[str, np.ndarray]:
-    """The fixture's arrays by name (no pickles are loaded); ``meta`` is parsed from its JSON string."""
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    arrays["meta"] = json.loads(str(arrays["meta"]))
+    """The fixture's arrays by name (no pickles are loaded); ``meta`` is parsed from its JSON string.
+    FixtureError naming the file when it is not an npz, lacks an array or its ``meta`` is not the fixture's."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            arrays = {k: data[k] for k in data.files}
+    except Exception as error:  # not a zip, a pickle, truncated: numpy raises several kinds
+        reason = " ".join(str(error).split())[:200] or type(error).__name__
+        raise FixtureError(f"{str(path)!r} is not an npz of arrays ({reason})") from None
+    if not isinstance(arrays, dict) or "meta" not in arrays:
+        raise FixtureError(f"{str(path)!r} is not the e-prop 2 reference fixture: it has no 'meta' entry "
+                           f"(found {sorted(arrays)[:6]})")
+    try:
+        arrays["meta"] = json.loads(str(arrays["meta"]))
+    except ValueError:
+        raise FixtureError(f"{str(path)!r}: its 'meta' entry is not the fixture's JSON") from None
+    missing = [k for k in META_KEYS if not isinstance(arrays["meta"], dict) or k not in arrays["meta"]]
+    missing += [f"param.{theirs}" for theirs in GRADIENTS if f"param.{theirs}" not in arrays]
+    if missing:
+        raise FixtureError(f"{str(path)!r} is not the e-prop 2 reference fixture: it lacks {missing[:4]}")
     return arrays
 
 
@@ -80,7 +102,11 @@ def build_fixture_meta(fixture: dict, semantics: str = "reference", backend: str
     params = dict(meta.named_parameters())
     with torch.no_grad():
         for theirs, ours in GRADIENTS.items():
-            params[ours].copy_(torch.from_numpy(fixture[f"param.{theirs}"]).T)
+            value = torch.from_numpy(np.asarray(fixture[f"param.{theirs}"])).T
+            if value.shape != params[ours].shape:
+                raise FixtureError(f"the fixture's param.{theirs} has shape {tuple(value.T.shape)}, its meta's sizes "
+                                   f"give {tuple(params[ours].T.shape)}")
+            params[ours].copy_(value)
     return meta
 
 

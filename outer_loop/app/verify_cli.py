@@ -22,6 +22,7 @@ from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
 from outer_loop.app.reference_fixture import (
     FIXTURE_NAME,
     TOLERANCE,
+    FixtureError,
     build_fixture_meta,
     default_fixture_path,
     load_fixture,
@@ -65,9 +66,16 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--reference-fixture {str(args.reference_fixture)!r}: no such file")
     torch.set_num_threads(max(1, torch.get_num_threads()))
     core = [c for c in args.checks if c != FIXTURE_FAMILY]
+    fixture = FIXTURE_FAMILY in args.checks and "lif" in args.cells
+    if not core and not fixture:
+        parser.error(f"--checks {' '.join(args.checks)} --cells {' '.join(args.cells)} runs nothing: the "
+                     f"{FIXTURE_FAMILY} rows are of the lif cell (add --cells lif)")
     rows = run_checks(args.cells, core) if core else []
-    if FIXTURE_FAMILY in args.checks and "lif" in args.cells:
-        rows += fixture_rows(args.reference_fixture or default_fixture_path())
+    if fixture:
+        try:
+            rows += fixture_rows(args.reference_fixture or default_fixture_path())
+        except FixtureError as error:
+            parser.error(f"--reference-fixture: {error}")
     return report(rows, args.json)
 
 

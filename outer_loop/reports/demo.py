@@ -16,6 +16,7 @@ A checkpoint that cannot be used stops the demo with one line naming the file an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 import time
@@ -59,6 +60,10 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     from outer_loop.reports.demo_figures import arm_animation, demo_figure
 
     start = time.perf_counter()
+    known = [f.name for f in dataclasses.fields(DemoConfig)]
+    unknown = [f"{k}={cfg[k]!r}" for k in cfg if k not in known]
+    if unknown:
+        raise ValueError(f"{unknown[0]} is not an l2l-demo key: the keys are {known}")
     if cfg.tasks < 1:
         raise ValueError(f"tasks={cfg.tasks!r} is not allowed: it must be >= 1")
     if not 0 <= cfg.gif_task < cfg.tasks:
