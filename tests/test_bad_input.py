@@ -4,29 +4,8 @@ before its fix)."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
-
 import pytest
-from test_reliability import TINY_DIRECT, TINY_META, l2l_train
-
-
-def run_hydra_command(main, argv: list[str]) -> tuple[int, str]:
-    """A Hydra command's ``main`` in this process: (exit code, stderr)."""
-    err = io.StringIO()
-    saved = sys.argv
-    sys.argv = [argv[0], *argv[1:], "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
-    try:
-        with contextlib.redirect_stderr(err):
-            main()
-        code = 0
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else 1
-    finally:
-        sys.argv = saved
-    return code, err.getvalue()
-
+from test_reliability import TINY_DIRECT, TINY_META, l2l_train, run_hydra_command
 
 TRAIN_CASES = [
     # (mode, override, the line's start after "l2l-train: error: ")

@@ -31,22 +31,25 @@ TINY_DIRECT = ["experiment=pattern_eprop", "task.n_steps=30", "task.n_inputs=5",
                "train.batch_size=2", "train.iterations=3", "train.progress=false", "train.plots=false"]
 
 
-def l2l_train(args: list[str], run_dir: Path) -> tuple[int, str]:
-    """``l2l-train ARGS`` in this process: (exit code, stderr)."""
-    argv = ["l2l-train", *args, f"hydra.run.dir={run_dir}", "hydra/job_logging=disabled",
-            "hydra/hydra_logging=disabled"]
+def run_hydra_command(main, argv: list[str]) -> tuple[int, str]:
+    """A Hydra command's ``main`` in this process, its logging off: (exit code, stderr)."""
     err = io.StringIO()
     saved = sys.argv
-    sys.argv = argv
+    sys.argv = [*argv, "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     try:
         with contextlib.redirect_stderr(err):
-            train.main()
+            main()
         code = 0
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
     finally:
         sys.argv = saved
     return code, err.getvalue()
+
+
+def l2l_train(args: list[str], run_dir: Path) -> tuple[int, str]:
+    """``l2l-train ARGS`` in this process: (exit code, stderr)."""
+    return run_hydra_command(train.main, ["l2l-train", *args, f"hydra.run.dir={run_dir}"])
 
 
 NO_GPU = pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
