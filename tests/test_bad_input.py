@@ -53,3 +53,23 @@ def test_l2l_bench_meta_refuses_an_unknown_key(capsys):
         main(["meta", "+foo=1", "--iterations", "1"])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and "foo=1 is not an l2l-train key" in err and "Traceback" not in err, err
+
+
+RUN_DIR_CASES = [
+    ("hydra.run.dir=", "hydra.run.dir='' is not allowed: give the run a folder"),
+    ("hydra.run.dir={file}", "is not allowed: it is a file, not a folder"),
+    ("hydra.run.dir={file}/sub", "is not a folder this user can write into"),
+    ("name=" + "x" * 5000, "one of its names is 5000 bytes, more than the 255 a file system allows"),
+]
+
+
+@pytest.mark.parametrize("override, message", RUN_DIR_CASES, ids=["empty", "a file", "under a file", "5000 chars"])
+def test_an_impossible_run_dir_stops_in_one_line_before_hydra_creates_it(override, message, tmp_path, monkeypatch):
+    from outer_loop.app import train
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("")
+    override = override.format(file=tmp_path / "afile")
+    code, err = run_hydra_command(train.main, ["l2l-train", *TINY_META, override])
+    assert code == 2 and err.count("\n") == 1 and message in err and "Traceback" not in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["afile"]      # nothing written, not even into cwd

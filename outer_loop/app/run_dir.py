@@ -9,11 +9,14 @@ config and checkpoint have been checked).
 
 from __future__ import annotations
 
+import os
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from outer_loop.app.loggers import write_text_atomically
@@ -88,3 +91,45 @@ def write_config_record(run_dir: Path, cfg: Any) -> None:
               "overrides.yaml": OmegaConf.to_yaml(OmegaConf.create(list(hydra.overrides.task)))}
     for name, text in record.items():
         write_text_atomically(run_dir / ".hydra" / name, text)
+
+
+NAME_LIMIT = 255
+"""The most bytes a file system allows in one file or folder name."""
+
+
+def run_dir_problem(path: Any, key: str = "hydra.run.dir") -> str | None:
+    """Why ``path`` cannot be a run (or sweep) dir, in one line naming ``key``; None when it can."""
+    text = "" if path is None else str(path)
+    shown = repr(text if len(text) <= 80 else text[:60] + "…" + text[-15:])
+    if not text.strip():
+        return f"{key}='' is not allowed: give the run a folder (by default outputs/<name>/<time>)"
+    folder = Path(text)
+    long = next((part for part in folder.parts if len(part.encode()) > NAME_LIMIT), None)
+    if long is not None:
+        return (f"{key}={shown} is not allowed: one of its names is {len(long.encode())} bytes, more than the "
+                f"{NAME_LIMIT} a file system allows (shorten name or {key})")
+    if folder.exists() and not folder.is_dir():
+        return f"{key}={shown} is not allowed: it is a file, not a folder"
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return f"{key}={shown} is not allowed: {str(existing)!r} is not a folder this user can write into"
+    return None
+
+
+class RunDirCheck(Callback):
+    """Checks the run (or sweep) dir before Hydra creates it, so that an empty, unwritable or impossible one
+    stops in one line (exit 2) instead of a traceback or a run written into the current directory."""
+
+    @staticmethod
+    def _stop_if(problem: str | None) -> None:
+        if problem is not None:
+            print(f"l2l-train: error: {problem}", file=sys.stderr)
+            raise SystemExit(2)
+
+    def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        self._stop_if(run_dir_problem(config.hydra.run.dir))
+
+    def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        self._stop_if(run_dir_problem(config.hydra.sweep.dir, "hydra.sweep.dir"))
