@@ -16,11 +16,11 @@ from dataclasses import dataclass
 
 import torch
 
-from l2l.cells import CELLS, cell_names
+from l2l.cells import CELLS, cell_names, cells_with_border_state
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import BPTT, RTRL, DeepEProp, EProp, EProp3, LearningRule, MOrder
-from l2l.rules.truncated_bptt import border_adjoints, intervals, truncatable_cells
+from l2l.rules.truncated_bptt import border_adjoints, intervals
 from l2l.synthetic_gradient import FixedPredictions
 from l2l.traces import eligibility_gradient
 
@@ -263,7 +263,7 @@ def checks_for(cell: str) -> list[Check]:
         Check(f"ordermax_vs_rtrl/{cell}/depth2", rule_pair(lambda reg: MOrder(ORDERMAX_STEPS - 1, reg), rtrl),
               depth=2, steps=ORDERMAX_STEPS, hidden=6),
     ]
-    if cell in truncatable_cells():
+    if cell in cells_with_border_state():
         rows += [Check(f"eprop3_oracle_vs_bptt/{cell}", eprop3_oracle_vs_bptt),
                  Check(f"eprop3_window_ge_T_vs_bptt/{cell}", eprop3_window_ge_t_vs_bptt),
                  Check(f"eprop3_zero_sg_vs_truncated_traces/{cell}", eprop3_zero_sg_vs_truncated_traces)]

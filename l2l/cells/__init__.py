@@ -4,7 +4,7 @@ from l2l.cells.alif import ALIFCell, ALIFParameters, ALIFState, alif_step
 from l2l.cells.base import CellModel, RecurrentCell, cell_step
 from l2l.cells.lif import LIFCell, LIFParameters, LIFState, lif_step
 from l2l.cells.lstm import LSTMCell, LSTMParameters, LSTMState, lstm_step
-from l2l.cells.registry import CELLS, CellEntry, cell_names, get_cell, register_cell
+from l2l.cells.registry import CELLS, CellEntry, cell_names, cells_with_border_state, get_cell, register_cell
 from l2l.cells.rnn import RNNCell, RNNParameters, RNNState, rnn_step
 
 _LIF_KEYS = ("tau_m", "v_th", "n_ref", "gamma", "surrogate", "dt", "psi_refractory")
@@ -20,7 +20,8 @@ register_cell(CellEntry(RNNCell, "l2l.traces.rnn", RNNParameters(tau=5.0), {"tau
                         border_state=("v",)))
 
 __all__ = [
-    "CELLS", "CellEntry", "CellModel", "RecurrentCell", "cell_names", "cell_step", "get_cell", "register_cell",
+    "CELLS", "CellEntry", "CellModel", "RecurrentCell", "cell_names", "cell_step", "cells_with_border_state",
+    "get_cell", "register_cell",
     "LIFCell", "LIFParameters", "LIFState", "lif_step",
     "ALIFCell", "ALIFParameters", "ALIFState", "alif_step",
     "LSTMCell", "LSTMParameters", "LSTMState", "lstm_step",

@@ -82,3 +82,8 @@ def get_cell(name: str, key: str = "cell") -> CellEntry:
 def cell_names() -> tuple[str, ...]:
     """Every registered cell, in registration order."""
     return CELLS.names()
+
+
+def cells_with_border_state() -> tuple[str, ...]:
+    """The registered cells with a ``border_state``: those the truncated rules (tbptt, tbptt_sg, eprop3) take."""
+    return tuple(name for name, entry in CELLS.items() if entry.border_state)

@@ -14,7 +14,7 @@ import typing
 from dataclasses import dataclass
 from typing import Any
 
-from l2l.cells import CELLS, get_cell
+from l2l.cells import cells_with_border_state, get_cell
 from l2l.registry import Registry
 from l2l.rules.base import LearningRule
 from l2l.validation import InvalidValueError
@@ -75,8 +75,8 @@ class RuleEntry:
             raise InvalidValueError("network.layers", layers, f" with rule={self.name}, which trains one recurrent "
                                     "layer: use network.layers=1, or a rule for a stack (bptt, rtrl, deep_eprop)")
         if self.truncated and not get_cell(cell, "network.cell").border_state:
-            allowed = sorted(name for name, entry in CELLS.items() if entry.border_state)
-            raise InvalidValueError("network.cell", cell, f" with rule={self.name}: choose one of {allowed}")
+            raise InvalidValueError("network.cell", cell,
+                                    f" with rule={self.name}: choose one of {sorted(cells_with_border_state())}")
 
 
 RULES: Registry[RuleEntry] = Registry("rule.name")

@@ -30,7 +30,7 @@ from typing import Any
 
 import torch
 
-from l2l.cells import CELLS, get_cell
+from l2l.cells import cells_with_border_state, get_cell
 from l2l.filters import exp_filter
 from l2l.network import LayerActivity, RecurrentNetwork, Trial, simulate_layer
 from l2l.regularization import RateRegularization
@@ -48,17 +48,12 @@ def state_fields(cell_name: str) -> tuple[str, ...]:
     return get_cell(cell_name).border_state
 
 
-def truncatable_cells() -> tuple[str, ...]:
-    """The registered cells the truncated rules can carry across a border (those with a ``border_state``)."""
-    return tuple(name for name, entry in CELLS.items() if entry.border_state)
-
-
 def check_network(rule: str, network: RecurrentNetwork) -> None:
     """ValueError unless the network is one recurrent layer of a cell with a border state."""
     cells = [c.model.name for c in network.layers]
-    if len(cells) != 1 or cells[0] not in truncatable_cells():
+    if len(cells) != 1 or cells[0] not in cells_with_border_state():
         raise ValueError(f"network cells={cells} is not allowed with rule {rule}: it takes one recurrent layer of "
-                         f"cell {', '.join(truncatable_cells())}")
+                         f"cell {', '.join(cells_with_border_state())}")
 
 
 def intervals(steps: int, window: int) -> list[slice]:
