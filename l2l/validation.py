@@ -52,3 +52,13 @@ def require_choice(name: str, value: str, allowed: tuple[str, ...] | list[str]) 
     """Raise unless ``value`` is one of ``allowed``."""
     if value not in allowed:
         raise InvalidValueError(name, value, f": choose one of {sorted(allowed)}")
+
+
+SEED_LIMIT = 2**63
+"""Seeds a torch generator takes: integers in [0, 2**63)."""
+
+
+def require_seed(name: str, value: int) -> None:
+    """Raise unless ``value`` is an integer in [0, 2**63) (what ``torch.Generator.manual_seed`` takes)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < SEED_LIMIT:
+        raise InvalidValueError(name, value, f": a seed must be an integer in [0, 2**63), {SEED_LIMIT - 1} at most")

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 
 from l2l.cells import CELLS, cell_names, cells_with_border_state
+from l2l.command_line import CommandParser
 from l2l.network import RecurrentNetwork
 from l2l.regularization import RateRegularization
 from l2l.rules import BPTT, RTRL, DeepEProp, EProp, EProp3, LearningRule, MOrder
@@ -331,7 +332,7 @@ def report(rows: list[dict], as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The core identities only (``python -m l2l.verify``); the ``l2l-verify`` command adds the app's rows."""
-    parser = argparse.ArgumentParser(prog="python -m l2l.verify", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="python -m l2l.verify", description=__doc__.splitlines()[0])
     add_arguments(parser)
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))

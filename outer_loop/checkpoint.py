@@ -13,6 +13,7 @@ history), which torch's default allow-list covers, so no extra type is allowed a
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -32,6 +33,15 @@ class MissingCheckpointError(CheckpointError, FileNotFoundError):
     """There is no checkpoint where one was asked for."""
 
 
+class DiskWriteError(OSError):
+    """Writing a file failed (a full disk, a quota, a read-only or vanished folder): the message names the file."""
+
+
+def disk_write_error(path: str | Path, error: OSError) -> DiskWriteError:
+    """``error`` (raised while writing ``path``) as a DiskWriteError naming the file; the errno is kept."""
+    return DiskWriteError(error.errno, f"could not write {str(path)!r}: {error.strerror or error}")
+
+
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     """Write ``state`` (tensors and plain containers) to ``path`` atomically; returns the path."""
     return write_atomically(path, lambda f: torch.save(state, f))
@@ -41,16 +51,21 @@ def write_atomically(path: str | Path, write: Callable[[IO[Any]], None], binary:
     """``write(file)`` into a new file beside ``path``, fsynced, then renamed over ``path`` and the folder
     synced: a reader (or a kill) sees the old file or the new one, never a part. Returns the path."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle, partial = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as error:
+        raise disk_write_error(path, error) from error
     try:
         with os.fdopen(handle, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8"})) as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(partial, path)
-    except BaseException:
+    except BaseException as error:
         Path(partial).unlink(missing_ok=True)
+        if isinstance(error, OSError) and not isinstance(error, DiskWriteError):
+            raise disk_write_error(path, error) from error
         raise
     _sync_folder(path.parent)
     return path
@@ -85,6 +100,22 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
+def load_failure(error: BaseException) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in a few words: the Python object it would have
+    had to build (never built: that could run code), else the first sentence of torch's message."""
+    text = " ".join(str(error).split())
+    unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if unsafe:
+        return f"it holds a {unsafe.group(1)} object, which a weights-only load never builds"
+    operand = re.search(r"WeightsUnpickler error: (Unsupported operand \S+)", text)
+    if operand:
+        return f"neither a torch zip file nor a pickle of tensors: {operand.group(1)}"
+    if len(text) < 24:      # "101", "" : torch's terse errors of random bytes and empty files
+        return f"{type(error).__name__}: {text}" if text else type(error).__name__
+    sentence = re.split(r"(?<=[.:;])\s", text, maxsplit=1)[0]
+    return sentence if len(sentence) <= 200 else sentence[:200].rsplit(" ", 1)[0] + " ..."
+
+
 def read_checkpoint(path: str | Path, required: Sequence[str] = (), kind: str = "an l2l checkpoint") -> dict[str, Any]:
     """The dict stored in the file ``path`` (on the CPU, ``weights_only=True``), holding at least ``required``.
 
@@ -94,9 +125,8 @@ def read_checkpoint(path: str | Path, required: Sequence[str] = (), kind: str = 
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # truncated zip, random bytes, a pickle of something else
-        reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
         raise CheckpointError(f"checkpoint {str(path)!r} is corrupted or not a torch checkpoint: it could not be "
-                              f"read ({reason})") from None
+                              f"read ({load_failure(error)})") from None
     missing = [k for k in required if not isinstance(state, dict) or k not in state]
     if not isinstance(state, dict) or missing:
         found = sorted(state)[:8] if isinstance(state, dict) else type(state).__name__

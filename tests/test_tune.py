@@ -87,7 +87,7 @@ def test_a_key_searched_twice_or_also_shared_is_refused():
 
 @pytest.mark.parametrize(("param", "message"), [
     ("outer.lr=lg:1:2", "kind 'lg' is not allowed"),
-    ("outer.lrr=log:1e-4:1e-2", "Key 'lrr' not in 'OuterConfig'"),
+    ("outer.lrr=log:1e-4:1e-2", "outer.lrr=0.0001 (did you mean outer.lr?) is not an l2l-train key"),
 ])
 def test_bad_param_fails_at_start_with_one_line(tmp_path, capsys, param, message):
     assert main([*META, "--param", param, "--out", str(tmp_path / "out")]) == 2

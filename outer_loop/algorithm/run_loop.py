@@ -170,6 +170,12 @@ class TrainingLoop:
         if bad:
             raise CheckpointError(f"{source} holds non-finite values in {bad[:4]}; resume from an earlier "
                                   f"checkpoint ({self.settings.node}.keep_checkpoints=true keeps them)")
+        wanted = dict(_tensors(self.stepper.state_dict()))
+        for name, tensor in _tensors(candidate):
+            if name in wanted and tensor.shape != wanted[name].shape:
+                raise CheckpointError(f"{source} does not fit this run's model or optimizer: {name} has shape "
+                                      f"{list(tensor.shape)} there, {list(wanted[name].shape)} in the model this "
+                                      "config builds")
         try:
             self.stepper.load_state_dict(candidate)
         except Exception as error:  # load_state_dict's RuntimeError/KeyError/ValueError: shapes, keys

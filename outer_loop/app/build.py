@@ -42,7 +42,7 @@ def build_task(cfg: Any) -> TaskFamily:
     params = _plain(cfg)
     name = params.pop("name")
     params = {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
-    with config_keys({k: f"task.{k}" for k in params}):
+    with config_keys({**{k: f"task.{k}" for k in params}, "task": "task.name"}):   # "task": the family registry
         return make_family(name, **params)
 
 

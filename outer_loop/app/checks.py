@@ -18,6 +18,7 @@ from l2l.validation import (
     require_nonnegative,
     require_nonnegative_int,
     require_positive,
+    require_seed,
     require_size,
 )
 from outer_loop.app.config import Config
@@ -31,6 +32,8 @@ FLOAT_BYTES = 4
 PER_NEURON_STEP = 12   # floats autograd and the traces keep per neuron, step and task (the estimate is 0.7-0.9× a
                        # measured iteration of the arm at 120 and 200 neurons: it errs on the side of running)
 PER_WEIGHT = 4         # per-task weights: W_task, its gradient, ΔW, the update's intermediate
+GRAPH_BYTES = 6144     # autograd's own bytes per trial, layer and step, whatever the batch (measured 2-5 KB on tiny
+                       # networks, where it dominates: 0.27 MB per extra demonstration of a 30-step, 8-neuron task)
 
 
 def unknown_keys(cfg: DictConfig) -> list[str]:
@@ -75,8 +78,8 @@ def check_numbers(node: Any, prefix: str = "") -> None:
     elif isinstance(node, float) and not math.isfinite(node):
         raise InvalidValueError(prefix, node, ": it must be a finite number")
     elif isinstance(node, int) and not isinstance(node, bool):
-        if prefix.split(".")[-1].endswith("seed") and not 0 <= node < INT_LIMIT:
-            raise InvalidValueError(prefix, node, f": a seed must be an integer in [0, 2**63), {INT_LIMIT - 1} at most")
+        if prefix.split(".")[-1].endswith("seed"):
+            require_seed(prefix, node)
         if not -INT_LIMIT < node < INT_LIMIT:
             raise InvalidValueError(prefix, node, ": it must be an integer of at most 64 bits (|value| < 2**63)")
 
@@ -129,10 +132,11 @@ def meta_iteration_bytes(cfg: DictConfig, family: TaskFamily, evaluation: bool =
     em_inputs = family.n_outputs * int(cfg.error_module.code_neurons) + learner + family.n_inputs
     per_step = PER_NEURON_STEP * ((demos + 1) * learner + em_trials * em) + em_trials * em_inputs
     weights = PER_WEIGHT * learner * (family.n_inputs + int(cfg.network.n_hidden)) * (demos + 1)
-    need = FLOAT_BYTES * batch * (steps * per_step + weights)
+    graph = GRAPH_BYTES * steps * ((demos + 1) * int(cfg.network.layers) + em_trials)
+    need = FLOAT_BYTES * batch * (steps * per_step + weights) + graph
     tasks = f"eval.tasks={cfg.eval.tasks}" if evaluation else f"outer.batch_size={cfg.outer.batch_size}"
     drivers = (f"{tasks}, task.n_steps={steps}, network.n_hidden={cfg.network.n_hidden}"
-               f" (layers {cfg.network.layers}), error_module.n_hidden={em}, inner.n_demos={demos}")
+               f", network.layers={cfg.network.layers}, error_module.n_hidden={em}, inner.n_demos={demos}")
     return need, drivers
 
 
@@ -143,9 +147,10 @@ def direct_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, 
     n = int(cfg.network.n_hidden)
     weights = PER_WEIGHT * int(cfg.network.layers) * n * (family.n_inputs + n)
     evaluation = int(cfg.train.eval_batch_size) * steps * (PER_NEURON_STEP * hidden + family.n_inputs)
-    need = FLOAT_BYTES * (batch * steps * (PER_NEURON_STEP * hidden + family.n_inputs) + weights + evaluation)
+    graph = GRAPH_BYTES * steps * int(cfg.network.layers)
+    need = FLOAT_BYTES * (batch * steps * (PER_NEURON_STEP * hidden + family.n_inputs) + weights + evaluation) + graph
     drivers = (f"train.batch_size={batch}, train.eval_batch_size={cfg.train.eval_batch_size}, task.n_steps={steps}, "
-               f"network.n_hidden={cfg.network.n_hidden} (layers {cfg.network.layers})")
+               f"network.n_hidden={cfg.network.n_hidden}, network.layers={cfg.network.layers}")
     return need, drivers
 
 
@@ -174,3 +179,29 @@ def check_memory(cfg: DictConfig, family: TaskFamily | None = None) -> None:
             f"the {limit / 2**30:.1f} GiB of memory available"
         raise ValueError(f"{drivers}: one iteration needs about {need / 2**30:.3g} GiB, more than {where}; make one "
                          f"of these smaller (or set {node}.memory_budget_gib if the estimate is too cautious)")
+
+
+def check_held_out_memory(cfg: DictConfig, family: TaskFamily, tasks: int, key: str) -> None:
+    """ValueError naming ``key`` (``--tasks``, ``tasks``) when scoring ``tasks`` held-out tasks of the model
+    ``cfg`` describes at once (one update and the baselines' backward) would not fit in the memory available."""
+    need, _ = meta_iteration_bytes(OmegaConf.merge(cfg, {"eval": {"tasks": int(tasks)}}), family, evaluation=True)
+    limit = available_bytes()
+    if limit is not None and need > limit:
+        raise ValueError(f"{key}={tasks} is not allowed for this model (task.n_steps={family.n_steps}, network."
+                         f"n_hidden={cfg.network.n_hidden}): scoring them at once needs about {need / 2**30:.3g} GiB, "
+                         f"more than the {limit / 2**30:.1f} GiB of memory available; use fewer")
+
+
+def trial_bytes(batch: int, steps: int, neurons: int, n_inputs: int, layers: int = 1) -> float:
+    """Estimated peak bytes of one gradient (BPTT's stored trial, the heaviest) of ``layers`` layers of ``neurons``."""
+    weights = PER_WEIGHT * layers * neurons * (n_inputs + neurons)
+    return (FLOAT_BYTES * (batch * steps * (PER_NEURON_STEP * neurons * layers + n_inputs) + weights)
+            + GRAPH_BYTES * steps * layers)
+
+
+def check_trial_memory(drivers: str, need: float) -> None:
+    """ValueError naming ``drivers`` (the flags that set the sizes) when ``need`` bytes exceed the memory available."""
+    limit = available_bytes()
+    if limit is not None and need > limit:
+        raise ValueError(f"{drivers}: one trial's gradient needs about {need / 2**30:.3g} GiB, more than the "
+                         f"{limit / 2**30:.1f} GiB of memory available; make one of these smaller")

@@ -3,6 +3,7 @@ and the ``--version`` of the Hydra commands (Hydra's own flag prints Hydra's ver
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -12,6 +13,7 @@ from omegaconf import DictConfig
 
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
+from outer_loop.app.composition_errors import composition_problem
 from outer_loop.app.config import register_configs
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
@@ -25,15 +27,22 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -
         return compose(config_name=config_name, overrides=list(overrides))
 
 
-def with_version(prog: str, app: Callable[[], object]) -> Callable[[], None]:
-    """The console entry of a Hydra ``app``: ``--version`` prints l2l's version, anything else runs the app."""
+def with_version(prog: str, app: Callable[[], object], config_name: str = "config") -> Callable[[], None]:
+    """The console entry of a Hydra ``app``: ``--version`` prints l2l's version; a command line Hydra would refuse
+    stops in one line (exit 2; ``HYDRA_FULL_ERROR=1`` leaves it to Hydra); anything else runs the app."""
 
     def command() -> None:
         if "--version" in sys.argv[1:]:
             print(f"{prog} (l2l) {__version__}")
             return
         keep_freed_memory()
+        if os.environ.get("HYDRA_FULL_ERROR") != "1":
+            problem = composition_problem(sys.argv[1:], lambda overrides: compose_config(overrides, config_name), prog)
+            if problem is not None:
+                print(f"{prog}: error: {problem}", file=sys.stderr)
+                raise SystemExit(2)
         app()
 
-    command.__doc__ = f"The ``{prog}`` command: ``--version`` prints l2l's version, anything else runs the app."
+    command.__doc__ = (f"The ``{prog}`` command: ``--version`` prints l2l's version, a refused command line stops in "
+                       "one line, anything else runs the app.")
     return command

@@ -22,7 +22,7 @@ from typing import Any
 
 from l2l.registry import Registry
 from l2l.validation import require_choice, require_positive
-from outer_loop.checkpoint import write_atomically
+from outer_loop.checkpoint import disk_write_error, write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +95,11 @@ class JsonlLogger(MetricsLogger):
     def log(self, record: Mapping[str, Any]) -> None:
         if self._file is None:
             self.begin([])
-        self._file.write(self._line(record))
-        self._file.flush()
+        try:
+            self._file.write(self._line(record))
+            self._file.flush()
+        except OSError as error:
+            raise disk_write_error(self.path, error) from error
 
     def finish(self, exit_code: int = 0) -> None:
         if self._file is not None and not self._file.closed:

@@ -16,7 +16,6 @@ relative error of every quantity. With ``semantics=reference`` they agree to rou
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
@@ -27,9 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from l2l.command_line import CommandParser
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.app.build import build_meta, build_task
 from outer_loop.app.compose import compose_config
+from outer_loop.checkpoint import load_failure
 from tasks.arm import ArmEpisode
 
 FIXTURE_NAME = "eprop2_reference_seed11.npz"
@@ -75,8 +76,7 @@ def load_fixture(path: str | Path) -> dict[str, np.ndarray]:
         with np.load(path, allow_pickle=False) as data:
             arrays = {k: data[k] for k in data.files}
     except Exception as error:  # not a zip, a pickle, truncated: numpy raises several kinds
-        reason = " ".join(str(error).split())[:200] or type(error).__name__
-        raise FixtureError(f"{str(path)!r} is not an npz of arrays ({reason})") from None
+        raise FixtureError(f"{str(path)!r} is not an npz of arrays ({load_failure(error)})") from None
     if not isinstance(arrays, dict) or "meta" not in arrays:
         raise FixtureError(f"{str(path)!r} is not the e-prop 2 reference fixture: it has no 'meta' entry "
                            f"(found {sorted(arrays)[:6]})")
@@ -210,7 +210,7 @@ def switch_effects(fixture: dict) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.app.reference_fixture",
+    parser = CommandParser(prog="python -m outer_loop.app.reference_fixture",
                                      description="Reproduce the published e-prop 2 code's float64 outer iteration.")
     parser.add_argument("--fixture", type=Path, default=default_fixture_path(),
                         help=f"path of {FIXTURE_NAME} (default: tests/data/ of the source checkout)")

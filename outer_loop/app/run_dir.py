@@ -20,7 +20,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
 from outer_loop.app.loggers import write_text_atomically
-from outer_loop.checkpoint import checkpoint_file
+from outer_loop.checkpoint import MissingCheckpointError, checkpoint_file
 
 OUTPUTS = ("metrics.jsonl", "summary.json", "eval.json", "eval.png", "learning_curve.png", "episode.png")
 """The files of a run (besides ``checkpoints/`` and ``figures/``), what ``overwrite=true`` removes."""
@@ -41,15 +41,19 @@ def earlier_run(run_dir: Path) -> list[str]:
     return found
 
 
-def resume_file(setting: str | None, run_dir: Path) -> Path | None:
-    """The checkpoint a ``resume`` setting names: None when not resuming, and for ``auto`` the run dir's own
-    ``checkpoints/last.pt`` if there is one (else None: a fresh start, what a requeued job needs)."""
+def resume_file(setting: str | None, run_dir: Path, key: str = "resume") -> Path | None:
+    """The checkpoint a ``resume`` setting (the config key ``key``) names: None when not resuming, and for
+    ``auto`` the run dir's own ``checkpoints/last.pt`` if there is one (else None: a fresh start, what a
+    requeued job needs). MissingCheckpointError naming ``key`` when there is no such checkpoint."""
     if not setting:
         return None
     if setting == "auto":
         last = run_dir / "checkpoints" / "last.pt"
         return last if last.is_file() else None
-    return checkpoint_file(setting)
+    try:
+        return checkpoint_file(setting)
+    except MissingCheckpointError as error:
+        raise MissingCheckpointError(f"{key}={setting!r} is not allowed: {error}; or auto") from None
 
 
 def claim(run_dir: Path, resume: Path | None, key: str, overwrite: bool, auto: bool) -> list[str]:
@@ -122,10 +126,12 @@ class RunDirCheck(Callback):
     """Checks the run (or sweep) dir before Hydra creates it, so that an empty, unwritable or impossible one
     stops in one line (exit 2) instead of a traceback or a run written into the current directory."""
 
-    @staticmethod
-    def _stop_if(problem: str | None) -> None:
+    def __init__(self, prog: str = "l2l-train") -> None:
+        self.prog = prog
+
+    def _stop_if(self, problem: str | None) -> None:
         if problem is not None:
-            print(f"l2l-train: error: {problem}", file=sys.stderr)
+            print(f"{self.prog}: error: {problem}", file=sys.stderr)
             raise SystemExit(2)
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:

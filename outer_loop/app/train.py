@@ -48,7 +48,7 @@ from outer_loop.app.resume import check_resume_config
 from outer_loop.app.run_dir import RunDirUsedError, claim, remove_earlier_run, resume_file, write_config_record
 from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
 from outer_loop.app.sweep import in_multirun, record_failure
-from outer_loop.checkpoint import read_checkpoint
+from outer_loop.checkpoint import CheckpointError, DiskWriteError, read_checkpoint
 from outer_loop.guard import TrainingInterrupted
 from outer_loop.optimizers import make_optimizer
 from outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
@@ -82,11 +82,36 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     with RunDirLock(run_dir) if main else nullcontext():
         node = "outer" if cfg.mode == "meta" else "train"
         setting = cfg[node].resume
-        resume = resume_file(setting, run_dir)
+        resume = resume_file(setting, run_dir, f"{node}.resume")
         earlier = claim(run_dir, resume, f"{node}.resume", bool(cfg.overwrite), setting == "auto") if main else []
         if cfg.mode == "meta":
             return run_meta(cfg, run_dir, resume, earlier, ranks)
         return run_direct(cfg, run_dir, resume, earlier)
+
+
+def preflight(cfg: DictConfig) -> None:
+    """Everything ``l2l-train`` refuses before it writes, without training: the config's keys and numbers, the
+    memory of one iteration, the device, and the task, model, rule and loop settings built from it (ValueError
+    naming the key). ``l2l-tune`` checks both ends of every searched range with it."""
+    if cfg.mode not in MODES:
+        raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
+    check_config(cfg)
+    check_memory(cfg)
+    node = "outer" if cfg.mode == "meta" else "train"
+    _device(cfg, node)
+    family = build_task(cfg.task)
+    loop_settings(cfg)
+    if cfg.mode == "meta":
+        check_memory(cfg, family)
+        outer_settings(cfg)
+        build_meta(cfg, family)
+        return
+    curriculum = build_curriculum(cfg)
+    family = curriculum.largest if curriculum is not None else family
+    check_memory(cfg, family)
+    direct_settings(cfg)
+    build_network(cfg.network, family)
+    build_rule(cfg.rule, seed=cfg.seed, dt=cfg.network.dt, network=cfg.network)
 
 
 def _device(cfg: DictConfig, node: str) -> torch.device:
@@ -370,11 +395,27 @@ def main(cfg: DictConfig) -> float | None:
             return float("nan") if cfg.get("mode") == "meta" else None
         if not isinstance(error, USAGE_ERRORS):
             raise
-        print(f"l2l-train: error: {one_line(error)}", file=sys.stderr)
+        line = one_line(error)
+        if isinstance(error, DiskWriteError):
+            line += "; " + last_good_checkpoint(Path(HydraConfig.get().runtime.output_dir), cfg)
+        print(f"l2l-train: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
     if summary.get("mode") == "meta":
         return summary["eval"]["test_mse"] if summary["eval"] else summary["final_train"].get("test_mse")
     return None
+
+
+def last_good_checkpoint(run_dir: Path, cfg: DictConfig) -> str:
+    """After a failed write: which checkpoint of ``run_dir`` survived (the rename never replaced it by a part) and
+    how to go on, or that there is none."""
+    node = "outer" if cfg.get("mode") == "meta" else "train"
+    last = run_dir / "checkpoints" / "last.pt"
+    try:
+        iteration = read_checkpoint(last).get("iteration")
+    except (CheckpointError, OSError):
+        return "no checkpoint of this run survived: free space and start again"
+    return (f"the last good checkpoint is {str(last)!r} (iteration {iteration}): free space and rerun with "
+            f"{node}.resume=auto")
 
 
 def requeue_after(signal_number: int) -> None:

@@ -33,12 +33,13 @@ from omegaconf.errors import OmegaConfBaseException
 
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
+from l2l.command_line import CommandParser
 from outer_loop.app.build import build_task
-from outer_loop.app.checks import check_config
 from outer_loop.app.compose import compose_config
+from outer_loop.app.composition_errors import composition_message
 from outer_loop.app.loggers import write_json
 from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
-from outer_loop.app.train import MODES
+from outer_loop.app.train import preflight
 from outer_loop.guard import TrainingInterrupted
 
 Runner = Callable[[DictConfig, Path], dict[str, Any]]
@@ -178,24 +179,13 @@ def objective_value(summary: Mapping[str, Any], name: str) -> float:
         raise MissingObjectiveError(f"the run's summary has {where}.{name}={value!r}, not a number") from None
 
 
-def compose_error(error: BaseException) -> str:
-    """A Hydra or OmegaConf composition error as one line (with the underlying cause, without the search path)."""
-    text = " ".join(str(error).split()).split(" Config search path:")[0]
-    cause = error.__cause__
-    if cause is not None and str(cause).strip():
-        text += f": {str(cause).strip().splitlines()[0]}"
-    return text
-
-
 def compose_checked(overrides: Sequence[str]) -> DictConfig:
     """The composed config of ``overrides``, checked as ``l2l-train`` checks it at start (ValueError)."""
     try:
         cfg = compose_config(list(overrides))
     except (HydraException, OmegaConfBaseException) as error:
-        raise ValueError(compose_error(error)) from None
-    if cfg.mode not in MODES:
-        raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
-    check_config(cfg)
+        raise ValueError(composition_message(error, "l2l-train")) from None
+    preflight(cfg)
     return cfg
 
 
@@ -286,7 +276,7 @@ class Tuner:
             try:
                 cfg = compose_config(overrides)
             except (HydraException, OmegaConfBaseException) as error:
-                raise ValueError(compose_error(error)) from None
+                raise ValueError(composition_message(error, "l2l-train")) from None
             (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
             OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
@@ -335,9 +325,9 @@ def best_record(study: Any, storage: str, objective_name: str) -> dict[str, Any]
     }
 
 
-def parser() -> argparse.ArgumentParser:
+def parser() -> CommandParser:
     """The command line of ``l2l-tune``."""
-    p = argparse.ArgumentParser(prog="l2l-tune", description=__doc__.split("\n\n")[0].replace("``", ""),
+    p = CommandParser(prog="l2l-tune", description=__doc__.split("\n\n")[0].replace("``", ""),
                                 epilog="Example: l2l-tune experiment=smoke --param outer.lr=log:1e-4:1e-2 --trials 5")
     p.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     p.add_argument("overrides", nargs="*", help="l2l-train overrides shared by every trial")
@@ -368,7 +358,10 @@ def tune(args: argparse.Namespace, run: Runner) -> int:
     out = Path(args.out).resolve()
     study_dir = out / name
     storage_url = args.storage or f"sqlite:///{out / f'{name}.db'}"
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"--out {str(out)!r}: cannot write there ({error.strerror or error})") from None
     quiet_logging()
     try:
         storage = optuna.storages.RDBStorage(storage_url)
@@ -431,9 +424,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     keep_freed_memory()
     p = parser()
     args = p.parse_intermixed_args(argv)      # overrides before, between and after the options
-    for flag, value, least in (("--trials", args.trials, 1), ("--max-failures", args.max_failures, 1)):
-        if value is not None and value < least:
-            p.error(f"{flag}={value} is not allowed: it must be an integer >= {least}")
+    p.require_at_least("--trials", args.trials, 1)
+    p.require_at_least("--max-failures", args.max_failures, 1)
+    p.require_seed("--seed", args.seed)
     try:
         import optuna  # noqa: F401
     except ImportError:

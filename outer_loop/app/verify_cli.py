@@ -9,7 +9,6 @@ skipped with a message, or ``--reference-fixture PATH`` points at it.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -18,6 +17,7 @@ import torch
 
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
+from l2l.command_line import CommandParser
 from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
 from outer_loop.app.reference_fixture import (
     FIXTURE_NAME,
@@ -56,7 +56,7 @@ def fixture_rows(path: Path | None) -> list[dict]:
 
 def main(argv: list[str] | None = None) -> int:
     keep_freed_memory()
-    parser = argparse.ArgumentParser(prog="l2l-verify", description=__doc__.splitlines()[0])
+    parser = CommandParser(prog="l2l-verify", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     add_arguments(parser, (*CHECK_FAMILIES, FIXTURE_FAMILY))
     parser.add_argument("--reference-fixture", type=Path, default=None, metavar="PATH",

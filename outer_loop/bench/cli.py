@@ -15,19 +15,22 @@ alignment study.
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
 import torch
 from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
 
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
 from l2l.bench import DEFAULT, QUICK, environment, memory_growth, run_benchmark
+from l2l.command_line import CommandParser
 from l2l.device import resolve_device
+from outer_loop.app.checks import check_trial_memory, trial_bytes
 from outer_loop.app.compose import CONFIG_DIR
+from outer_loop.app.composition_errors import composition_message
 from outer_loop.bench.profile_meta import format_profile, profile_meta
 from outer_loop.bench.scaling import format_scaling, plot_scaling, run_scaling
 
@@ -36,7 +39,7 @@ def alignment_main(argv: list[str]) -> int:
     """``l2l-bench alignment``: the gradient alignment study; writes alignment.json and alignment.png."""
     from l2l.alignment import plot_alignment, run_alignment
 
-    parser = argparse.ArgumentParser(prog="l2l-bench alignment", description="cosine to BPTT per layer and rule")
+    parser = CommandParser(prog="l2l-bench alignment", description="cosine to BPTT per layer and rule")
     parser.add_argument("--json", action="store_true", help="print the table as JSON")
     parser.add_argument("--out", default=".", help="directory for alignment.json and alignment.png")
     parser.add_argument("--depths", type=int, nargs="+", default=[1, 2, 3])
@@ -46,10 +49,17 @@ def alignment_main(argv: list[str]) -> int:
     parser.add_argument("--batch", type=int, default=4)
     args = parser.parse_args(argv)
     for key in ("steps", "hidden", "batch"):
-        if getattr(args, key) < 1:
-            parser.error(f"--{key}={getattr(args, key)} is not allowed: it must be >= 1")
+        parser.require_at_least(f"--{key}", getattr(args, key), 1)
     if any(d < 1 for d in args.depths):
         parser.error(f"--depths={args.depths} is not allowed: every depth must be >= 1")
+    for seed in args.seeds:
+        parser.require_seed("--seeds", seed)
+    try:
+        depth = max(args.depths)
+        check_trial_memory(f"--batch={args.batch}, --steps={args.steps}, --hidden={args.hidden}, --depths={depth}",
+                           trial_bytes(args.batch, args.steps, args.hidden, 10, depth))
+    except ValueError as error:
+        parser.error(str(error))
     report = run_alignment(args.depths, args.seeds, args.batch, args.steps, hidden=args.hidden)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -67,16 +77,15 @@ def alignment_main(argv: list[str]) -> int:
 
 def meta_main(argv: list[str]) -> int:
     """``l2l-bench meta``: seconds per meta-training iteration, phase by phase, FLOPs and GEMM fraction."""
-    parser = argparse.ArgumentParser(prog="l2l-bench meta", description="time one e-prop 2 outer iteration by phase")
+    parser = CommandParser(prog="l2l-bench meta", description="time one e-prop 2 outer iteration by phase")
     parser.add_argument("overrides", nargs="*", help="config overrides, e.g. outer.batch_size=32 outer.device=cuda")
     parser.add_argument("--experiment", default="arm_one_shot", help="a mode=meta experiment (default arm_one_shot)")
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations after one warm-up (median)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     args = parser.parse_args(argv)
-    for flag, value, least in (("--iterations", args.iterations, 1), ("--threads", args.threads, 0)):
-        if value < least:
-            parser.error(f"{flag}={value} is not allowed: it must be an integer >= {least}")
+    parser.require_at_least("--iterations", args.iterations, 1)
+    parser.require_at_least("--threads", args.threads, 0)
     experiments = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
     if args.experiment not in experiments:
         parser.error(f"--experiment={args.experiment!r} is not allowed: choose one of {experiments}")
@@ -84,8 +93,10 @@ def meta_main(argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     try:
         report = profile_meta(args.experiment, args.overrides, iterations=args.iterations)
-    except (ValueError, HydraException) as error:
+    except ValueError as error:
         parser.error(" ".join(str(error).split()))
+    except (HydraException, OmegaConfBaseException) as error:
+        parser.error(composition_message(error))
     print(json.dumps(report, indent=2) if args.json else format_profile(report))
     return 0
 
@@ -104,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         return alignment_main(argv[1:])
     if argv and argv[0] == "meta":
         return meta_main(argv[1:])
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="l2l-bench", description=__doc__.splitlines()[0],
         epilog="`l2l-bench alignment --help`: the gradient alignment study (cosine to BPTT per layer); "
                "`l2l-bench meta --help`: one e-prop 2 outer iteration of any experiment, timed by phase.",
@@ -130,6 +141,12 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in {**sizes, "repeats": args.repeats, "long_steps": long_steps}.items():
         if value < 1:
             parser.error(f"--{key.replace('_', '-')}={value} is not allowed: it must be >= 1")
+    parser.require_at_least("--threads", args.threads, 0)
+    try:
+        check_trial_memory(f"--batch={sizes['batch']}, --steps={long_steps} (--long-steps), --hidden={sizes['hidden']}",
+                           trial_bytes(sizes["batch"], long_steps, sizes["hidden"], sizes["n_in"]))
+    except ValueError as error:
+        parser.error(str(error))
     sections = [name.strip() for name in args.sections.split(",") if name.strip()]
     unknown = [name for name in sections if name not in SECTIONS]
     if unknown or not sections:

@@ -40,16 +40,13 @@ def profile_meta(experiment: str = "arm_one_shot", overrides: list[str] | None =
                  warmup: int = 1) -> dict[str, Any]:
     """Median seconds per phase over ``iterations`` outer iterations (after ``warmup``), FLOPs and GEMM fraction."""
     from outer_loop.app.build import build_meta, build_task
-    from outer_loop.app.checks import unknown_keys
     from outer_loop.app.compose import compose_config
+    from outer_loop.app.train import preflight
 
     cfg = compose_config([f"experiment={experiment}", *(overrides or [])])
-    unknown = unknown_keys(cfg)
-    if unknown:
-        raise ValueError(f"{unknown[0]} is not an l2l-train key: check the spelling (l2l-train --cfg job prints "
-                         "every key)")
     if cfg.mode != "meta":
         raise ValueError(f"experiment={experiment!r} is a mode={cfg.mode!r} experiment: l2l-bench meta needs mode=meta")
+    preflight(cfg)               # what l2l-train refuses at start, refused here in the same words
     device = resolve_device(cfg.outer.device, "outer.device")
     torch.manual_seed(cfg.seed)
     meta = build_meta(cfg, build_task(cfg.task)).to(device)

@@ -32,7 +32,6 @@ passed and of length × repeats, the number of seeds, and the mean wall time per
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Sequence
@@ -43,6 +42,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
+
+from l2l.command_line import CommandParser
 
 RULE_ORDER = ("eprop3", "tbptt_sg", "tbptt", "bptt", "eprop")
 RUN_FILES = ("summary.json", "metrics.jsonl")
@@ -260,7 +261,7 @@ def write_report(paths: Sequence[str | Path], out: Path, name: str) -> list[dict
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: write the report, print the table as Markdown."""
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.copy_repeat",
+    parser = CommandParser(prog="python -m outer_loop.reports.copy_repeat",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                         help="a direct run or a Hydra multirun sweep dir")

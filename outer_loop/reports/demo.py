@@ -31,10 +31,14 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from l2l.device import resolve_device
-from l2l.validation import require_nonnegative_int
+from l2l.validation import require_nonnegative_int, require_seed
+from outer_loop.app.checks import check_held_out_memory
 from outer_loop.app.compose import CONFIG_DIR, with_version
 from outer_loop.checkpoint import CheckpointError
 from outer_loop.reports.pretrained import load_pretrained
+
+ANIMATION_FRAMES = 50
+"""Frames of arm.gif (fewer for a task with fewer time steps)."""
 
 
 @dataclass
@@ -69,10 +73,12 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     if not 0 <= cfg.gif_task < cfg.tasks:
         raise ValueError(f"gif_task={cfg.gif_task!r} is not allowed: it must be in [0, tasks={cfg.tasks})")
     require_nonnegative_int("threads", cfg.threads)
+    require_seed("seed", cfg.seed)
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     device = resolve_device(cfg.device, "device")
     meta, model_cfg, info = load_pretrained(cfg.checkpoint)
+    check_held_out_memory(model_cfg, meta.family, cfg.tasks, "tasks")
     meta = meta.to(device)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -103,7 +109,8 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     figure.savefig(out_dir / "demo.png", dpi=90)
     outputs = ["demo.json", "demo.png"]
     if cfg.gif:
-        arm_animation(meta, episode, step, int(cfg.gif_task), out_dir / "arm.gif")
+        arm_animation(meta, episode, step, int(cfg.gif_task), out_dir / "arm.gif",
+                      frames=min(ANIMATION_FRAMES, meta.family.n_steps))
         outputs.append("arm.gif")
     result["seconds"] = round(time.perf_counter() - start, 2)
     (out_dir / "demo.json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
@@ -135,7 +142,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(2)
 
 
-cli = with_version("l2l-demo", main)
+cli = with_version("l2l-demo", main, "demo")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ run dir or ``--out``. The held-out tasks come from ``eval.seed``, independent of
 
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import math
@@ -25,8 +24,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
+from l2l.command_line import CommandParser
 from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from outer_loop.algorithm.meta import MetaLearner
+from outer_loop.app.checks import check_held_out_memory
 from outer_loop.checkpoint import CheckpointError
 from outer_loop.reports.demo_figures import demo_figure
 
@@ -120,7 +121,7 @@ def default_out(run: Path) -> Path:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``l2l-eval``."""
     keep_freed_memory()
-    parser = argparse.ArgumentParser(prog="l2l-eval", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="l2l-eval", description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s (l2l) {__version__}")
     parser.add_argument("run", help="a meta-training run dir or a checkpoint file (checkpoints/last.pt)")
     parser.add_argument("--tasks", type=int, default=None, help="number of held-out tasks (default: eval.tasks)")
@@ -129,9 +130,9 @@ def main(argv: list[str] | None = None) -> int:
                         "run dir or its checkpoints/last.pt, else the current directory)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
-    for flag, value, least in (("--tasks", args.tasks, 1), ("--threads", args.threads, 0)):
-        if value is not None and value < least:
-            parser.error(f"{flag}={value} is not allowed: it must be an integer >= {least}")
+    parser.require_at_least("--tasks", args.tasks, 1)
+    parser.require_at_least("--threads", args.threads, 0)
+    parser.require_seed("--seed", args.seed)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -141,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         meta, cfg, iteration = load_meta(args.run, overrides)
     except CheckpointError as error:
         parser.exit(2, f"l2l-eval: error: {error}\n")
+    try:
+        check_held_out_memory(cfg, meta.family, int(cfg.eval.tasks), "--tasks" if args.tasks else "eval.tasks")
+    except ValueError as error:
+        parser.error(str(error))
     out = Path(args.out) if args.out else default_out(Path(args.run))
     try:
         out.mkdir(parents=True, exist_ok=True)

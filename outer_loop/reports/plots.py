@@ -7,7 +7,6 @@ its ``checkpoints/last.pt``. This is how the figures in ``docs/figures`` are mad
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from matplotlib.figure import Figure
+
+from l2l.command_line import CommandParser
 
 LOG_SCALE = ("loss", "task_loss", "mse", "nmse", "mse_xy", "mse_omega", "ce", "bce")
 LABELS = {"loss": "loss (task + regularization)", "task_loss": "task loss", "mse_xy": "Cartesian MSE (m²)",
@@ -74,7 +75,7 @@ def episode_figure(run_dir: str | Path, index: int = 0) -> Figure:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """CLI: ``curves OUT.png LABEL=RUN_DIR ...`` or ``episode OUT.png RUN_DIR``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = CommandParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     curves = commands.add_parser("curves", help="overlay learning curves of runs")
     curves.add_argument("out", help="output PNG")

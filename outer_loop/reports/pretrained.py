@@ -15,7 +15,6 @@ a ``check``: the one-shot scores on fixed held-out tasks that the test suite re-
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import time
@@ -26,6 +25,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from l2l.command_line import CommandParser
 from outer_loop.algorithm.meta import MetaLearner
 from outer_loop.checkpoint import (
     CheckpointError,
@@ -169,7 +169,7 @@ def _finite(value: Any) -> Any:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m outer_loop.reports.pretrained export RUN_DIR NAME --command CMD [--out DIR]``."""
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.pretrained",
+    parser = CommandParser(prog="python -m outer_loop.reports.pretrained",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     export = sub.add_parser("export", help="write <name>.pt and <name>.yaml from a finished meta-training run")

@@ -22,7 +22,6 @@ and ``<run>/eval_at/<label>/eval.json`` (earlier checkpoints, ``l2l-eval <ckpt> 
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,8 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from omegaconf import OmegaConf
+
+from l2l.command_line import CommandParser
 
 # the sizes of the published code's run below
 PUBLISHED_SIZES = "learner 100, error module 100, batch 32"
@@ -260,7 +261,7 @@ def write_seeds(run_dirs: list[Path], out: Path, name: str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.reference_curve",
+    parser = CommandParser(prog="python -m outer_loop.reports.reference_curve",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="run_dir")
     parser.add_argument("--out", type=Path, default=Path("docs"))

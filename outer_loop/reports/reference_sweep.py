@@ -26,6 +26,7 @@ import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
+from l2l.command_line import CommandParser
 from outer_loop.reports.reference_curve import held_out, read_curve, running_mean
 
 LAST = 1000
@@ -141,7 +142,7 @@ def _idle_seconds(spec: str) -> tuple[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.reference_sweep",
+    parser = CommandParser(prog="python -m outer_loop.reports.reference_sweep",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, nargs="+", required=True, help="the plain protocol's run dirs")
     parser.add_argument("--at", default="end", help="the baseline's checkpoint label (eval_at/LABEL; default end)")

@@ -10,7 +10,6 @@ curve) and writes ``<out>/data/results.json`` (the table) and ``<out>/figures/re
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,8 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from l2l.command_line import CommandParser
 
 KEYS = ("demo_mse", "test_mse", "bptt_step_mse", "eprop1_step_mse")
 
@@ -77,7 +78,7 @@ def curves_figure(runs: list[dict[str, Any]], window: int = 20) -> Figure:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point: ``python -m outer_loop.reports.results RUN_DIR... --out DIR``."""
-    parser = argparse.ArgumentParser(prog="python -m outer_loop.reports.results", description=__doc__.split("\n\n")[0])
+    parser = CommandParser(prog="python -m outer_loop.reports.results", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="finished meta-training run dirs (with eval.json)")
     parser.add_argument("--out", default="docs", help="writes data/results.json and figures/results_curves.png")
     args = parser.parse_args(argv)
