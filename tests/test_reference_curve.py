@@ -144,7 +144,7 @@ def test_the_window_sets_the_running_mean_and_must_hold_a_batch(tmp_path, capsys
     assert "--window 0: the running mean needs at least 1 logged batch" in capsys.readouterr().err
     with pytest.raises(SystemExit):                          # one run without --name: the options do nothing
         main([str(run), "--out", str(tmp_path / "docs"), "--window", "2"])
-    assert "--idle-seconds and --window shape the several-run figure: give --name too" in capsys.readouterr().err
+    assert "--window and --published shape the several-run report: give --name too" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "inf", "nan"])

@@ -16,6 +16,8 @@ against training wall time, the published code's values placed at its measured s
 the JSON also holds each run's test/demo per 100 iterations. ``--idle-seconds S`` adds the first run at S
 seconds per iteration (dashed: its speed on the idle machine); ``--window N`` smooths over N logged batches
 (default 50). Titles name the runs' sizes (from ``<run>/.hydra/config.yaml``). The
+``--published LOG ...`` (the published code's raw logs, ``docs/data/published_code/``) replaces its first run's
+values by the logs' curves, compared per 100 and per 1000 iterations at the same windows. The
 held-out scores of ``l2l-eval`` go into the JSON too, mean ± std over the seeds: ``<run>/eval.json`` (the end)
 and ``<run>/eval_at/<label>/eval.json`` (earlier checkpoints, ``l2l-eval <ckpt> --out <run>/eval_at/<label>``).
 """
@@ -32,6 +34,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from l2l.command_line import CommandParser
+from outer_loop.reports.published_log import PublishedLogError, read_published_log
 
 # the sizes of the published code's run below
 PUBLISHED_SIZES = "learner 100, error module 100, batch 32"
@@ -113,6 +116,15 @@ def published_rows() -> list[dict[str, object]]:
     return [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE]
 
 
+def published_report(logs: dict[str, dict[str, np.ndarray]]) -> dict[str, object]:
+    """The published code's raw logs for a report's JSON: per 100 iterations of each log, and per 1000
+    iterations each log's mean test/demo and their mean ± std (the windows of l2l's own tables)."""
+    # a log prints a CURVE line every `stride` iterations: its last line completes the iterations up to the next
+    last = min(int(c["iteration"].max() + np.median(np.diff(c["iteration"]))) - 1 for c in logs.values())
+    return {"per_100": {name: per_bin(c) for name, c in logs.items()}, "per_1000": across_seeds(logs, last=last),
+            "iterations": {name: int(c["iteration"].max()) + 1 for name, c in logs.items()}}
+
+
 def figure(curve: dict[str, np.ndarray], window: int = 10, title: str = "reference protocol") -> Figure:
     """Test/demo vs iteration: l2l's batches, their running mean, the published code's values."""
     fig = Figure(figsize=(7.5, 4.0), layout="constrained")
@@ -131,10 +143,13 @@ def figure(curve: dict[str, np.ndarray], window: int = 10, title: str = "referen
     return fig
 
 
-def across_seeds(curves: dict[str, dict[str, np.ndarray]], width: int = SEED_BIN) -> list[dict[str, object]]:
+def across_seeds(curves: dict[str, dict[str, np.ndarray]], width: int = SEED_BIN,
+                 last: int | None = None) -> list[dict[str, object]]:
     """Per ``width`` iterations: every seed's mean test/demo ratio, their mean ± std (ddof 1), and the training
-    seconds each seed had used by the end of the bin. Bins that not every seed completed are left out."""
-    last = min(int(c["iteration"].max()) for c in curves.values())
+    seconds each seed had used by the end of the bin. Bins that not every seed completed (up to ``last``;
+    default: the last logged iteration of the shortest) are left out."""
+    if last is None:
+        last = min(int(c["iteration"].max()) for c in curves.values())
     rows = []
     for start in range(0, last - width + 2, width):
         per_seed, seconds = {}, {}
@@ -150,10 +165,12 @@ def across_seeds(curves: dict[str, dict[str, np.ndarray]], width: int = SEED_BIN
 
 
 def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50, title: str = "reference protocol",
-                 idle_seconds: float | None = None) -> Figure:
+                 idle_seconds: float | None = None,
+                 published: dict[str, dict[str, np.ndarray]] | None = None) -> Figure:
     """Test/demo against iteration (left) and against training seconds (right): each seed's running mean of
-    ``window`` logged batches, and the published code's values (right: at its idle s/iteration). ``idle_seconds``:
-    also the first run at that many seconds per iteration (dashed)."""
+    ``window`` logged batches, and the published code's (right: at its idle s/iteration): its raw logs'
+    running means over as many iterations when ``published`` is given, else the values of its first run.
+    ``idle_seconds``: also the first run at that many seconds per iteration (dashed)."""
     fig = Figure(figsize=(11.0, 4.2), layout="constrained")
     FigureCanvasAgg(fig)
     by_iteration, by_time = fig.subplots(1, 2, sharey=True)
@@ -165,8 +182,17 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50, tit
         first = next(iter(curves.values()))
         by_time.plot(first["iteration"] * idle_seconds, running_mean(first["ratio"], window), color="C0",
                      lw=0.8, ls="--", label=f"l2l, {next(iter(curves))} at {idle_seconds} s/it (idle)")
-    plot_published(by_iteration)
-    plot_published(by_time, PUBLISHED_IDLE_SECONDS)
+    if published:
+        spacing = float(np.median(np.diff(next(iter(curves.values()))["iteration"]))) if curves else 1.0
+        for k, (name, c) in enumerate(published.items()):
+            points = max(1, round(window * spacing / float(np.median(np.diff(c["iteration"])))))
+            smooth = running_mean(c["ratio"], points)
+            style = dict(color="C3", alpha=1.0 - 0.25 * k, lw=1.2)
+            by_iteration.plot(c["iteration"], smooth, label=f"published code, {name}", **style)
+            by_time.plot(c["iteration"] * PUBLISHED_IDLE_SECONDS, smooth, label=f"published code, {name}", **style)
+    else:
+        plot_published(by_iteration)
+        plot_published(by_time, PUBLISHED_IDLE_SECONDS)
     for ax in (by_iteration, by_time):
         ax.axhline(1.0, color="gray", lw=0.8, ls=":")
         ax.set_yscale("log")
@@ -240,10 +266,13 @@ def held_out_markdown(row: dict[str, object]) -> str:
             f"{cell('bptt_step_mse')} | {cell('eprop1_step_mse')} | {cell('improved', 1)} / {n_tasks} |")
 
 
-def write_seeds(run_dirs: list[Path], out: Path, name: str,
-                idle_seconds: float | None = None, window: int = 50) -> list[dict[str, object]]:
-    """The several-seed report: ``out/data/<name>.json`` and ``out/figures/<name>.png``; returns the bins."""
+def write_seeds(run_dirs: list[Path], out: Path, name: str, idle_seconds: float | None = None, window: int = 50,
+                published_logs: list[Path] | None = None) -> list[dict[str, object]]:
+    """The several-seed report: ``out/data/<name>.json`` and ``out/figures/<name>.png``; returns the bins.
+    ``published_logs``: the published code's raw logs (one per seed), compared per 100 and per 1000 iterations
+    at the same windows instead of the values of its first run."""
     curves = {Path(d).name: read_curve(d) for d in run_dirs}
+    published = {Path(p).stem: read_published_log(p) for p in published_logs or []}
     rows = across_seeds(curves)
     title = runs_title(run_dirs)
     summary = {"run_dirs": [str(d) for d in run_dirs], "title": title, "held_out": held_out(run_dirs),
@@ -251,12 +280,13 @@ def write_seeds(run_dirs: list[Path], out: Path, name: str,
                "training_seconds": {k: float(c["seconds"][-1]) for k, c in curves.items()},
                "per_1000": rows,
                "per_100": {k: per_bin(c) for k, c in curves.items()},
-               "published": published_rows(), "published_sizes": PUBLISHED_SIZES,
+               "published": published_report(published) if published else published_rows(),
+               "published_sizes": PUBLISHED_SIZES,
                "idle_seconds_per_iteration": {"published": PUBLISHED_IDLE_SECONDS, "l2l": idle_seconds}}
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "data" / f"{name}.json").write_text(json.dumps(summary, indent=2) + "\n")
-    seeds_figure(curves, window, title, idle_seconds).savefig(out / "figures" / f"{name}.png", dpi=120)
+    seeds_figure(curves, window, title, idle_seconds, published).savefig(out / "figures" / f"{name}.png", dpi=120)
     return rows
 
 
@@ -270,6 +300,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --name: also draw the first run at S seconds per iteration (its idle speed)")
     parser.add_argument("--window", type=int, metavar="N",
                         help="with --name: the running mean over N logged batches (default 50)")
+    parser.add_argument("--published", type=Path, nargs="+", metavar="LOG",
+                        help="with --name: the published code's raw logs (docs/data/published_code/*.log), "
+                             "compared at the same windows instead of the values of its first run")
     args = parser.parse_args(argv)
     if args.idle_seconds is not None and not (0 < args.idle_seconds < float("inf")):
         parser.error(f"--idle-seconds {args.idle_seconds}: seconds per iteration must be > 0 and finite")
@@ -279,14 +312,18 @@ def main(argv: list[str] | None = None) -> int:
         if not args.name:
             parser.error("several run dirs need --name (the report's file name)")
         window = 50 if args.window is None else args.window
-        for row in write_seeds(args.run_dirs, args.out, args.name, args.idle_seconds, window):
+        try:
+            rows = write_seeds(args.run_dirs, args.out, args.name, args.idle_seconds, window, args.published)
+        except PublishedLogError as error:
+            parser.error(str(error))
+        for row in rows:
             seeds = "  ".join(f"{k} {v:.3f}" for k, v in row["per_seed"].items())
             print(f"{row['iterations']:>11}  test/demo {row['mean']:.3f} ± {row['std']:.3f}  ({seeds})")
         for row in held_out(args.run_dirs):
             print(held_out_markdown(row))
         return 0
-    if args.idle_seconds is not None or args.window is not None:
-        parser.error("--idle-seconds and --window shape the several-run figure: give --name too")
+    if args.idle_seconds is not None or args.window is not None or args.published:
+        parser.error("--idle-seconds, --window and --published shape the several-run report: give --name too")
     args.run_dir = args.run_dirs[0]
     curve = read_curve(args.run_dir)
     bins = per_bin(curve)
