@@ -106,7 +106,8 @@ def load_failure(error: BaseException) -> str:
     text = " ".join(str(error).split())
     unsafe = re.search(r"Unsupported global: GLOBAL (\S+)", text)
     if unsafe:
-        return f"it holds a {unsafe.group(1)} object, which a weights-only load never builds"
+        return (f"loading it would call {unsafe.group(1)}; a weights-only load builds nothing but tensors and plain "
+                "containers")
     operand = re.search(r"WeightsUnpickler error: (Unsupported operand \S+)", text)
     if operand:
         return f"neither a torch zip file nor a pickle of tensors: {operand.group(1)}"
