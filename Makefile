@@ -35,8 +35,8 @@ demo: install
 verify: install
 	$(BIN)/l2l-verify
 
-bench: install
-	$(BIN)/l2l-bench
+bench: install   # writes outputs/bench/bench.json and scaling.png
+	$(BIN)/l2l-bench --out outputs/bench
 
 lint: install
 	$(BIN)/ruff check .
