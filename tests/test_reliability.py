@@ -166,6 +166,22 @@ def test_eval_of_a_loose_checkpoint_writes_into_the_current_directory(finished_r
     assert json.loads((work / "eval.json").read_text())["iteration"] == 2  # where the checkpoint stood
 
 
+def test_eval_of_a_run_trained_without_evaluation_fills_its_summary(finished_runs, tmp_path):
+    import shutil
+
+    from outer_loop.reports import eval_cli
+
+    run = tmp_path / "meta"
+    shutil.copytree(finished_runs / "meta", run)
+    assert json.loads((run / "summary.json").read_text())["eval"] is None      # trained with eval.enabled=false
+    assert eval_cli.main([str(run), "--tasks", "2"]) == 0
+    scores = json.loads((run / "summary.json").read_text())["eval"]
+    written = json.loads((run / "eval.json").read_text())
+    assert scores["test_mse"] == written["test_mse"] and scores["n_tasks"] == 2 and scores["by"] == "l2l-eval"
+    assert eval_cli.main([str(run), "--tasks", "3"]) == 0                       # scores there: left as they are
+    assert json.loads((run / "summary.json").read_text())["eval"] == scores
+
+
 # ---- one run per run dir; atomic writes -------------------------------------------------------------------------
 
 

@@ -8,7 +8,9 @@ of the test trial after one update; ``bptt_step_mse`` and ``eprop1_step_mse``: o
 e-prop step with symmetric feedback and the true error on the demonstration, best learning rate of a
 grid; per-task values and standard deviations; ``iteration``: the outer iterations the checkpoint had trained)
 and ``eval.png`` (target vs before vs after) into the
-run dir or ``--out``. The held-out tasks come from ``eval.seed``, independent of the training seed.
+run dir or ``--out``. The held-out tasks come from ``eval.seed``, independent of the training seed. A run
+trained with ``eval.enabled=false`` gets these scores in its ``summary.json`` too (``"by": "l2l-eval"``); a summary
+that holds scores is left as it is.
 """
 
 from __future__ import annotations
@@ -154,7 +156,27 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"l2l-eval: error: --out {str(out)!r}: cannot write there ({error.strerror or error})\n")
     print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))
     print(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
+    if fill_summary(out, result):
+        print(f"filled the held-out scores of {out / 'summary.json'} (its run had eval.enabled=false)")
     return 0
+
+
+def fill_summary(run_dir: Path, result: dict[str, Any]) -> bool:
+    """Put ``result``'s scores into ``run_dir/summary.json`` when that run was trained without its held-out
+    evaluation (``"eval": null``); a summary that holds scores is left as it is. True when it was filled."""
+    from outer_loop.app.loggers import write_json
+
+    path = run_dir / "summary.json"
+    try:
+        summary = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if not isinstance(summary, dict) or summary.get("mode") != "meta" or summary.get("eval") is not None:
+        return False
+    scores = {k: result[k] for k in EVAL_KEYS}
+    scores.update(n_tasks=result["n_tasks"], eval_seed=result["eval_seed"], by="l2l-eval")
+    write_json(path, {**summary, "eval": scores})
+    return True
 
 
 if __name__ == "__main__":
