@@ -233,3 +233,15 @@ def test_plots_cli_redraws_curves_and_the_episode_from_the_checkpoint(tmp_path):
     episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2)).select(0)
     expected = torch.softmax(network(episode.inputs)[0].detach(), -1)[:, 1]
     torch.testing.assert_close(torch.as_tensor(line.get_ydata()).float(), expected)
+
+
+def test_the_episode_of_a_curriculum_run_is_drawn_at_its_stage(tmp_path):
+    """A curriculum run builds its network for the largest stage: the redrawn episode is padded as in training
+    (it failed with a size mismatch of layers.0.w_in)."""
+    run_dir = tmp_path / "run"
+    run(compose_config(["experiment=copy_repeat_eprop3", "train.iterations=2", "train.progress=false",
+                        "train.plots=false", "network.n_hidden=16", "train.batch_size=2"]), run_dir)
+    figure = episode_figure(run_dir)
+    image = figure.axes[-1].images[0].get_array()
+    target = figure.axes[1].images[0].get_array()
+    assert image.shape == target.shape and figure.axes[0].images[0].get_array().shape[0] < 13

@@ -60,16 +60,23 @@ def episode_figure(run_dir: str | Path, index: int = 0) -> Figure:
     from omegaconf import OmegaConf
 
     from outer_loop.app.build import build_network, build_task
+    from outer_loop.app.train import build_curriculum
     from outer_loop.checkpoint import checkpoint_file, read_checkpoint
 
     checkpoint = read_checkpoint(checkpoint_file(run_dir), ("network", "config"), "a direct-training checkpoint")
     cfg = OmegaConf.create(checkpoint["config"])
-    family = build_task(cfg.task)
+    curriculum = build_curriculum(cfg)
+    family = build_task(cfg.task) if curriculum is None else curriculum.largest     # what training built
     network = build_network(cfg.network, family)
+    if curriculum is not None:        # the episode of the stage the run had reached
+        stages = [r["stage"] for r in checkpoint.get("history", []) if isinstance(r, dict) and "stage" in r]
+        curriculum.stage = min(int(stages[-1]) if stages else 0, len(curriculum.stages) - 1)
+        family = curriculum.family
     network.load_state_dict(checkpoint["network"])
     episode = family.sample(cfg.train.eval_batch_size, torch.Generator().manual_seed(cfg.seed + 2)).select(index)
+    inputs = episode.inputs if curriculum is None else curriculum.pad(episode).inputs   # zero channels appended
     with torch.no_grad():
-        output = network(episode.inputs)
+        output = network(inputs)
     return family.plot(episode, output)
 
 
