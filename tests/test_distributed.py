@@ -142,6 +142,21 @@ def test_l2l_train_under_torchrun_writes_once_and_resumes(tmp_path):
 
 
 @pytest.mark.slow
+def test_torchrun_without_a_run_dir_makes_one(tmp_path):
+    """Every worker names the default run dir by the launcher's start: one dir, not one per rank."""
+    l2l_train = os.path.join(os.path.dirname(sys.executable), "l2l-train")
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({"OMP_NUM_THREADS": "1", "WANDB_MODE": "disabled"})
+    out = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2",
+                          f"--master_port={_free_port()}", l2l_train, "experiment=smoke", "outer.progress=false",
+                          "outer.threads=1", "eval.enabled=false", "outer.batch_size=4", "outer.iterations=2",
+                          "name=stamp"], env=env, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = list((tmp_path / "outputs" / "stamp").iterdir())
+    assert len(runs) == 1 and (runs[0] / "summary.json").is_file(), runs
+
+
+@pytest.mark.slow
 def test_hydra_submitit_launcher_with_two_tasks_runs_one_distributed_job(tmp_path):
     """hydra/launcher=submitit_local with tasks_per_node=2: the job's two tasks form one group (submitit's
     variables exported for torch.distributed), as on SLURM with hydra/launcher=slurm."""

@@ -251,8 +251,25 @@ def test_default_run_dirs_are_distinct_within_one_second():
     from omegaconf import OmegaConf
 
     hydra = OmegaConf.to_container(OmegaConf.load(Path(train.CONFIG_DIR) / "config.yaml").hydra, resolve=False)
-    assert hydra["run"]["dir"].endswith("${now:%Y-%m-%d_%H-%M-%S_%f}")     # microseconds: two runs started in
+    assert hydra["run"]["dir"].endswith("${l2l_run_stamp:}")               # microseconds: two runs started in
     assert hydra["sweep"]["dir"].endswith("${now:%Y-%m-%d_%H-%M-%S_%f}")   # the same second get two dirs
+
+
+def test_the_run_stamp_is_the_torchrun_launchers_start_in_every_worker(monkeypatch):
+    import datetime
+    import os
+
+    from outer_loop.app.run_stamp import FORMAT, process_start, run_stamp
+
+    monkeypatch.delenv("LOCAL_RANK", raising=False)
+    alone = [run_stamp() for _ in range(2)]
+    assert alone[0] != alone[1] and len(alone[0]) == len("2026-12-05_04-10-00_123456")     # now, to the µs
+    started = process_start(os.getppid())
+    if started is None:
+        pytest.skip("no /proc here: the stamp is always now")
+    assert abs(started - time.time()) < 365 * 86400                 # the parent started in the past, not at 1970
+    monkeypatch.setenv("LOCAL_RANK", "1")                            # a torchrun worker: its parent is the launcher
+    assert run_stamp() == run_stamp() == datetime.datetime.fromtimestamp(started).strftime(FORMAT)
 
 
 # ---- kill -9 and resume -----------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from l2l.rules import RULES
+from outer_loop.app.run_stamp import register_run_stamp
 from outer_loop.app.schemas import rule_schema, task_schema
 from tasks import FAMILIES
 
@@ -240,6 +241,7 @@ class Config:
 def register_configs() -> None:
     """Register the top-level schema (``config_schema``), one schema per task family (``task/<name>_schema``)
     and one per learning rule (``rule/<name>_schema``), each read off the constructor (``schemas.py``)."""
+    register_run_stamp()
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for name, family in FAMILIES.items():
