@@ -5,6 +5,7 @@ waited for the end of a long iteration."""
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import os
@@ -266,6 +267,16 @@ def check_sweep(tmp_path: Path, done: subprocess.CompletedProcess) -> None:
     failure = json.loads((sweep_dir / "failed_jobs" / "1.json").read_text())
     assert failure["job"] == 1 and "train.lr=nan" in failure["overrides"]
     assert "Traceback" not in done.stderr
+    # the sweep's table: one row per job, the finished jobs' scores equal their summaries
+    with (sweep_dir / "summary.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["job"], r["status"]) for r in rows] == [("0", "ok"), ("1", "failed"), ("2", "ok")]
+    assert "train.lr=nan" in rows[1]["overrides"] and "train.lr=nan is not allowed" in rows[1]["error"]
+    for row in (rows[0], rows[2]):
+        summary = json.loads((Path(row["run_dir"]) / "summary.json").read_text())
+        assert float(row["final_eval/loss"]) == summary["final_eval"]["loss"]
+        assert float(row["train/loss"]) == summary["final_train"]["loss"]
+    assert f"sweep of 3 jobs in {sweep_dir}; the table is {sweep_dir / 'summary.csv'}" in done.stderr
 
 
 def test_a_sweep_with_one_bad_job_runs_the_others_and_exits_1(tmp_path):

@@ -47,7 +47,7 @@ from outer_loop.app.records import direct_settings, loop_settings, outer_setting
 from outer_loop.app.resume import check_resume_config
 from outer_loop.app.run_dir import RunDirUsedError, claim, remove_earlier_run, resume_file, write_config_record
 from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
-from outer_loop.app.sweep import in_multirun, record_failure
+from outer_loop.app.sweep import in_multirun, record_failure, record_success
 from outer_loop.checkpoint import CheckpointError, DiskWriteError, read_checkpoint
 from outer_loop.guard import TrainingInterrupted
 from outer_loop.optimizers import make_optimizer
@@ -400,6 +400,8 @@ def main(cfg: DictConfig) -> float | None:
             line += "; " + last_good_checkpoint(Path(HydraConfig.get().runtime.output_dir), cfg)
         print(f"l2l-train: error: {line}", file=sys.stderr)
         raise SystemExit(2) from None
+    if in_multirun() and summary.get("rank") is None:
+        record_success(summary)
     if summary.get("mode") == "meta":
         return summary["eval"]["test_mse"] if summary["eval"] else summary["final_train"].get("test_mse")
     return None
