@@ -99,3 +99,19 @@ def test_submitit_local_launcher_runs_the_jobs(tmp_path):
                      cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     assert all((sweep / job / "eval.json").exists() for job in ("0", "1"))
+
+
+def test_help_lists_the_options_of_every_group_and_no_schema(capsys, monkeypatch):
+    """--help's groups are the choices on disk: the task and rule schemas in the config store are not choices."""
+    from outer_loop.app import train
+
+    monkeypatch.setattr(sys, "argv", ["l2l-train", "--help"])
+    with pytest.raises(SystemExit):
+        train.cli()
+    out = capsys.readouterr().out
+    groups = dict(line.split(": ", 1) for line in out.split("== Configuration groups (group=option) ==\n")[1]
+                  .split("\n\n")[0].splitlines())
+    conf = Path(train.CONFIG_DIR)
+    for group in ("task", "rule", "network", "experiment"):
+        assert groups[group].split(", ") == sorted(p.stem for p in (conf / group).glob("*.yaml")), group
+    assert "_schema" not in out.split("== The composed config")[0]

@@ -14,12 +14,14 @@ rule/train.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING
 
 from l2l.rules import RULES
+from outer_loop.app.help_groups import register_config_groups
 from outer_loop.app.run_stamp import register_run_stamp
 from outer_loop.app.schemas import rule_schema, task_schema
 from tasks import FAMILIES
@@ -242,6 +244,7 @@ def register_configs() -> None:
     """Register the top-level schema (``config_schema``), one schema per task family (``task/<name>_schema``)
     and one per learning rule (``rule/<name>_schema``), each read off the constructor (``schemas.py``)."""
     register_run_stamp()
+    register_config_groups(Path(__file__).resolve().parents[1] / "conf")
     cs = ConfigStore.instance()
     cs.store(name="config_schema", node=Config)
     for name, family in FAMILIES.items():
