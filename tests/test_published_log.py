@@ -64,6 +64,7 @@ def test_the_several_seed_report_compares_the_logs_at_the_same_windows(tmp_path)
     assert [r["mean"] for r in published["per_1000"]] == pytest.approx([0.9, 0.6])
     assert published["per_1000"][0]["std"] == pytest.approx(np.std([1.0, 0.8], ddof=1))
     assert published["per_100"]["seed1"][0]["test_over_demo"] == pytest.approx(1.0)
+    assert published["iterations"] == {"seed1": 2000, "seed2": 2000}        # CURVE every 10 up to 1990
     assert (tmp_path / "docs" / "figures" / "proto.png").stat().st_size > 10_000
     with pytest.raises(SystemExit):
         main([runs[0], "--out", str(tmp_path / "docs"), "--published", logs[0]])     # one run: needs --name

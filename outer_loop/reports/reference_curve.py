@@ -119,10 +119,10 @@ def published_rows() -> list[dict[str, object]]:
 def published_report(logs: dict[str, dict[str, np.ndarray]]) -> dict[str, object]:
     """The published code's raw logs for a report's JSON: per 100 iterations of each log, and per 1000
     iterations each log's mean test/demo and their mean ± std (the windows of l2l's own tables)."""
-    # a log prints a CURVE line every `stride` iterations: its last line completes the iterations up to the next
-    last = min(int(c["iteration"].max() + np.median(np.diff(c["iteration"]))) - 1 for c in logs.values())
-    return {"per_100": {name: per_bin(c) for name, c in logs.items()}, "per_1000": across_seeds(logs, last=last),
-            "iterations": {name: int(c["iteration"].max()) + 1 for name, c in logs.items()}}
+    # a log prints a CURVE line every `stride` iterations: its last line stands for the iterations up to the next
+    ran = {name: int(c["iteration"].max() + np.median(np.diff(c["iteration"]))) for name, c in logs.items()}
+    return {"per_100": {name: per_bin(c) for name, c in logs.items()},
+            "per_1000": across_seeds(logs, last=min(ran.values()) - 1), "iterations": ran}
 
 
 def figure(curve: dict[str, np.ndarray], window: int = 10, title: str = "reference protocol") -> Figure:
