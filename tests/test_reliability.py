@@ -262,7 +262,7 @@ def test_the_run_stamp_is_the_torchrun_launchers_start_in_every_worker(monkeypat
     from outer_loop.app.run_stamp import FORMAT, process_start, run_stamp
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
-    alone = [run_stamp() for _ in range(2)]
+    alone = [run_stamp(), time.sleep(0.002) or run_stamp()]         # 2 ms apart: two stamps, whatever the clock
     assert alone[0] != alone[1] and len(alone[0]) == len("2026-12-05_04-10-00_123456")     # now, to the µs
     started = process_start(os.getppid())
     if started is None:

@@ -22,6 +22,7 @@ from l2l.validation import (
     require_size,
 )
 from outer_loop.app.config import Config
+from outer_loop.app.records import loop_node
 from outer_loop.app.schemas import rule_schema, task_schema
 from tasks import FAMILIES, TaskFamily
 
@@ -144,11 +145,9 @@ def direct_iteration_bytes(cfg: DictConfig, family: TaskFamily) -> tuple[float, 
     """Estimated peak bytes of one direct-training iteration and the settings that drive it."""
     batch, steps = int(cfg.train.batch_size), int(family.n_steps)
     hidden = int(cfg.network.n_hidden) * int(cfg.network.layers)
-    n = int(cfg.network.n_hidden)
-    weights = PER_WEIGHT * int(cfg.network.layers) * n * (family.n_inputs + n)
     evaluation = int(cfg.train.eval_batch_size) * steps * (PER_NEURON_STEP * hidden + family.n_inputs)
-    graph = GRAPH_BYTES * steps * int(cfg.network.layers)
-    need = FLOAT_BYTES * (batch * steps * (PER_NEURON_STEP * hidden + family.n_inputs) + weights + evaluation) + graph
+    need = (trial_bytes(batch, steps, int(cfg.network.n_hidden), family.n_inputs, int(cfg.network.layers))
+            + FLOAT_BYTES * evaluation)
     drivers = (f"train.batch_size={batch}, train.eval_batch_size={cfg.train.eval_batch_size}, task.n_steps={steps}, "
                f"network.n_hidden={cfg.network.n_hidden}, network.layers={cfg.network.layers}")
     return need, drivers
@@ -167,7 +166,7 @@ def check_memory(cfg: DictConfig, family: TaskFamily | None = None) -> None:
     """ValueError naming the driving keys when one iteration would need more than the budget or the RAM.
 
     Without ``family``, from the config's sizes alone (a lower bound; called before the family is built)."""
-    node = "outer" if cfg.mode == "meta" else "train"
+    node = loop_node(cfg)
     sizes = family if family is not None else _Sizes(cfg.task)
     need, drivers = (meta_iteration_bytes if cfg.mode == "meta" else direct_iteration_bytes)(cfg, sizes)
     if cfg.mode == "meta" and cfg.eval.enabled:   # the evaluation after training, checked before it starts
@@ -181,12 +180,18 @@ def check_memory(cfg: DictConfig, family: TaskFamily | None = None) -> None:
                          f"of these smaller (or set {node}.memory_budget_gib if the estimate is too cautious)")
 
 
+def exceeded_memory(need: float) -> int | None:
+    """The bytes of memory available when ``need`` exceeds them, else None (also where they are unknown)."""
+    limit = available_bytes()
+    return limit if limit is not None and need > limit else None
+
+
 def check_held_out_memory(cfg: DictConfig, family: TaskFamily, tasks: int, key: str) -> None:
     """ValueError naming ``key`` (``--tasks``, ``tasks``) when scoring ``tasks`` held-out tasks of the model
     ``cfg`` describes at once (one update and the baselines' backward) would not fit in the memory available."""
     need, _ = meta_iteration_bytes(OmegaConf.merge(cfg, {"eval": {"tasks": int(tasks)}}), family, evaluation=True)
-    limit = available_bytes()
-    if limit is not None and need > limit:
+    limit = exceeded_memory(need)
+    if limit is not None:
         raise ValueError(f"{key}={tasks} is not allowed for this model (task.n_steps={family.n_steps}, network."
                          f"n_hidden={cfg.network.n_hidden}): scoring them at once needs about {need / 2**30:.3g} GiB, "
                          f"more than the {limit / 2**30:.1f} GiB of memory available; use fewer")
@@ -201,7 +206,7 @@ def trial_bytes(batch: int, steps: int, neurons: int, n_inputs: int, layers: int
 
 def check_trial_memory(drivers: str, need: float) -> None:
     """ValueError naming ``drivers`` (the flags that set the sizes) when ``need`` bytes exceed the memory available."""
-    limit = available_bytes()
-    if limit is not None and need > limit:
+    limit = exceeded_memory(need)
+    if limit is not None:
         raise ValueError(f"{drivers}: one trial's gradient needs about {need / 2**30:.3g} GiB, more than the "
                          f"{limit / 2**30:.1f} GiB of memory available; make one of these smaller")

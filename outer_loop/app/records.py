@@ -1,7 +1,8 @@
 """The one place where the app's config becomes the algorithm's records (no Hydra below this line).
 
-``loop_settings(cfg)`` for either mode's :class:`LoopSettings`, ``outer_settings(cfg)`` and
-``direct_settings(cfg)`` for the two steppers. Each record validates its own fields, naming the config key.
+``loop_node(cfg)`` names the loop's config node; ``loop_settings(cfg)`` for either mode's :class:`LoopSettings`,
+``outer_settings(cfg)`` and ``direct_settings(cfg)`` for the two steppers. Each record validates its own fields,
+naming the config key.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from outer_loop.algorithm.meta_train import OuterSettings
 from outer_loop.algorithm.run_loop import LoopSettings
 
 
+def loop_node(cfg: Any) -> str:
+    """The config node of the training loop of ``cfg.mode``: ``outer`` (meta) or ``train`` (direct)."""
+    return "outer" if cfg.get("mode") == "meta" else "train"
+
+
 def loop_settings(cfg: Any) -> LoopSettings:
     """The loop of ``cfg.mode``: from ``outer`` (meta) or ``train`` (direct)."""
-    node, name = (cfg.outer, "outer") if cfg.mode == "meta" else (cfg.train, "train")
+    name = loop_node(cfg)
+    node = cfg[name]
     return LoopSettings(iterations=node.iterations, log_every=node.log_every, checkpoint_every=node.checkpoint_every,
                         keep_checkpoints=bool(node.keep_checkpoints), progress=bool(node.progress),
                         divergence_factor=float(node.divergence_factor), node=name)

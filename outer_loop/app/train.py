@@ -43,7 +43,7 @@ from outer_loop.app.checks import check_config, check_memory
 from outer_loop.app.compose import CONFIG_DIR, with_version
 from outer_loop.app.config import register_configs
 from outer_loop.app.loggers import make_logger, write_json
-from outer_loop.app.records import direct_settings, loop_settings, outer_settings
+from outer_loop.app.records import direct_settings, loop_node, loop_settings, outer_settings
 from outer_loop.app.resume import check_resume_config
 from outer_loop.app.run_dir import RunDirUsedError, claim, remove_earlier_run, resume_file, write_config_record
 from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
@@ -80,7 +80,7 @@ def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
         shard(cfg.outer.batch_size, ranks)
     main = ranks is None or ranks.main
     with RunDirLock(run_dir) if main else nullcontext():
-        node = "outer" if cfg.mode == "meta" else "train"
+        node = loop_node(cfg)
         setting = cfg[node].resume
         resume = resume_file(setting, run_dir, f"{node}.resume")
         earlier = claim(run_dir, resume, f"{node}.resume", bool(cfg.overwrite), setting == "auto") if main else []
@@ -97,7 +97,7 @@ def preflight(cfg: DictConfig) -> None:
         raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
     check_config(cfg)
     check_memory(cfg)
-    node = "outer" if cfg.mode == "meta" else "train"
+    node = loop_node(cfg)
     _device(cfg, node)
     family = build_task(cfg.task)
     loop_settings(cfg)
@@ -124,7 +124,7 @@ def _restore(training: TrainingLoop, cfg: DictConfig, resume: Path | None) -> No
     """Load the checkpoint ``resume`` into ``training`` after checking it against ``cfg`` (nothing written)."""
     if resume is None:
         return
-    node = "outer" if cfg.mode == "meta" else "train"
+    node = loop_node(cfg)
     setting = cfg[node].resume
     source = f"{node}.resume={setting!r}" + ("" if Path(setting) == resume else f" ({resume})")
     state = read_checkpoint(resume, training.stepper.keys, f"a {cfg.mode}-mode checkpoint ({node}.resume)")
@@ -410,7 +410,7 @@ def main(cfg: DictConfig) -> float | None:
 def last_good_checkpoint(run_dir: Path, cfg: DictConfig) -> str:
     """After a failed write: which checkpoint of ``run_dir`` survived (the rename never replaced it by a part) and
     how to go on, or that there is none."""
-    node = "outer" if cfg.get("mode") == "meta" else "train"
+    node = loop_node(cfg)
     last = run_dir / "checkpoints" / "last.pt"
     try:
         iteration = read_checkpoint(last).get("iteration")

@@ -116,11 +116,16 @@ def published_rows() -> list[dict[str, object]]:
     return [{"iterations": f"{a}-{b}", "test_over_demo": v} for a, b, v in PUBLISHED_CURVE]
 
 
+def log_stride(curve: dict[str, np.ndarray]) -> float:
+    """The iterations between a curve's logged points (their median gap; 1 for a single point)."""
+    return float(np.median(np.diff(curve["iteration"]))) if curve["iteration"].size > 1 else 1.0
+
+
 def published_report(logs: dict[str, dict[str, np.ndarray]]) -> dict[str, object]:
     """The published code's raw logs for a report's JSON: per 100 iterations of each log, and per 1000
     iterations each log's mean test/demo and their mean ± std (the windows of l2l's own tables)."""
     # a log prints a CURVE line every `stride` iterations: its last line stands for the iterations up to the next
-    ran = {name: int(c["iteration"].max() + np.median(np.diff(c["iteration"]))) for name, c in logs.items()}
+    ran = {name: int(c["iteration"].max() + log_stride(c)) for name, c in logs.items()}
     return {"per_100": {name: per_bin(c) for name, c in logs.items()},
             "per_1000": across_seeds(logs, last=min(ran.values()) - 1), "iterations": ran}
 
@@ -183,9 +188,9 @@ def seeds_figure(curves: dict[str, dict[str, np.ndarray]], window: int = 50, tit
         by_time.plot(first["iteration"] * idle_seconds, running_mean(first["ratio"], window), color="C0",
                      lw=0.8, ls="--", label=f"l2l, {next(iter(curves))} at {idle_seconds} s/it (idle)")
     if published:
-        spacing = float(np.median(np.diff(next(iter(curves.values()))["iteration"]))) if curves else 1.0
+        spacing = log_stride(next(iter(curves.values()))) if curves else 1.0
         for k, (name, c) in enumerate(published.items()):
-            points = max(1, round(window * spacing / float(np.median(np.diff(c["iteration"])))))
+            points = max(1, round(window * spacing / log_stride(c)))
             smooth = running_mean(c["ratio"], points)
             style = dict(color="C3", alpha=1.0 - 0.25 * k, lw=1.2)
             by_iteration.plot(c["iteration"], smooth, label=f"published code, {name}", **style)
