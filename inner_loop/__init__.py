@@ -2,5 +2,5 @@
 
 ``backends`` (the ways to run it: explicit, higher; one registry), ``one_shot`` (the explicit update and the
 ``Adaptation`` value), ``higher_backend``, ``learning_rates`` (η fixed or learned), ``settings``. The test trial
-with the adapted weights is the outer objective's (``outer_loop.algorithm.objective``).
+with the adapted weights is the outer objective's (``l2l.outer_loop.algorithm.objective``).
 """

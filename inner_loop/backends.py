@@ -1,6 +1,6 @@
 """Inner backends: the ways to run the one-shot inner loop, one small protocol and one registry.
 
-A backend turns a batch of tasks into per-task adapted weights (:class:`inner_loop.one_shot.Adaptation`).
+A backend turns a batch of tasks into per-task adapted weights (:class:`l2l.inner_loop.one_shot.Adaptation`).
 ``explicit`` applies W − η·ΔW itself (any η mode, several demonstrations); ``higher`` steps higher's
 differentiable optimizers (SGD or Adam, one float η, one demonstration). A new backend is one file with a
 class that has these members, plus one ``register_backend(...)`` call (e.g. at the end of that file,
@@ -14,11 +14,11 @@ from typing import Protocol
 
 import torch
 
-from inner_loop.higher_backend import adapt_with_higher
-from inner_loop.learning_rates import InnerLearningRates
-from inner_loop.one_shot import Adaptation, adapt
-from inner_loop.settings import InnerSettings
 from l2l.error_module import ErrorModule
+from l2l.inner_loop.higher_backend import adapt_with_higher
+from l2l.inner_loop.learning_rates import InnerLearningRates
+from l2l.inner_loop.one_shot import Adaptation, adapt
+from l2l.inner_loop.settings import InnerSettings
 from l2l.network import RecurrentNetwork
 from l2l.registry import Registry
 
@@ -52,7 +52,7 @@ def get_backend(name: str) -> InnerBackend:
 
 
 class ExplicitBackend:
-    """W_task = W − η·ΔW per demonstration (``inner_loop.one_shot.adapt``); η fixed or learned."""
+    """W_task = W − η·ΔW per demonstration (``l2l.inner_loop.one_shot.adapt``); η fixed or learned."""
 
     name = "explicit"
     needs_autograd = False
@@ -68,7 +68,7 @@ class ExplicitBackend:
 
 
 class HigherBackend:
-    """One step of higher's differentiable SGD or Adam per task (``inner_loop.higher_backend``); fixed η."""
+    """One step of higher's differentiable SGD or Adam per task (``l2l.inner_loop.higher_backend``); fixed η."""
 
     name = "higher"
     needs_autograd = True

@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import higher
 import torch
 
-from inner_loop.one_shot import Adaptation, InnerStep, adapted_names
 from l2l.error_module import ErrorModule
+from l2l.inner_loop.one_shot import Adaptation, InnerStep, adapted_names
 from l2l.network import RecurrentNetwork, Trial
 from l2l.traces.deep import deep_eligibility_gradients
 from l2l.validation import require_choice, require_positive
@@ -36,7 +36,7 @@ def adapt_with_higher(
 ) -> Adaptation:
     """One inner step per task with higher's differentiable ``inner_optimizer`` (``sgd`` or ``adam``).
 
-    Shapes as :func:`inner_loop.one_shot.adapt`; tasks are adapted one at a time and stacked (B, ...).
+    Shapes as :func:`l2l.inner_loop.one_shot.adapt`; tasks are adapted one at a time and stacked (B, ...).
     """
     require_positive("learning_rate", learning_rate)
     require_choice("inner_optimizer", inner_optimizer, tuple(OPTIMIZERS))

@@ -94,7 +94,7 @@ def adapt(
     every demonstration, or one per demonstration ((K ≥ n_demos, B, T, n_code) as ``MetaLearner.encode``
     draws them, or a sequence);
     learning_rate: η, a float or per adapted name a float or tensor broadcastable to the weight
-    (learned rates, :class:`inner_loop.learning_rates.InnerLearningRates`).
+    (learned rates, :class:`l2l.inner_loop.learning_rates.InnerLearningRates`).
     ``first_order`` drops the terms of ΔW's derivative w.r.t. the learner's weights (the traces and
     the spikes the error module sees are detached); the error module still gets its meta-gradient.
     """

@@ -9,7 +9,7 @@ from l2l.validation import require_choice, require_size
 
 @dataclass(frozen=True)
 class InnerSettings:
-    """``backend``: the name of a registered inner backend (``inner_loop.backends``: explicit | higher);
+    """``backend``: the name of a registered inner backend (``l2l.inner_loop.backends``: explicit | higher);
     ``optimizer`` sgd | adam (adam needs higher); which weight kinds adapt; how many demonstrations (one
     update after each); first-order or not. Each backend checks what it supports (``check``)."""
 
@@ -20,7 +20,7 @@ class InnerSettings:
     first_order: bool = False
 
     def __post_init__(self) -> None:
-        from inner_loop.backends import get_backend
+        from l2l.inner_loop.backends import get_backend
 
         require_choice("inner.optimizer", self.optimizer, ("sgd", "adam"))
         require_size("inner.n_demos", self.n_demos)

@@ -3,7 +3,7 @@
 ``gradient``: forward-only simulation, e-prop, online e-prop and BPTT gradients on one LIF network (same
 weights, same inputs; medians after a warm-up) and their ratios; ``memory``: peak memory of e-prop (offline
 and online) and BPTT at two trial lengths, and its growth. The command itself (with the e-prop 2 sections,
-which time app-level objects) is ``outer_loop.bench.cli``.
+which time app-level objects) is ``l2l.outer_loop.bench.cli``.
 """
 
 from __future__ import annotations

@@ -6,12 +6,12 @@
 """
 
 from l2l.registry import Registry
-from tasks.arm import ArmEpisode, ArmTrajectories, TwoJointArm
-from tasks.base import Episode, TaskFamily, TaskLoss
-from tasks.copy_repeat import CopyRepeat, CopyRepeatEpisode
-from tasks.encoders import PopulationCode, clock_input, poisson_spikes
-from tasks.evidence import EvidenceAccumulation, EvidenceEpisode
-from tasks.pattern import PatternEpisode, PatternGeneration
+from l2l.tasks.arm import ArmEpisode, ArmTrajectories, TwoJointArm
+from l2l.tasks.base import Episode, TaskFamily, TaskLoss
+from l2l.tasks.copy_repeat import CopyRepeat, CopyRepeatEpisode
+from l2l.tasks.encoders import PopulationCode, clock_input, poisson_spikes
+from l2l.tasks.evidence import EvidenceAccumulation, EvidenceEpisode
+from l2l.tasks.pattern import PatternEpisode, PatternGeneration
 
 FAMILIES: Registry[type[TaskFamily]] = Registry("task")
 """Every task family by name (the class's ``name``)."""

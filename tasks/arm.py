@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
+from l2l.tasks.base import Episode, TaskFamily, TaskLoss, require_pair, require_range
+from l2l.tasks.encoders import clock_input
 from l2l.validation import InvalidValueError, require_nonnegative, require_positive, require_size
-from tasks.base import Episode, TaskFamily, TaskLoss, require_pair, require_range
-from tasks.encoders import clock_input
 
 
 class TwoJointArm:

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
+from l2l.tasks.base import Episode, TaskFamily, TaskLoss, masked_mean, new_figure
 from l2l.validation import InvalidValueError, require_size
-from tasks.base import Episode, TaskFamily, TaskLoss, masked_mean, new_figure
 
 
 @dataclass

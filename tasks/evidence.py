@@ -22,6 +22,8 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
+from l2l.tasks.base import Episode, TaskFamily, TaskLoss, masked_mean, new_figure
+from l2l.tasks.encoders import poisson_spikes
 from l2l.validation import (
     InvalidValueError,
     require_nonnegative,
@@ -29,8 +31,6 @@ from l2l.validation import (
     require_positive,
     require_size,
 )
-from tasks.base import Episode, TaskFamily, TaskLoss, masked_mean, new_figure
-from tasks.encoders import poisson_spikes
 
 
 @dataclass

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 import torch
 from matplotlib.figure import Figure
 
+from l2l.tasks.base import Episode, TaskFamily, TaskLoss, new_figure, raster, require_range
+from l2l.tasks.encoders import poisson_spikes
 from l2l.validation import InvalidValueError, require_nonnegative, require_positive, require_size
-from tasks.base import Episode, TaskFamily, TaskLoss, new_figure, raster, require_range
-from tasks.encoders import poisson_spikes
 
 
 @dataclass

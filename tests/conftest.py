@@ -16,7 +16,7 @@ def _seed():
 @pytest.fixture
 def compose():
     """``compose(*overrides)``: the config ``l2l-train <overrides>`` would run with (as the app composes it)."""
-    from outer_loop.app.compose import compose_config
+    from l2l.outer_loop.app.compose import compose_config
 
     return lambda *overrides: compose_config(overrides)
 

@@ -29,7 +29,7 @@ RUN = ["experiment=smoke", "task.n_steps=30", "network.n_hidden=8", "error_modul
 
 
 def l2l_train(args: list[str], run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "outer_loop.app.train", *args, f"hydra.run.dir={run_dir}"],
+    return subprocess.Popen([sys.executable, "-m", "l2l.outer_loop.app.train", *args, f"hydra.run.dir={run_dir}"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 

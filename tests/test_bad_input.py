@@ -110,7 +110,9 @@ TRAIN_META = [
     ("seed=abc", "seed"),
     ("mode=both", "mode='both' is not allowed: choose one of ['direct', 'meta']"),
     ("device=tpu", "device='tpu' is not allowed"),
-    ("logger.name=tensorboard", "logger.name='tensorboard' is not allowed"),
+    ("logger=dashboard", "logger"),
+    ("+logger.backends.dashboard=true", "logger.backends='dashboard' is not allowed: choose one of ['csv', 'mlflow', "
+                                        "'tensorboard', 'wandb']"),
     ("logger.init_timeout=0", "logger.init_timeout=0.0 is not allowed: it must be a finite number > 0"),
     ("+foo=1", "foo=1 is not an l2l-train key"),
     ("+outer.batchsize=3", "outer.batchsize=3 (did you mean outer.batch_size?) is not an l2l-train key"),
@@ -381,22 +383,22 @@ def run_row(command: str, args: str, files: dict[str, Path], tmp: Path) -> tuple
     own_dir = any(a.startswith(("hydra.run.dir=", "name=")) for a in argv)    # rows about the run dir itself
     run_dir = [] if own_dir else [f"hydra.run.dir={tmp / 'run'}"]
     if program == "l2l-train":
-        from outer_loop.app import train
+        from l2l.outer_loop.app import train
 
         base = TINY_META if mode == "meta" else TINY_DIRECT
         return run_hydra_command(train.cli, ["l2l-train", *flags, *base, *argv[len(flags):], *run_dir])
     if program == "l2l-demo":
-        from outer_loop.reports import demo
+        from l2l.outer_loop.reports import demo
 
         return run_hydra_command(demo.cli, ["l2l-demo", *argv, *run_dir])
     if program == "l2l-eval":
-        from outer_loop.reports.eval_cli import main
+        from l2l.outer_loop.reports.eval_cli import main
     elif program == "l2l-verify":
-        from outer_loop.app.verify_cli import main
+        from l2l.outer_loop.app.verify_cli import main
     elif program == "l2l-bench":
-        from outer_loop.bench.cli import main
+        from l2l.outer_loop.bench.cli import main
     else:
-        from outer_loop.app.tune import main
+        from l2l.outer_loop.app.tune import main
 
         argv = [*argv, "--out", str(tmp / "tune")] if "--out" not in argv else argv
     return run_argparse_command(main, argv)
@@ -510,8 +512,8 @@ def test_every_number_of_the_config_is_checked(experiment):
     integer key a 65-bit value, naming the key (one check over the whole config, before any work)."""
     from omegaconf import OmegaConf
 
-    from outer_loop.app.checks import check_config
-    from outer_loop.app.compose import compose_config
+    from l2l.outer_loop.app.checks import check_config
+    from l2l.outer_loop.app.compose import compose_config
 
     cfg = compose_config([f"experiment={experiment}"])
     plain = OmegaConf.to_container(cfg, resolve=True)
@@ -543,7 +545,7 @@ def test_l2l_demo_animates_a_model_with_fewer_steps_than_frames(files, tmp_path)
     """A model trained on 30-step movements: the GIF has 30 frames (the default 50 failed before)."""
     from PIL import Image
 
-    from outer_loop.reports import demo
+    from l2l.outer_loop.reports import demo
 
     code, err = run_hydra_command(demo.cli, ["l2l-demo", f"checkpoint={files['meta_run']}", "tasks=1",
                                              "baselines=false", f"hydra.run.dir={tmp_path}"])

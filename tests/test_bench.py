@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from outer_loop.bench import cli as bench
+from l2l.outer_loop.bench import cli as bench
 
 
 def test_bench_json_has_the_ratios_and_the_memory_growth(capsys):

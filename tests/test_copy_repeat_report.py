@@ -1,4 +1,4 @@
-"""outer_loop.reports.copy_repeat: stages passed, longest solved length × repeats, the table, the figure."""
+"""l2l.outer_loop.reports.copy_repeat: stages passed, longest solved length × repeats, the table, the figure."""
 
 import json
 import math
@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from outer_loop.reports.copy_repeat import main, read_run, run_dirs, write_report
+from l2l.outer_loop.reports.copy_repeat import main, read_run, run_dirs, write_report
 
 STAGES = [{"length": 1, "max_repeats": 1}, {"length": 2, "max_repeats": 1}, {"length": 2, "max_repeats": 2},
           {"length": 3, "max_repeats": 2}, {"length": 3, "max_repeats": 3}]
@@ -125,7 +125,7 @@ def test_two_runs_of_the_same_seed_are_refused(runs, tmp_path):
 
 
 def test_the_bit_error_curve_is_read_and_smoothed_over_the_logged_batches():
-    from outer_loop.reports.copy_repeat import _running_mean
+    from l2l.outer_loop.reports.copy_repeat import _running_mean
 
     assert _running_mean([1.0, 3.0, 5.0, 7.0], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
     assert _running_mean([1.0, 3.0, 5.0], 10).tolist() == [1.0, 2.0, 3.0]

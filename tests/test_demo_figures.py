@@ -6,11 +6,11 @@ import pytest
 import torch
 from PIL import Image
 
-from outer_loop.algorithm.evaluation import one_shot_step
-from outer_loop.app.build import build_meta, build_task
-from outer_loop.app.compose import compose_config
-from outer_loop.reports.demo_figures import arm_animation, arm_animation_frames, arm_geometry, demo_figure
-from tasks.arm import TwoJointArm
+from l2l.outer_loop.algorithm.evaluation import one_shot_step
+from l2l.outer_loop.app.build import build_meta, build_task
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.reports.demo_figures import arm_animation, arm_animation_frames, arm_geometry, demo_figure
+from l2l.tasks.arm import TwoJointArm
 
 BATCH = 3
 OVERRIDES = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=8", "error_module.n_hidden=8",

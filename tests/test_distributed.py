@@ -10,20 +10,20 @@ import textwrap
 import pytest
 import torch
 
-from outer_loop.algorithm.distributed import Ranks, from_environment, shard
+from l2l.outer_loop.algorithm.distributed import Ranks, from_environment, shard
 
 WORKER = textwrap.dedent("""
     import os, sys, torch
     import torch.distributed as dist
     torch.set_num_threads(1)
-    import outer_loop.algorithm.distributed as distributed
-    from outer_loop.algorithm.meta_train import train_meta
-    from outer_loop.app.build import build_meta, build_task
-    from outer_loop.app.records import loop_settings, outer_settings
-    from outer_loop.app.compose import compose_config
+    import l2l.outer_loop.algorithm.distributed as distributed
+    from l2l.outer_loop.algorithm.meta_train import train_meta
+    from l2l.outer_loop.app.build import build_meta, build_task
+    from l2l.outer_loop.app.records import loop_settings, outer_settings
+    from l2l.outer_loop.app.compose import compose_config
     out, batch, iterations = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     if os.environ.get("NO_GLOBAL_RATES") == "1":  # the negative control: rates regularized per rank only
-        import outer_loop.algorithm.objective as objective
+        import l2l.outer_loop.algorithm.objective as objective
         objective.global_rates = lambda rates, ranks: rates
     ranks = distributed.from_environment()
     if ranks is not None:

@@ -13,10 +13,10 @@ import pytest
 import tomllib
 
 import l2l
+from l2l.outer_loop.app import train
+from l2l.outer_loop.app.build import build_network, build_rule, build_task
+from l2l.outer_loop.app.loggers import wandb_settings
 from l2l.rules import RULES
-from outer_loop.app import train
-from outer_loop.app.build import build_network, build_rule, build_task
-from outer_loop.app.loggers import wandb_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,9 +128,9 @@ def run_cli(function, argv: list[str]) -> str:
 
 
 def test_every_command_prints_l2l_version():
-    from outer_loop.app import verify_cli
-    from outer_loop.bench import cli as bench
-    from outer_loop.reports import demo, eval_cli
+    from l2l.outer_loop.app import verify_cli
+    from l2l.outer_loop.bench import cli as bench
+    from l2l.outer_loop.reports import demo, eval_cli
 
     assert l2l.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     expected = f"(l2l) {l2l.__version__}"
@@ -153,10 +153,11 @@ def test_package_metadata_and_files():
     citation = (ROOT / "CITATION.cff").read_text()
     assert f"version: {meta['version']}" in citation and "10.1038/s41467-020-17236-y" in citation
     assert f"## {meta['version']}" in (ROOT / "CHANGELOG.md").read_text()
-    assert all((ROOT / package / "py.typed").is_file() for package in ("l2l", "tasks", "inner_loop", "outer_loop"))
+    packages = (".", "tasks", "inner_loop", "outer_loop")
+    assert all((ROOT / "l2l" / package / "py.typed").is_file() for package in packages)
     floors = {d.split(">=")[0]: d.split(">=")[1].split()[0] for d in meta["dependencies"] if ">=" in d}
     assert floors["hydra-core"] == "1.3.6" and floors["torch"] == "2.11"
-    from outer_loop.app.compose import CONFIG_DIR
+    from l2l.outer_loop.app.compose import CONFIG_DIR
 
     assert (Path(CONFIG_DIR) / "config.yaml").is_file() and Path(CONFIG_DIR).parent.name == "outer_loop"
 
@@ -164,8 +165,8 @@ def test_package_metadata_and_files():
 def test_figures_name_their_units():
     import torch
 
-    from outer_loop.reports.plots import learning_curves
-    from tasks import ArmTrajectories
+    from l2l.outer_loop.reports.plots import learning_curves
+    from l2l.tasks import ArmTrajectories
 
     history = [{"iteration": i, "mse_xy": 0.1 / (i + 1), "task_loss": 1.0 / (i + 1)} for i in range(5)]
     figure = learning_curves({"run": history}, ["task_loss", "mse_xy"])

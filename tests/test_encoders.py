@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.encoders import PopulationCode, clock_input, poisson_spikes
+from l2l.tasks.encoders import PopulationCode, clock_input, poisson_spikes
 
 
 def _clock_by_loops(n_steps, n_groups, per_group, every):

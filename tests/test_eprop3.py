@@ -8,15 +8,15 @@ import torch
 
 from l2l import verify
 from l2l.network import RecurrentNetwork
+from l2l.outer_loop.algorithm.curriculum import Curriculum
+from l2l.outer_loop.app.build import build_rule
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.train import run
+from l2l.outer_loop.checkpoint import read_checkpoint
 from l2l.rules import BPTT, TBPTT, EProp3, TBPTTSyntheticGradient, make_rule
 from l2l.rules import truncated_bptt as tb
 from l2l.synthetic_gradient import FixedPredictions, OnlineSyntheticGradient, synthetic_gradient_loss
-from outer_loop.algorithm.curriculum import Curriculum
-from outer_loop.app.build import build_rule
-from outer_loop.app.compose import compose_config
-from outer_loop.app.train import run
-from outer_loop.checkpoint import read_checkpoint
-from tasks import make_family
+from l2l.tasks import make_family
 
 WINDOW = 7
 

@@ -6,11 +6,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from inner_loop.learning_rates import InnerLearningRates
 from l2l.error_module import ErrorModule
+from l2l.inner_loop.learning_rates import InnerLearningRates
 from l2l.network import RecurrentNetwork
-from l2l.rules.eprop import EProp
-from outer_loop.algorithm.evaluation import (
+from l2l.outer_loop.algorithm.evaluation import (
     bptt_step_mse,
     bptt_task_gradients,
     eprop1_step_mse,
@@ -19,9 +18,10 @@ from outer_loop.algorithm.evaluation import (
     one_shot_figure,
     step_grid,
 )
-from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
-from tasks.arm import ArmTrajectories
-from tasks.encoders import PopulationCode
+from l2l.outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
+from l2l.rules.eprop import EProp
+from l2l.tasks.arm import ArmTrajectories
+from l2l.tasks.encoders import PopulationCode
 
 BATCH = 3
 

@@ -10,11 +10,11 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from outer_loop.app.build import build_meta, build_task
-from outer_loop.app.compose import compose_config
-from outer_loop.app.train import run
-from outer_loop.checkpoint import load_checkpoint, save_checkpoint
-from outer_loop.guard import NonFiniteLossError
+from l2l.outer_loop.app.build import build_meta, build_task
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.train import run
+from l2l.outer_loop.checkpoint import load_checkpoint, save_checkpoint
+from l2l.outer_loop.guard import NonFiniteLossError
 
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=4", "outer.log_every=1",
@@ -73,7 +73,7 @@ def test_resume_with_another_config_fails_naming_the_difference(tmp_path):
 
 
 def test_nan_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
-    from outer_loop.algorithm import meta as meta_module
+    from l2l.outer_loop.algorithm import meta as meta_module
 
     original = meta_module.MetaLearner.forward
     calls = {"n": 0}
@@ -147,7 +147,7 @@ def test_meta_gradient_reaches_every_meta_parameter_including_learned_rates(inne
 
 
 def test_several_demonstrations_update_after_each(tmp_path):
-    from inner_loop.one_shot import adapt
+    from l2l.inner_loop.one_shot import adapt
 
     cfg = config()
     torch.manual_seed(0)
@@ -166,7 +166,7 @@ def test_several_demonstrations_update_after_each(tmp_path):
 
 
 def test_each_demonstration_sees_its_own_code():
-    from inner_loop.one_shot import adapt
+    from l2l.inner_loop.one_shot import adapt
 
     cfg = config("inner.n_demos=2")
     torch.manual_seed(0)
@@ -209,7 +209,7 @@ def test_wandb_gets_resolved_config_group_images_and_finish(fake_wandb, tmp_path
 
 
 def test_wandb_run_finishes_with_exit_code_1_when_training_fails(fake_wandb, tmp_path, monkeypatch):
-    from outer_loop.algorithm import meta as meta_module
+    from l2l.outer_loop.algorithm import meta as meta_module
 
     def broken(self, episode, generator=None, codes=None):
         raise RuntimeError("boom")

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from inner_loop.one_shot import adapt
 from l2l.error_module import ErrorModule
+from l2l.inner_loop.one_shot import adapt
 from l2l.network import RecurrentNetwork
 
 
@@ -86,7 +86,7 @@ def test_bad_adapt_weights():
 
 @pytest.mark.parametrize(("depth", "first_order"), [(1, False), (2, False), (2, True)])
 def test_higher_backend_gives_the_same_adaptation_and_meta_gradients(depth, first_order):
-    from inner_loop.higher_backend import adapt_with_higher
+    from l2l.inner_loop.higher_backend import adapt_with_higher
 
     learner, module, inputs, code, target = setup(depth, "all" if depth > 1 else "top", batch=2)
     meta = [*learner.parameters(), *module.parameters()]
@@ -104,7 +104,7 @@ def test_higher_backend_gives_the_same_adaptation_and_meta_gradients(depth, firs
 
 
 def test_higher_backend_runs_an_inner_adam():
-    from inner_loop.higher_backend import adapt_with_higher
+    from l2l.inner_loop.higher_backend import adapt_with_higher
 
     learner, module, inputs, code, target = setup(batch=2)
     result = adapt_with_higher(learner, module, inputs, code, 1e-2, inner_optimizer="adam")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from outer_loop.checkpoint import load_checkpoint
+from l2l.outer_loop.checkpoint import load_checkpoint
 
 TINY_META = ["experiment=smoke", "task.n_steps=30", "network.n_hidden=8", "error_module.n_hidden=6",
              "error_module.code_neurons=4", "outer.batch_size=2", "outer.progress=false", "eval.enabled=false",
@@ -46,7 +46,7 @@ def test_sigusr1_checkpoints_requeues_and_auto_resume_continues(tmp_path):
     (fake_bin / "scontrol").write_text(f"#!/bin/sh\necho \"$@\" >> {calls}\n")
     (fake_bin / "scontrol").chmod(0o755)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "SLURM_JOB_ID": "4242", "PATH": f"{fake_bin}:{os.environ['PATH']}"}
-    args = [sys.executable, "-m", "outer_loop.app.train", *TINY_META, "outer.iterations=2000",
+    args = [sys.executable, "-m", "l2l.outer_loop.app.train", *TINY_META, "outer.iterations=2000",
             "outer.checkpoint_every=1000", "outer.resume=auto", f"hydra.run.dir={run_dir}"]
     run = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_lines(run_dir / "metrics.jsonl", 3, run)

@@ -8,10 +8,10 @@ import pytest
 import torch
 import yaml
 
-from outer_loop.app.compose import compose_config
-from outer_loop.app.train import run
-from outer_loop.checkpoint import save_checkpoint
-from outer_loop.reports.pretrained import (
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.train import run
+from l2l.outer_loop.checkpoint import save_checkpoint
+from l2l.outer_loop.reports.pretrained import (
     CheckpointError,
     available,
     check_scores,
@@ -117,8 +117,8 @@ def test_non_finite_weights_are_refused(tiny_run, tmp_path):
 
 
 def _demo(*overrides, cwd):
-    return subprocess.run([sys.executable, "-m", "outer_loop.reports.demo", *overrides], capture_output=True, text=True,
-                          cwd=cwd, timeout=300)
+    return subprocess.run([sys.executable, "-m", "l2l.outer_loop.reports.demo", *overrides], capture_output=True,
+                          text=True, cwd=cwd, timeout=300)
 
 
 def test_demo_on_a_corrupted_checkpoint_prints_one_line_and_exits_2(tmp_path):
@@ -145,7 +145,7 @@ def test_demo_writes_json_figure_and_gif(tmp_path):
 
 
 def test_eval_on_a_corrupted_checkpoint_prints_one_line_and_exits_2(tmp_path, capsys):
-    from outer_loop.reports.eval_cli import main as eval_main
+    from l2l.outer_loop.reports.eval_cli import main as eval_main
 
     bad = tmp_path / "broken.pt"
     bad.write_bytes(b"garbage")

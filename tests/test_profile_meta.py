@@ -5,9 +5,9 @@ import time
 import pytest
 import torch
 
+from l2l.outer_loop.bench.cli import main as bench_main
+from l2l.outer_loop.bench.profile_meta import PHASES, profile_meta
 from l2l.timing import PhaseTimer, phase
-from outer_loop.bench.cli import main as bench_main
-from outer_loop.bench.profile_meta import PHASES, profile_meta
 
 
 def test_phase_timer_sums_named_blocks_and_is_inert_when_inactive():

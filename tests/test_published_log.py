@@ -1,4 +1,4 @@
-"""outer_loop.reports.published_log: the published e-prop 2 code's raw log as a curve, and the several-seed
+"""l2l.outer_loop.reports.published_log: the published e-prop 2 code's raw log as a curve, and the several-seed
 report that compares it at l2l's windows."""
 
 import json
@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from outer_loop.reports.published_log import PublishedLogError, read_published_log
-from outer_loop.reports.reference_curve import main
+from l2l.outer_loop.reports.published_log import PublishedLogError, read_published_log
+from l2l.outer_loop.reports.reference_curve import main
 
 SEED1 = Path(__file__).parents[1] / "docs" / "data" / "published_code" / "seed1_small.log"
 

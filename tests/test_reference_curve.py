@@ -1,10 +1,10 @@
-"""outer_loop.reports.reference_curve: the per-100-iteration table and figure of a run's metrics.jsonl."""
+"""l2l.outer_loop.reports.reference_curve: the per-100-iteration table and figure of a run's metrics.jsonl."""
 
 import json
 
 import pytest
 
-from outer_loop.reports.reference_curve import main, per_bin, read_curve, run_sizes, runs_title, seeds_figure
+from l2l.outer_loop.reports.reference_curve import main, per_bin, read_curve, run_sizes, runs_title, seeds_figure
 
 
 def write_run(tmp_path, rows):

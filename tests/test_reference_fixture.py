@@ -1,5 +1,5 @@
 """l2l against one float64 outer iteration of the published e-prop 2 code (tests/data/; the comparison is
-outer_loop.app.reference_fixture).
+l2l.outer_loop.app.reference_fixture).
 
 semantics=reference must reproduce every spike exactly and every other number to 1e-10, for both inner
 backends; the papers' semantics, and each of its switches alone, must not (negative controls: the fixture
@@ -9,8 +9,8 @@ tells the two apart).
 import pytest
 import torch
 
-from outer_loop.app.compose import compose_config
-from outer_loop.app.reference_fixture import (
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.reference_fixture import (
     GRADIENTS,
     LOSSES,
     SIGNALS_AND_OUTPUTS,
@@ -102,7 +102,7 @@ def test_arm_one_shot_paper_selects_the_reference_semantics(compose):
 
 
 def test_a_bad_psi_refractory_names_the_key():
-    from outer_loop.app.build import cell_parameters
+    from l2l.outer_loop.app.build import cell_parameters
 
     cfg = compose_config(["experiment=arm_one_shot", "error_module.psi_refractory=half"])
     allowed = r"error_module\.psi_refractory='half' is not allowed: choose one of \['keep', 'zero'\]"

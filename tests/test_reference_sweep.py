@@ -1,11 +1,11 @@
-"""outer_loop.reports.reference_sweep: configurations beside the plain protocol at the same checkpoint."""
+"""l2l.outer_loop.reports.reference_sweep: configurations beside the plain protocol at the same checkpoint."""
 
 import json
 
 import pytest
 from matplotlib.colors import to_hex
 
-from outer_loop.reports.reference_sweep import _idle_seconds, configuration, main, sweep_figure
+from l2l.outer_loop.reports.reference_sweep import _idle_seconds, configuration, main, sweep_figure
 
 
 def _run(path, ratio_before, ratio_after, switch, last, seconds_per_iteration=1.0):

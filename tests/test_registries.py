@@ -17,16 +17,16 @@ import pytest
 import torch
 from hydra.core.config_store import ConfigStore
 
-from inner_loop.backends import BACKENDS
-from inner_loop.one_shot import Adaptation, InnerStep
 from l2l import verify
 from l2l.cells import CELLS, CellEntry, CellModel, RecurrentCell, register_cell
 from l2l.filters import exp_filter, reverse_exp_filter
+from l2l.inner_loop.backends import BACKENDS
+from l2l.inner_loop.one_shot import Adaptation, InnerStep
+from l2l.outer_loop.app.build import build_meta, build_network, build_rule, build_task
+from l2l.outer_loop.app.schemas import task_schema
 from l2l.synapses import contract_over_time
-from outer_loop.app.build import build_meta, build_network, build_rule, build_task
-from outer_loop.app.schemas import task_schema
-from tasks import FAMILIES, register_family
-from tasks.base import Episode, TaskFamily, TaskLoss
+from l2l.tasks import FAMILIES, register_family
+from l2l.tasks.base import Episode, TaskFamily, TaskLoss
 
 # ---- file 1 of a new cell: l2l/cells/sigmoid.py ------------------------------------------------------------
 
@@ -210,7 +210,7 @@ class Constant(TaskFamily):
 
 @pytest.fixture
 def toy_family(monkeypatch):
-    monkeypatch.setattr("tasks.FAMILIES", FAMILIES.copy())
+    monkeypatch.setattr("l2l.tasks.FAMILIES", FAMILIES.copy())
     register_family(Constant)
     store = ConfigStore.instance()
     store.store(group="task", name="constant_schema", node=task_schema("constant", Constant))
@@ -219,16 +219,16 @@ def toy_family(monkeypatch):
 
 
 def test_a_registered_family_is_built_from_the_app_config(toy_family, compose):
-    import tasks
+    import l2l.tasks
 
-    assert tasks.FAMILIES["constant"] is Constant
+    assert l2l.tasks.FAMILIES["constant"] is Constant
     cfg = compose("experiment=pattern_eprop", "task=constant", "task.n_steps=12", "task.level_range=[0.0,0.5]")
     family = build_task(cfg.task)
     assert isinstance(family, Constant) and family.n_steps == 12 and family.level_range == (0.0, 0.5)
 
 
 def test_the_evaluation_grid_maximizes_a_higher_is_better_metric(toy_family, compose):
-    from outer_loop.algorithm.evaluation import step_grid
+    from l2l.outer_loop.algorithm.evaluation import step_grid
 
     cfg = compose("mode=meta", "task=constant", "task.n_steps=15", "network.n_hidden=8", "error_module.n_hidden=6",
                   "error_module.code_neurons=4")
@@ -271,7 +271,7 @@ TOY_RULE_YAML = "defaults:\n  - scaled_bptt_schema\n  - _self_\n\nname: scaled_b
 
 @pytest.fixture
 def toy_rule(monkeypatch, tmp_path):
-    from outer_loop.app.config import register_configs
+    from l2l.outer_loop.app.config import register_configs
 
     monkeypatch.setitem(RULES, ScaledBPTT.name, RuleEntry(ScaledBPTT, one_layer=True))   # register_rule, undone after
     register_configs()                  # the app reads its schema off the constructor
@@ -297,7 +297,7 @@ def test_a_registered_rule_trains_from_l2l_train_with_its_options_checked(toy_ru
 
 
 def test_rule_options_are_read_off_the_constructor():
-    from outer_loop.app.schemas import rule_schema
+    from l2l.outer_loop.app.schemas import rule_schema
 
     entry = RuleEntry(ScaledBPTT)
     assert [(o.name, o.default) for o in entry.options()] == [("scale", 0.5)]

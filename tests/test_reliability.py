@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from outer_loop.app import train
-from outer_loop.app.checks import meta_iteration_bytes
-from outer_loop.app.loggers import write_json
-from outer_loop.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from outer_loop.guard import DivergedError, DivergenceGuard, NonFiniteLossError
+from l2l.outer_loop.app import train
+from l2l.outer_loop.app.checks import meta_iteration_bytes
+from l2l.outer_loop.app.loggers import write_json
+from l2l.outer_loop.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from l2l.outer_loop.guard import DivergedError, DivergenceGuard, NonFiniteLossError
 
 TINY_META = ["experiment=smoke", "task.n_steps=30", "network.n_hidden=8", "error_module.n_hidden=6",
              "error_module.code_neurons=4", "outer.batch_size=2", "outer.progress=false", "eval.enabled=false",
@@ -101,7 +101,7 @@ def plant(run: Path, target: Path, marker: Path) -> Path:
 
 
 def test_no_entry_point_runs_code_from_a_checkpoint(finished_runs, tmp_path, capsys):
-    from outer_loop.reports import eval_cli, plots, pretrained
+    from l2l.outer_loop.reports import eval_cli, plots, pretrained
 
     marker = tmp_path / "marker"
     meta_file = plant(finished_runs / "meta", tmp_path / "meta", marker)
@@ -128,7 +128,7 @@ def test_no_entry_point_runs_code_from_a_checkpoint(finished_runs, tmp_path, cap
 
 
 def demo_main(args: list[str]) -> tuple[int, str]:
-    from outer_loop.reports import demo
+    from l2l.outer_loop.reports import demo
 
     saved, sys.argv = sys.argv, ["l2l-demo", *args, "hydra/job_logging=disabled", "hydra/hydra_logging=disabled"]
     err = io.StringIO()
@@ -153,7 +153,7 @@ def test_resume_refuses_non_finite_weights_and_iterations_below_the_checkpoint(f
 
 
 def test_eval_of_a_loose_checkpoint_writes_into_the_current_directory(finished_runs, tmp_path, monkeypatch, capsys):
-    from outer_loop.reports import eval_cli
+    from l2l.outer_loop.reports import eval_cli
 
     loose = tmp_path / "some" / "dir"
     loose.mkdir(parents=True)
@@ -169,7 +169,7 @@ def test_eval_of_a_loose_checkpoint_writes_into_the_current_directory(finished_r
 def test_eval_of_a_run_trained_without_evaluation_fills_its_summary(finished_runs, tmp_path):
     import shutil
 
-    from outer_loop.reports import eval_cli
+    from l2l.outer_loop.reports import eval_cli
 
     run = tmp_path / "meta"
     shutil.copytree(finished_runs / "meta", run)
@@ -186,7 +186,7 @@ def test_eval_of_a_run_trained_without_evaluation_fills_its_summary(finished_run
 
 
 def l2l_train_process(args: list[str], run_dir: Path) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "outer_loop.app.train", *args, f"hydra.run.dir={run_dir}"],
+    return subprocess.Popen([sys.executable, "-m", "l2l.outer_loop.app.train", *args, f"hydra.run.dir={run_dir}"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
@@ -259,7 +259,7 @@ def test_the_run_stamp_is_the_torchrun_launchers_start_in_every_worker(monkeypat
     import datetime
     import os
 
-    from outer_loop.app.run_stamp import FORMAT, process_start, run_stamp
+    from l2l.outer_loop.app.run_stamp import FORMAT, process_start, run_stamp
 
     monkeypatch.delenv("LOCAL_RANK", raising=False)
     alone = [run_stamp(), time.sleep(0.002) or run_stamp()]         # 2 ms apart: two stamps, whatever the clock
@@ -363,9 +363,9 @@ def test_summaries_are_strict_json(tmp_path):
 
 def test_the_memory_estimate_is_close_to_a_measured_iteration(compose):
     from l2l.memory import peak_memory_bytes
-    from outer_loop.algorithm.outer_step import outer_step
-    from outer_loop.app.build import build_meta, build_task
-    from outer_loop.optimizers import make_optimizer
+    from l2l.outer_loop.algorithm.outer_step import outer_step
+    from l2l.outer_loop.app.build import build_meta, build_task
+    from l2l.outer_loop.optimizers import make_optimizer
 
     cfg = compose("experiment=arm_one_shot", "outer.batch_size=8", "network.n_hidden=120",
                   "error_module.n_hidden=120")
@@ -393,7 +393,7 @@ def test_wandb_online_without_a_server_falls_back_to_offline(tmp_path):
            "WANDB_SILENT": "true"}
     env.pop("WANDB_MODE")
     started = time.time()
-    result = subprocess.run([sys.executable, "-m", "outer_loop.app.train", *TINY_META, "outer.iterations=2",
+    result = subprocess.run([sys.executable, "-m", "l2l.outer_loop.app.train", *TINY_META, "outer.iterations=2",
                              "logger=wandb", "logger.mode=online", "logger.init_timeout=2",
                              f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, env=env,
                             timeout=240)

@@ -1,10 +1,10 @@
-"""docs/results.md's table and curves from finished runs (outer_loop.reports.results)."""
+"""docs/results.md's table and curves from finished runs (l2l.outer_loop.reports.results)."""
 
 import json
 
-from outer_loop.app.compose import compose_config
-from outer_loop.app.train import run
-from outer_loop.reports.results import main, smooth
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.train import run
+from l2l.outer_loop.reports.results import main, smooth
 
 TINY = ["experiment=smoke", "task.n_steps=40", "network.n_hidden=12", "error_module.n_hidden=10",
         "error_module.code_neurons=6", "outer.batch_size=2", "outer.iterations=3", "outer.log_every=1",

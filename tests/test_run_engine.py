@@ -18,12 +18,12 @@ import pytest
 import torch
 from test_reliability import TINY_DIRECT, TINY_META, l2l_train, l2l_train_process, rows_of, without_time
 
-from outer_loop.algorithm import run_loop
-from outer_loop.app.compose import compose_config
-from outer_loop.app.run_dir import RunDirUsedError
-from outer_loop.app.train import run
-from outer_loop.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
-from outer_loop.guard import TrainingInterrupted
+from l2l.outer_loop.algorithm import run_loop
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.run_dir import RunDirUsedError
+from l2l.outer_loop.app.train import run
+from l2l.outer_loop.checkpoint import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from l2l.outer_loop.guard import TrainingInterrupted
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -194,7 +194,7 @@ def test_metric_keys_are_the_same_in_both_modes(tmp_path):
 def test_sigterm_inside_a_meta_iteration_stops_at_once_and_the_resume_is_bit_exact(tmp_path, monkeypatch):
     run(meta_cfg("outer.iterations=5"), tmp_path / "whole")
     # the signal arrives in the outer step of iteration 3, inside the forward pass (before any weight changes)
-    from outer_loop.algorithm import meta
+    from l2l.outer_loop.algorithm import meta
 
     original = meta.MetaLearner.adapt
     calls = {"n": 0}
@@ -222,8 +222,8 @@ def test_sigterm_inside_a_direct_iteration_restores_the_synthetic_gradient(tmp_p
            "train.plots=false", "network.n_hidden=8", "train.log_every=1", "train.checkpoint_every=2",
            "train.curriculum.stages=[]", "task.length=3", "task.max_repeats=2", "rule.window=2"]   # borders
     run(compose_config(cfg), tmp_path / "whole")
+    from l2l.outer_loop.algorithm.direct_train import DirectStepper
     from l2l.rules import truncated_bptt
-    from outer_loop.algorithm.direct_train import DirectStepper
 
     original = truncated_bptt.TBPTTSyntheticGradient.after_pass
     calls = {"n": 0}
@@ -252,7 +252,7 @@ def test_sigterm_inside_a_direct_iteration_restores_the_synthetic_gradient(tmp_p
 
 
 def sweep(tmp_path: Path, *launcher: str) -> subprocess.CompletedProcess:
-    args = [sys.executable, "-m", "outer_loop.app.train", "-m", *TINY_DIRECT, "train.lr=0.001,nan,0.002",
+    args = [sys.executable, "-m", "l2l.outer_loop.app.train", "-m", *TINY_DIRECT, "train.lr=0.001,nan,0.002",
             f"hydra.sweep.dir={tmp_path / 'sweep'}", *launcher]
     return subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=tmp_path,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -279,8 +279,18 @@ def check_sweep(tmp_path: Path, done: subprocess.CompletedProcess) -> None:
     assert f"sweep of 3 jobs in {sweep_dir}; the table is {sweep_dir / 'summary.csv'}" in done.stderr
 
 
+def check_job_labels(done: subprocess.CompletedProcess) -> None:
+    """Each job's log lines start with its number (parallel launchers interleave them)."""
+    output = done.stdout + done.stderr
+    for job in (0, 2):
+        assert f"job {job} | " in output and any(line.startswith(f"job {job} | ") and "run dir:" in line
+                                                 for line in output.splitlines()), output[-2000:]
+
+
 def test_a_sweep_with_one_bad_job_runs_the_others_and_exits_1(tmp_path):
-    check_sweep(tmp_path, sweep(tmp_path))
+    done = sweep(tmp_path)
+    check_sweep(tmp_path, done)
+    check_job_labels(done)
 
 
 @pytest.mark.slow
@@ -288,7 +298,10 @@ def test_a_sweep_with_one_bad_job_runs_the_others_and_exits_1(tmp_path):
 def test_a_sweep_with_one_bad_job_survives_joblib_and_submitit(tmp_path, launcher):
     pytest.importorskip("hydra_plugins.hydra_joblib_launcher" if launcher == "local_parallel"
                         else "hydra_plugins.hydra_submitit_launcher")
-    check_sweep(tmp_path, sweep(tmp_path, f"hydra/launcher={launcher}"))
+    done = sweep(tmp_path, f"hydra/launcher={launcher}")
+    check_sweep(tmp_path, done)
+    if launcher == "local_parallel":      # submitit writes each job's output into its own log file
+        check_job_labels(done)
 
 
 # ---- kill -9 in the first second of a resume ----------------------------------------------------------------------

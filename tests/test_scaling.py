@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from outer_loop.bench.scaling import AXES, fit_power_law, format_scaling, plot_scaling, run_scaling
+from l2l.outer_loop.bench.scaling import AXES, fit_power_law, format_scaling, plot_scaling, run_scaling
 
 TINY = {"batch_size": [2, 4], "network_size": [8, 16], "trial_length": [20, 40]}
 

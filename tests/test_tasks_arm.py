@@ -9,7 +9,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.arm import ArmTrajectories, TwoJointArm
+from l2l.tasks.arm import ArmTrajectories, TwoJointArm
 
 HALF_PI = math.pi / 2
 finite_angles = st.floats(-10.0, 10.0, allow_nan=False)

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks import FAMILIES, make_family
-from tasks.base import Episode, masked_mean
+from l2l.tasks import FAMILIES, make_family
+from l2l.tasks.base import Episode, masked_mean
 
 SMALL = {  # every family, shrunk
     "arm": {"n_steps": 100},
@@ -101,9 +101,9 @@ def test_unknown_family():
 
 
 def test_tasks_do_not_import_the_apps():
-    """tasks/ sits below outer_loop (docs/architecture.md): importing it pulls in no app, Hydra or W&B."""
-    code = ("import sys, tasks; roots = {m.split('.')[0] for m in sys.modules}; "
-            "print(sorted(roots & {'outer_loop', 'inner_loop', 'hydra', 'omegaconf', 'wandb'}"
-            " | {'matplotlib.pyplot'} & set(sys.modules)))")
+    """l2l.tasks sits below l2l.outer_loop (docs/architecture.md): importing it pulls in no app, Hydra or W&B."""
+    code = ("import sys, l2l.tasks; roots = {m.split('.')[0] for m in sys.modules}; "
+            "print(sorted(roots & {'hydra', 'omegaconf', 'wandb'} | {'l2l.outer_loop', 'l2l.inner_loop', "
+            "'matplotlib.pyplot'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"

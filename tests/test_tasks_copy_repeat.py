@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tasks.copy_repeat import CopyRepeat
+from l2l.tasks.copy_repeat import CopyRepeat
 
 
 def _episode_by_loops(pattern, repeats, max_repeats):

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from tasks.evidence import EvidenceAccumulation
+from l2l.tasks.evidence import EvidenceAccumulation
 
 
 def _layout_by_loops(family, cues):

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.pattern import PatternGeneration
+from l2l.tasks.pattern import PatternGeneration
 
 
 def test_target_is_the_normalized_sum_of_sines():

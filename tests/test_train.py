@@ -12,16 +12,16 @@ from hydra.errors import ConfigCompositionException
 from omegaconf import OmegaConf
 from omegaconf.errors import ValidationError
 
-from outer_loop.algorithm.direct_train import DirectSettings, train_direct
-from outer_loop.algorithm.run_loop import LoopSettings
-from outer_loop.app.build import build_network, build_rule, build_task
-from outer_loop.app.compose import compose_config
-from outer_loop.app.schemas import task_schema
-from outer_loop.app.train import run
-from outer_loop.optimizers import make_optimizer
-from outer_loop.reports.plots import episode_figure
-from outer_loop.reports.plots import main as plots_main
-from tasks import FAMILIES
+from l2l.outer_loop.algorithm.direct_train import DirectSettings, train_direct
+from l2l.outer_loop.algorithm.run_loop import LoopSettings
+from l2l.outer_loop.app.build import build_network, build_rule, build_task
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.schemas import task_schema
+from l2l.outer_loop.app.train import run
+from l2l.outer_loop.optimizers import make_optimizer
+from l2l.outer_loop.reports.plots import episode_figure
+from l2l.outer_loop.reports.plots import main as plots_main
+from l2l.tasks import FAMILIES
 
 TINY = {  # shrink any family so that a run takes well under a second per iteration
     "pattern": ["task.n_steps=60", "task.n_inputs=12"],
@@ -63,7 +63,7 @@ def test_experiments_compose(experiment, rule, feedback, cell, task):
     cfg = compose_config([f"experiment={experiment}"])
     got = (cfg.rule.name, cfg.rule.get("feedback"), cfg.network.cell, cfg.task.name)
     assert got == (rule, feedback, cell, task)   # a rule's schema has only its own options: bptt has no feedback
-    assert cfg.name == experiment and cfg.logger.name == "none" and cfg.mode == "direct"
+    assert cfg.name == experiment and dict(cfg.logger.backends) == {} and cfg.mode == "direct"
     family = build_task(cfg.task)
     network = build_network(cfg.network, family)
     assert (network.n_in, network.sizes, network.n_out) == (family.n_inputs, [100], family.n_outputs)
@@ -104,8 +104,8 @@ def test_wrong_type_fails_naming_the_key(override):
 @pytest.mark.parametrize(
     ("override", "name"),
     [("network.cell=foo", "network.cell"), ("rule.name=foo", "rule.name"), ("rule.feedback=foo", "rule.feedback"),
-     ("train.optimizer=foo", "train.optimizer"), ("logger.name=foo", "logger.name"), ("mode=meta_learning", "mode"),
-     ("task.n_steps=0", "n_steps")],
+     ("train.optimizer=foo", "train.optimizer"), ("+logger.backends.foo=true", "logger.backends"),
+     ("mode=meta_learning", "mode"), ("task.n_steps=0", "n_steps")],
 )
 def test_bad_values_raise_value_error(override, name, tmp_path):
     cfg = compose_config(tiny("pattern", override))
@@ -204,7 +204,7 @@ def test_wandb_run_is_finished_with_exit_code_1_on_failure(fake_wandb, tmp_path,
     def boom(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("outer_loop.algorithm.direct_train.DirectStepper.step", boom)
+    monkeypatch.setattr("l2l.outer_loop.algorithm.direct_train.DirectStepper.step", boom)
     with pytest.raises(RuntimeError, match="boom"):
         run(compose_config(tiny("pattern", "logger=wandb")), tmp_path)
     assert fake_wandb[-1] == ("finish", 1)

@@ -103,7 +103,7 @@ def test_submitit_local_launcher_runs_the_jobs(tmp_path):
 
 def test_help_lists_the_options_of_every_group_and_no_schema(capsys, monkeypatch):
     """--help's groups are the choices on disk: the task and rule schemas in the config store are not choices."""
-    from outer_loop.app import train
+    from l2l.outer_loop.app import train
 
     monkeypatch.setattr(sys, "argv", ["l2l-train", "--help"])
     with pytest.raises(SystemExit):

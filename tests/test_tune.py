@@ -13,8 +13,8 @@ optuna = pytest.importorskip("optuna")
 
 from optuna.trial import TrialState  # noqa: E402
 
-from outer_loop.app.run_lock import RunDirLock  # noqa: E402
-from outer_loop.app.tune import (  # noqa: E402
+from l2l.outer_loop.app.run_lock import RunDirLock  # noqa: E402
+from l2l.outer_loop.app.tune import (  # noqa: E402
     MissingObjectiveError,
     Param,
     main,
@@ -104,7 +104,7 @@ def test_killed_study_resumes_to_the_requested_complete_trials(tmp_path, capsys)
     out = tmp_path / "out"
     command = [*META, *LRS, "--trials", "3", "--study", "lr", "--out", str(out), "--seed", "0"]
     env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-m", "outer_loop.app.tune", *command], cwd=tmp_path, env=env,
+    child = subprocess.Popen([sys.executable, "-m", "l2l.outer_loop.app.tune", *command], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.monotonic() + 60
     try:
@@ -186,7 +186,7 @@ def test_missing_objective_is_a_clear_error(summary, where):
 
 
 def test_missing_objective_stops_the_study(tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr("outer_loop.app.train.run", lambda cfg, run_dir: {"mode": "meta", "eval": None,
+    monkeypatch.setattr("l2l.outer_loop.app.train.run", lambda cfg, run_dir: {"mode": "meta", "eval": None,
                                                                           "final_train": {}})
     assert main([*META, *LRS, "--trials", "3", "--study", "m", "--out", str(tmp_path)]) == 2
     assert "l2l-tune: error: the run's summary has no final_train.test_mse" in capsys.readouterr().err
@@ -202,7 +202,7 @@ def test_a_bad_sampled_config_fails_its_trial_and_the_study_goes_on(tmp_path, ca
             raise ValueError("outer.lr=0.5 is not allowed: it diverges")
         return {"mode": "meta", "eval": {"test_mse": float(len(calls))}}
 
-    monkeypatch.setattr("outer_loop.app.train.run", run)
+    monkeypatch.setattr("l2l.outer_loop.app.train.run", run)
     assert main([*META, *LRS, "--trials", "2", "--study", "f", "--out", str(tmp_path)]) == 0
     assert [t.state for t in load(tmp_path, "f").get_trials()] == [TrialState.FAIL] + [TrialState.COMPLETE] * 2
     assert "trial 0: failed (outer.lr=0.5 is not allowed: it diverges)" in capsys.readouterr().out
@@ -215,8 +215,45 @@ def test_a_study_being_run_is_not_run_twice(tmp_path, capsys):
 
 
 def test_overrides_may_come_between_the_options():
-    from outer_loop.app.tune import parser
+    from l2l.outer_loop.app.tune import parser
 
     args = parser().parse_intermixed_args(["experiment=smoke", "--param", "outer.lr=log:1e-4:1e-2", "seed=1",
                                            "--trials", "3"])
     assert (args.overrides, args.param, args.trials) == (["experiment=smoke", "seed=1"], ["outer.lr=log:1e-4:1e-2"], 3)
+
+
+def test_the_trial_table_plots_and_dashboard_names(tmp_path, capsys):
+    """<study>_trials.csv holds every trial (also printed); --plots writes Optuna's two figures; each trial's
+    dashboard run is named by study and trial, grouped by the study and tagged (read back from MLflow's store)."""
+    pytest.importorskip("mlflow")
+    import csv
+
+    from mlflow import MlflowClient
+
+    out = tmp_path / "out"
+    assert main([*DIRECT, "logger=csv", "--param", "train.lr=log:1e-3:1e-1", "--trials", "3", "--study", "named",
+                 "--out", str(out), "--plots"]) == 0
+    printed = capsys.readouterr().out
+    with (out / "named_trials.csv").open(newline="") as file:
+        rows = list(csv.DictReader(file))
+    study = load(out, "named")
+    assert [int(r["trial"]) for r in rows] == [t.number for t in study.get_trials()] == [0, 1, 2]
+    assert [float(r["nmse"]) for r in rows] == [t.value for t in study.get_trials()]
+    assert [float(r["train.lr"]) for r in rows] == [t.params["train.lr"] for t in study.get_trials()]
+    assert {r["state"] for r in rows} == {"complete"} and all(r["run_dir"].endswith(f"trial_{r['trial']}")
+                                                               for r in rows)
+    assert "3 trials of study named; the table is" in printed and "  2  complete" in printed
+    for figure in ("named_history.png", "named_importance.png"):
+        assert (out / figure).read_bytes()[:4] == b"\x89PNG", figure
+    config = (out / "named" / "trial_1" / ".hydra" / "config.yaml").read_text()
+    assert "run_name: named-trial1" in config and "group: named" in config and "- study:named" in config
+    # the same names reach a dashboard: an MLflow run of trial 0 and 1
+    assert main([*DIRECT, "logger=mlflow", "--param", "train.lr=log:1e-3:1e-1", "--trials", "2", "--study", "ml",
+                 "--out", str(out)]) == 0
+    for number in (0, 1):
+        store = (out / "ml" / f"trial_{number}" / "mlruns").as_uri()
+        (mlflow_run,) = MlflowClient(tracking_uri=store).search_runs(
+            [MlflowClient(tracking_uri=store).get_experiment_by_name("l2l").experiment_id])
+        assert mlflow_run.info.run_name == f"ml-trial{number}"
+        tags = mlflow_run.data.tags
+        assert tags["group"] == "ml" and {"study:ml", f"trial:{number}"} <= set(tags.values())

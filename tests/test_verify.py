@@ -97,8 +97,8 @@ def test_cli_json_and_exit_status(capsys, monkeypatch):
 
 
 def test_reference_fixture_rows_pass_and_fail_when_the_semantics_are_wrong(monkeypatch):
-    from outer_loop.app import verify_cli
-    from outer_loop.app.reference_fixture import default_fixture_path
+    from l2l.outer_loop.app import verify_cli
+    from l2l.outer_loop.app.reference_fixture import default_fixture_path
 
     path = default_fixture_path()
     rows = verify_cli.fixture_rows(path)
@@ -111,7 +111,7 @@ def test_reference_fixture_rows_pass_and_fail_when_the_semantics_are_wrong(monke
 
 
 def test_reference_fixture_rows_are_skipped_without_the_file(tmp_path, capsys):
-    from outer_loop.app import verify_cli
+    from l2l.outer_loop.app import verify_cli
 
     rows = verify_cli.fixture_rows(tmp_path / "absent.npz")
     assert all(r["ok"] is None and r["reason"].startswith("skipped:") for r in rows)
@@ -124,7 +124,7 @@ def test_reference_fixture_rows_are_skipped_without_the_file(tmp_path, capsys):
 
 
 def _verify_error(argv, capsys) -> str:
-    from outer_loop.app.verify_cli import main
+    from l2l.outer_loop.app.verify_cli import main
 
     with pytest.raises(SystemExit) as stop:
         main(argv)
@@ -147,7 +147,7 @@ def test_a_selection_that_runs_nothing_exits_2(capsys):
 def test_a_damaged_reference_fixture_is_one_line_naming_it(damage, message, tmp_path, capsys):
     import numpy as np
 
-    from outer_loop.app.reference_fixture import default_fixture_path
+    from l2l.outer_loop.app.reference_fixture import default_fixture_path
 
     source = default_fixture_path()
     if source is None:

@@ -17,8 +17,8 @@ from typing import Any
 
 import torch
 
+from l2l.tasks.base import Episode, TaskFamily
 from l2l.validation import require_size
-from tasks.base import Episode, TaskFamily
 
 
 class Curriculum:

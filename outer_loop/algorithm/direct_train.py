@@ -1,5 +1,5 @@
 """Direct (non-meta) training of a network on a task family with any learning rule: the direct stepper of
-:mod:`outer_loop.algorithm.run_loop`.
+:mod:`l2l.outer_loop.algorithm.run_loop`.
 
 One iteration: sample a batch of episodes (from the curriculum's current stage when there is one), let the
 rule put its gradient into ``p.grad`` (``rule.backward``; any rule of ``l2l.rules``), check the loss and the
@@ -20,12 +20,18 @@ from typing import Any
 import torch
 
 from l2l.network import RecurrentNetwork
+from l2l.outer_loop.algorithm.curriculum import Curriculum
+from l2l.outer_loop.algorithm.run_loop import (
+    LoopResult,
+    LoopSettings,
+    RecordLogger,
+    TrainingLoop,
+    check_optimizer_state,
+)
+from l2l.outer_loop.guard import DivergenceGuard, NonFiniteLossError
 from l2l.rules import LearningRule, OnlineEProp, SeparableLoss
+from l2l.tasks.base import Episode, TaskFamily
 from l2l.validation import require_nonnegative_int, require_size
-from outer_loop.algorithm.curriculum import Curriculum
-from outer_loop.algorithm.run_loop import LoopResult, LoopSettings, RecordLogger, TrainingLoop, check_optimizer_state
-from outer_loop.guard import DivergenceGuard, NonFiniteLossError
-from tasks.base import Episode, TaskFamily
 
 
 @dataclass(frozen=True)

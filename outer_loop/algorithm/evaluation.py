@@ -22,10 +22,10 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from inner_loop.one_shot import adapted_names
+from l2l.inner_loop.one_shot import adapted_names
+from l2l.outer_loop.algorithm.meta import MetaLearner, MetaStep
 from l2l.rules.deep_eprop import DeepEProp
-from outer_loop.algorithm.meta import MetaLearner, MetaStep
-from tasks.base import Episode
+from l2l.tasks.base import Episode
 
 
 def bptt_task_gradients(meta: MetaLearner, episode: Episode) -> dict[str, torch.Tensor]:

@@ -2,9 +2,9 @@
 
     codes  = population code of the target, a fresh Poisson draw per trial the error module sees
     demo   = learner(W_init, x)                      # demonstration trial(s)       } the inner loop
-    L      = error_module(codes[k], demo spikes, x)  #                               } (inner_loop.backends)
+    L      = error_module(codes[k], demo spikes, x)  #                               } (l2l.inner_loop.backends)
     W_task = W_init − η·Σ_t L^t e^t                  # deep eligibility traces, per task }
-    loss   = outer_objective(test trial with W_task) # outer_loop.algorithm.objective
+    loss   = outer_objective(test trial with W_task) # l2l.outer_loop.algorithm.objective
 
 Every meta-parameter (the learner's initial weights and readout, the error module and its projection,
 learned inner rates) is a parameter of :class:`MetaLearner`, so one optimizer over
@@ -18,19 +18,19 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from inner_loop.backends import get_backend
-from inner_loop.learning_rates import InnerLearningRates
-from inner_loop.one_shot import Adaptation
-from inner_loop.settings import InnerSettings
 from l2l.error_module import ErrorModule
+from l2l.inner_loop.backends import get_backend
+from l2l.inner_loop.learning_rates import InnerLearningRates
+from l2l.inner_loop.one_shot import Adaptation
+from l2l.inner_loop.settings import InnerSettings
 from l2l.network import RecurrentNetwork
+from l2l.outer_loop.algorithm.distributed import Ranks
+from l2l.outer_loop.algorithm.objective import MetaStep, outer_objective
 from l2l.regularization import RateRegularization
+from l2l.tasks.base import Episode, TaskFamily
+from l2l.tasks.encoders import PopulationCode
 from l2l.timing import phase
 from l2l.validation import require_nonnegative
-from outer_loop.algorithm.distributed import Ranks
-from outer_loop.algorithm.objective import MetaStep, outer_objective
-from tasks.base import Episode, TaskFamily
-from tasks.encoders import PopulationCode
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,8 @@ class MetaLearner(nn.Module):
         self.family, self.learner, self.error_module, self.rates = family, learner, error_module, rates
         self.target_code, self.inner, self.regularization = target_code, inner, regularization
         self.error_module_in_test = error_module_in_test
-        self.ranks: Ranks | None = None  # set when the batch is split over processes (outer_loop.algorithm.distributed)
+        # set when the batch is split over processes (l2l.outer_loop.algorithm.distributed)
+        self.ranks: Ranks | None = None
         self.learner_reg = RateRegularization(regularization.learner_hz, regularization.weight, learner.readout.dt)
         self.error_reg = RateRegularization(regularization.error_module_hz, regularization.weight, learner.readout.dt)
 

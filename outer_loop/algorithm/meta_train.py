@@ -1,4 +1,4 @@
-"""The outer loop of e-prop 2: the meta-training stepper of :mod:`outer_loop.algorithm.run_loop`.
+"""The outer loop of e-prop 2: the meta-training stepper of :mod:`l2l.outer_loop.algorithm.run_loop`.
 
 One iteration: draw B tasks from the loop's data generator (seed + 1), then :func:`outer_step` (the
 meta-learner draws the coded targets from the same generator; outer loss, backward through both trials and
@@ -17,14 +17,20 @@ from typing import Any
 
 import torch
 
+from l2l.outer_loop.algorithm.distributed import Ranks, check_same_parameters, mean_scalars, shard
+from l2l.outer_loop.algorithm.meta import MetaLearner
+from l2l.outer_loop.algorithm.outer_step import outer_step
+from l2l.outer_loop.algorithm.run_loop import (
+    LoopResult,
+    LoopSettings,
+    RecordLogger,
+    TrainingLoop,
+    check_optimizer_state,
+)
+from l2l.outer_loop.guard import DivergenceGuard
+from l2l.outer_loop.optimizers import make_optimizer
+from l2l.tasks.base import Episode
 from l2l.validation import require_nonnegative, require_nonnegative_int, require_positive, require_size
-from outer_loop.algorithm.distributed import Ranks, check_same_parameters, mean_scalars, shard
-from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.algorithm.outer_step import outer_step
-from outer_loop.algorithm.run_loop import LoopResult, LoopSettings, RecordLogger, TrainingLoop, check_optimizer_state
-from outer_loop.guard import DivergenceGuard
-from outer_loop.optimizers import make_optimizer
-from tasks.base import Episode
 
 
 @dataclass(frozen=True)
@@ -48,7 +54,7 @@ class OuterSettings:
 
 
 class MetaStepper:
-    """One outer iteration of e-prop 2 on ``meta`` (see :class:`outer_loop.algorithm.run_loop.Stepper`).
+    """One outer iteration of e-prop 2 on ``meta`` (see :class:`l2l.outer_loop.algorithm.run_loop.Stepper`).
 
     ``on_figure(name, figure, iteration)`` receives the family's episode figure every ``figure_every``
     iterations. ``ranks``: this process's slice of the batch under torchrun (the group must be initialized)."""

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from inner_loop.one_shot import Adaptation
+from l2l.inner_loop.one_shot import Adaptation
 from l2l.network import Trial
+from l2l.outer_loop.algorithm.distributed import global_rates
+from l2l.tasks.base import Episode
 from l2l.timing import phase
-from outer_loop.algorithm.distributed import global_rates
-from tasks.base import Episode
 
 if TYPE_CHECKING:  # the meta-learner holds the modules this objective reads
-    from outer_loop.algorithm.meta import MetaLearner
+    from l2l.outer_loop.algorithm.meta import MetaLearner
 
 
 @dataclass

@@ -8,12 +8,12 @@ from contextlib import AbstractContextManager, nullcontext
 
 import torch
 
+from l2l.outer_loop.algorithm.distributed import average_gradients, mean_scalars
+from l2l.outer_loop.algorithm.meta import MetaLearner
+from l2l.outer_loop.algorithm.objective import MetaStep
+from l2l.outer_loop.guard import DivergenceGuard, NonFiniteLossError
+from l2l.tasks.base import Episode
 from l2l.timing import phase
-from outer_loop.algorithm.distributed import average_gradients, mean_scalars
-from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.algorithm.objective import MetaStep
-from outer_loop.guard import DivergenceGuard, NonFiniteLossError
-from tasks.base import Episode
 
 
 def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Episode,
@@ -24,7 +24,7 @@ def outer_step(meta: MetaLearner, optimizer: torch.optim.Optimizer, episode: Epi
     through both trials and the update, the global gradient norm clipped to ``grad_clip`` (> 0; 0: no
     clipping), one optimizer step. Returns the step and the gradient norm before clipping.
 
-    Raises :class:`outer_loop.guard.NonFiniteLossError` before stepping when the loss or the gradient norm is
+    Raises :class:`l2l.outer_loop.guard.NonFiniteLossError` before stepping when the loss or the gradient norm is
     not finite, or when ``guard`` finds the loss diverged, and after it when a weight became non-finite.
     Phases for ``l2l.timing``: "forward" (with the meta-learner's own), "backward", "optimizer step".
 

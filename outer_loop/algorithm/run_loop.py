@@ -24,10 +24,9 @@ from typing import Any, Protocol
 import torch
 from tqdm import tqdm
 
-from l2l.validation import require_size
-from outer_loop.algorithm.distributed import Ranks, mean_scalars
-from outer_loop.checkpoint import CheckpointError, save_checkpoint
-from outer_loop.guard import (
+from l2l.outer_loop.algorithm.distributed import Ranks, mean_scalars
+from l2l.outer_loop.checkpoint import CheckpointError, save_checkpoint
+from l2l.outer_loop.guard import (
     DivergenceGuard,
     GracefulStop,
     IterationAbortedError,
@@ -35,6 +34,7 @@ from outer_loop.guard import (
     TrainingInterrupted,
     all_finite,
 )
+from l2l.validation import require_size
 
 LOOP_KEYS = ("iteration", "data_rng", "torch_rng", "config", "history")
 """What the loop adds to every checkpoint (the stepper adds its own keys)."""
@@ -114,7 +114,7 @@ class LoopResult:
 
 
 class RecordLogger(Protocol):
-    """Where records go (``outer_loop.app.loggers``): ``begin(history)`` once (a resumed run's earlier records),
+    """Where records go (``l2l.outer_loop.app.loggers``): ``begin(history)`` once (a resumed run's earlier records),
     then ``log(record)`` per logged iteration."""
 
     def begin(self, history: list[dict[str, Any]]) -> None: ...

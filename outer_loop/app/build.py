@@ -1,7 +1,7 @@
 """Build the objects of a run from its config nodes: task family, network, learning rule.
 
 Each builder takes the plain config node (an OmegaConf DictConfig or any object with the fields of
-the matching schema in :mod:`outer_loop.app.config`) and raises ``ValueError`` naming the bad field.
+the matching schema in :mod:`l2l.outer_loop.app.config`) and raises ``ValueError`` naming the bad field.
 """
 
 from __future__ import annotations
@@ -13,17 +13,17 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from inner_loop.learning_rates import InnerLearningRates
-from inner_loop.one_shot import adapted_names
 from l2l.cells import get_cell
 from l2l.error_module import ErrorModule
+from l2l.inner_loop.learning_rates import InnerLearningRates
+from l2l.inner_loop.one_shot import adapted_names
 from l2l.network import RecurrentNetwork
+from l2l.outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
 from l2l.regularization import RateRegularization
 from l2l.rules import RULES, LearningRule
+from l2l.tasks import TaskFamily, make_family
+from l2l.tasks.encoders import PopulationCode
 from l2l.validation import InvalidValueError, require_choice, require_nonnegative, require_positive, require_size
-from outer_loop.algorithm.meta import InnerSettings, MetaLearner, RateTargets
-from tasks import TaskFamily, make_family
-from tasks.encoders import PopulationCode
 
 
 def _plain(node: Any) -> dict[str, Any]:

@@ -12,7 +12,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from l2l.outer_loop.app.config import Config
+from l2l.outer_loop.app.loggers import chosen_backends
+from l2l.outer_loop.app.records import loop_node
+from l2l.outer_loop.app.schemas import rule_schema, task_schema
 from l2l.rules import RULES
+from l2l.tasks import FAMILIES, TaskFamily
 from l2l.validation import (
     InvalidValueError,
     require_nonnegative,
@@ -21,13 +26,9 @@ from l2l.validation import (
     require_seed,
     require_size,
 )
-from outer_loop.app.config import Config
-from outer_loop.app.records import loop_node
-from outer_loop.app.schemas import rule_schema, task_schema
-from tasks import FAMILIES, TaskFamily
 
-OPEN_NODES = ("options",)
-"""Config nodes whose keys are free (a cell's extra parameters)."""
+OPEN_NODES = ("options", "backends")
+"""Config nodes whose keys are free (a cell's extra parameters; the logger's backends, checked by name)."""
 
 FLOAT_BYTES = 4
 PER_NEURON_STEP = 12   # floats autograd and the traces keep per neuron, step and task (the estimate is 0.7-0.9× a
@@ -99,6 +100,7 @@ def check_config(cfg: DictConfig) -> None:
     require_nonnegative("train.memory_budget_gib", cfg.train.memory_budget_gib)
     require_nonnegative("outer.memory_budget_gib", cfg.outer.memory_budget_gib)
     require_positive("logger.init_timeout", cfg.logger.init_timeout)
+    chosen_backends(cfg.logger)
     if cfg.mode == "meta":
         require_size("eval.tasks", cfg.eval.tasks)
         require_nonnegative_int("eval.figure_tasks", cfg.eval.figure_tasks)

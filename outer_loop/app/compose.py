@@ -13,8 +13,8 @@ from omegaconf import DictConfig
 
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
-from outer_loop.app.composition_errors import composition_problem
-from outer_loop.app.config import register_configs
+from l2l.outer_loop.app.composition_errors import composition_problem
+from l2l.outer_loop.app.config import register_configs
 
 CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 """The app's configs: ``outer_loop/conf`` (in a source tree a link to the top-level ``conf/``; in a wheel a copy)."""

@@ -13,18 +13,19 @@ rule/train.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, DictConfig, OmegaConf
 
+from l2l.outer_loop.app.help_groups import register_config_groups
+from l2l.outer_loop.app.run_stamp import register_run_stamp
+from l2l.outer_loop.app.schemas import rule_schema, task_schema
 from l2l.rules import RULES
-from outer_loop.app.help_groups import register_config_groups
-from outer_loop.app.run_stamp import register_run_stamp
-from outer_loop.app.schemas import rule_schema, task_schema
-from tasks import FAMILIES
+from l2l.tasks import FAMILIES
 
 
 @dataclass
@@ -201,13 +202,18 @@ class TrainConfig:
 
 @dataclass
 class LoggerConfig:
-    """``name``: none (metrics.jsonl only) | wandb (W&B too). Every W&B setting left unset here follows W&B's
-    environment (``WANDB_MODE``, ``WANDB_PROJECT``, ``WANDB_ENTITY``, ``WANDB_RUN_GROUP``, ``WANDB_TAGS``,
-    ``WANDB_NAME``, ``WANDB_DIR``), then l2l's default: ``mode`` offline (online only if asked), project l2l,
-    group the experiment (or sweep), tags the overrides, run name the experiment, seed and sweep job, the run
-    dir. Online, W&B gets ``init_timeout`` seconds to start the run, else it is logged offline with a warning."""
+    """Where metrics go besides ``metrics.jsonl`` (every run writes it). ``backends``: each chosen dashboard as
+    ``name: true`` — ``logger=csv`` chooses one, ``logger=[csv,tensorboard]`` several, ``logger=none`` none; the
+    registered ones are wandb, tensorboard, csv and mlflow (``l2l.outer_loop.app.loggers.LOGGERS``).
 
-    name: str = "none"
+    Every W&B setting left unset here follows W&B's environment (``WANDB_MODE``, ``WANDB_PROJECT``,
+    ``WANDB_ENTITY``, ``WANDB_RUN_GROUP``, ``WANDB_TAGS``, ``WANDB_NAME``, ``WANDB_DIR``), then l2l's default:
+    ``mode`` offline (online only if asked), project l2l, group the experiment (or sweep), tags the overrides, run
+    name the experiment, seed and sweep job, the run dir. Online, W&B gets ``init_timeout`` seconds to start the
+    run, else it is logged offline with a warning. MLflow takes the same project (its experiment), group, tags
+    and run name; ``tracking_uri`` (else ``MLFLOW_TRACKING_URI``, else a file store in ``<run dir>/mlruns``)."""
+
+    backends: dict[str, bool] = field(default_factory=dict)
     project: str | None = None
     mode: str | None = None
     entity: str | None = None
@@ -216,6 +222,7 @@ class LoggerConfig:
     run_name: str | None = None
     dir: str | None = None
     init_timeout: float = 30.0
+    tracking_uri: str | None = None
 
 
 @dataclass
@@ -251,3 +258,16 @@ def register_configs() -> None:
         cs.store(group="task", name=f"{name}_schema", node=task_schema(name, family))
     for name, entry in RULES.items():
         cs.store(group="rule", name=f"{name}_schema", node=rule_schema(entry))
+
+
+def saved_config(config: Mapping[str, Any]) -> DictConfig:
+    """A config saved by this or an earlier l2l (a checkpoint's, a shipped model's), merged into the schema.
+
+    Earlier configs named one dashboard, ``logger: {name: X}``; that is ``logger: {backends: {X: true}}`` now
+    (``none``: no dashboard). Raises OmegaConf's errors for anything else the schema does not know."""
+    plain = OmegaConf.to_container(OmegaConf.create(dict(config)), resolve=False)
+    logger = plain.get("logger")
+    if isinstance(logger, dict) and "name" in logger and "backends" not in logger:
+        name = logger.pop("name")
+        logger["backends"] = {} if name in (None, "none") else {str(name): True}
+    return OmegaConf.merge(OmegaConf.structured(Config), plain)

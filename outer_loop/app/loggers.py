@@ -1,9 +1,11 @@
-"""Where metrics go: ``metrics.jsonl`` in the run dir always, W&B (offline by default) when asked.
+"""Where metrics go: ``metrics.jsonl`` in the run dir always, and the dashboards asked for: W&B (offline by
+default), TensorBoard, CSV, MLflow (a local file store by default), one or several (``logger=[csv,tensorboard]``).
 
 ``make_logger(cfg, run_dir, config)`` returns a :class:`MetricsLogger`; call ``begin(history)`` once (the
 records a resumed run already has), ``log(record)`` once per logged iteration (a flat dict of numbers with an
-``iteration`` key) and ``finish(exit_code)`` at the end — for W&B that is ``wandb.finish``, which keeps Hydra
-multirun jobs in separate W&B runs.
+``iteration`` key), ``image(key, figure, iteration)`` for figures, and ``finish(exit_code)`` at the end — for W&B
+that is ``wandb.finish``, which keeps Hydra multirun jobs in separate W&B runs. A resumed run starts a new
+dashboard run that holds the whole history (TensorBoard: the same directory, steps after the checkpoint dropped).
 
 ``metrics.jsonl`` is never truncated in place: ``begin`` writes the history to a new file and renames it over
 the old one (a kill at any moment leaves the old file or the new one whole), then records are appended.
@@ -11,18 +13,20 @@ the old one (a kill at any moment leaves the old file or the new one whole), the
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from l2l.outer_loop.checkpoint import disk_write_error, write_atomically
 from l2l.registry import Registry
-from l2l.validation import require_choice, require_positive
-from outer_loop.checkpoint import disk_write_error, write_atomically
+from l2l.validation import InvalidValueError, require_choice, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +57,7 @@ def write_json(path: str | Path, value: Any) -> Path:
 
 
 def write_text_atomically(path: str | Path, text: str) -> Path:
-    """``text`` into ``path`` by a new file renamed over it (:func:`outer_loop.checkpoint.write_atomically`)."""
+    """``text`` into ``path`` by a new file renamed over it (:func:`l2l.outer_loop.checkpoint.write_atomically`)."""
     return write_atomically(path, lambda f: f.write(text), binary=False)
 
 
@@ -194,11 +198,13 @@ def wandb_settings(cfg: Any, run_dir: str | Path, run_name: str | None = None, d
 
 @dataclass(frozen=True)
 class LoggerEntry:
-    """A dashboard ``logger.name`` selects: ``make(cfg, run_dir, config, defaults)`` returns its logger, or None
-    (``none``: metrics.jsonl only, which every run writes)."""
+    """A dashboard ``logger=<name>`` chooses: ``make(cfg, run_dir, config, defaults)`` returns its logger.
+    ``defaults``: ``run_name``, ``default_group`` and ``default_tags`` of this run (:func:`make_logger`).
+    ``requires``: the module it imports and the package that provides it, checked before the run starts."""
 
     name: str
-    make: Callable[[Any, Path, Mapping[str, Any], dict[str, Any]], MetricsLogger | None]
+    make: Callable[[Any, Path, Mapping[str, Any], dict[str, Any]], MetricsLogger]
+    requires: tuple[str, str] | None = None
 
 
 def _wandb(cfg: Any, run_dir: Path, config: Mapping[str, Any], defaults: dict[str, Any]) -> MetricsLogger:
@@ -206,25 +212,62 @@ def _wandb(cfg: Any, run_dir: Path, config: Mapping[str, Any], defaults: dict[st
     return WandbLogger(config=config, init_timeout=cfg.init_timeout, **settings)
 
 
-LOGGERS: Registry[LoggerEntry] = Registry("logger.name")
-"""Every dashboard by name (``logger.name``); a new one is its class and one ``LOGGERS.register(...)``."""
-LOGGERS.register(LoggerEntry("none", lambda cfg, run_dir, config, defaults: None))
-LOGGERS.register(LoggerEntry("wandb", _wandb))
+def _tensorboard(cfg: Any, run_dir: Path, config: Mapping[str, Any], defaults: dict[str, Any]) -> MetricsLogger:
+    from l2l.outer_loop.app.tensorboard_logger import TensorBoardLogger
+
+    return TensorBoardLogger(run_dir / "tensorboard", config)
+
+
+def _csv(cfg: Any, run_dir: Path, config: Mapping[str, Any], defaults: dict[str, Any]) -> MetricsLogger:
+    from l2l.outer_loop.app.csv_logger import CsvLogger
+
+    return CsvLogger(run_dir / "csv", config)
+
+
+def _mlflow(cfg: Any, run_dir: Path, config: Mapping[str, Any], defaults: dict[str, Any]) -> MetricsLogger:
+    from l2l.outer_loop.app.mlflow_logger import MlflowLogger, mlflow_settings
+
+    return MlflowLogger(config=config, **mlflow_settings(cfg, run_dir, **defaults))
+
+
+LOGGERS: Registry[LoggerEntry] = Registry("logger.backends")
+"""Every dashboard by name (``logger=<name>``); a new one is its class, one ``LOGGERS.register(...)`` and a
+``conf/logger/<name>.yaml`` that sets ``backends: {<name>: true}``."""
+LOGGERS.register(LoggerEntry("wandb", _wandb, ("wandb", "wandb")))
+LOGGERS.register(LoggerEntry("tensorboard", _tensorboard, ("tensorboard", "tensorboard")))
+LOGGERS.register(LoggerEntry("csv", _csv))
+LOGGERS.register(LoggerEntry("mlflow", _mlflow, ("mlflow", "mlflow-skinny")))
+
+
+def chosen_backends(cfg: Any) -> list[str]:
+    """The names of the dashboards ``cfg`` (a LoggerConfig node) turns on, each registered in :data:`LOGGERS`
+    and its package installed (InvalidValueError naming ``logger.backends`` otherwise)."""
+    names = [str(name) for name, on in (cfg.backends or {}).items() if on]
+    for name in names:
+        requires = LOGGERS.entry(name).requires
+        if requires is not None and requires[0] not in sys.modules and importlib.util.find_spec(requires[0]) is None:
+            raise InvalidValueError("logger.backends", name, f": it needs the {requires[1]} package, which is not "
+                                    f"installed (pip install {requires[1]})")
+    return names
 
 
 def make_logger(cfg: Any, run_dir: str | Path, config: Mapping[str, Any], run_name: str | None = None,
                 default_group: str | None = None, default_tags: list[str] | None = None) -> MetricsLogger:
-    """``metrics.jsonl`` in ``run_dir``, plus the dashboard ``cfg.name`` selects (:data:`LOGGERS`; W&B's
-    settings: :func:`wandb_settings`).
+    """``metrics.jsonl`` in ``run_dir``, plus each dashboard ``cfg.backends`` turns on (:data:`LOGGERS`; W&B's
+    settings: :func:`wandb_settings`), all receiving the same records and figures.
 
     cfg: a LoggerConfig node; ``default_group`` the experiment or sweep name, ``default_tags`` the overrides.
     """
-    entry = LOGGERS.entry(cfg.name)
+    names = chosen_backends(cfg)
+    defaults = {"run_name": run_name, "default_group": default_group, "default_tags": default_tags}
     loggers: list[MetricsLogger] = [JsonlLogger(Path(run_dir) / "metrics.jsonl")]
-    dashboard = entry.make(cfg, Path(run_dir), config, {"run_name": run_name, "default_group": default_group,
-                                                        "default_tags": default_tags})
-    if dashboard is not None:
-        loggers.append(dashboard)
+    try:
+        for name in names:
+            loggers.append(LOGGERS[name].make(cfg, Path(run_dir), config, defaults))
+    except BaseException:
+        for logger in loggers:   # the ones already started are closed, as failed runs
+            logger.finish(exit_code=1)
+        raise
     return CompositeLogger(loggers)
 
 

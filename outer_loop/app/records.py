@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from outer_loop.algorithm.direct_train import DirectSettings
-from outer_loop.algorithm.meta_train import OuterSettings
-from outer_loop.algorithm.run_loop import LoopSettings
+from l2l.outer_loop.algorithm.direct_train import DirectSettings
+from l2l.outer_loop.algorithm.meta_train import OuterSettings
+from l2l.outer_loop.algorithm.run_loop import LoopSettings
 
 
 def loop_node(cfg: Any) -> str:

@@ -11,7 +11,7 @@ feeds its clock and coded targets instead of sampling them, runs one outer itera
 relative error of every quantity. With ``semantics=reference`` they agree to round-off; with
 ``semantics=paper`` (or any one switch of it) they differ, which is what makes the fixture a test.
 
-    python -m outer_loop.app.reference_fixture [--fixture PATH] [--json]   # comparison, per-switch table
+    python -m l2l.outer_loop.app.reference_fixture [--fixture PATH] [--json]   # comparison, per-switch table
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ import numpy as np
 import torch
 
 from l2l.command_line import CommandParser
-from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.app.build import build_meta, build_task
-from outer_loop.app.compose import compose_config
-from outer_loop.checkpoint import load_failure
-from tasks.arm import ArmEpisode
+from l2l.outer_loop.algorithm.meta import MetaLearner
+from l2l.outer_loop.app.build import build_meta, build_task
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.checkpoint import load_failure
+from l2l.tasks.arm import ArmEpisode
 
 FIXTURE_NAME = "eprop2_reference_seed11.npz"
 TOLERANCE = 1e-10
@@ -210,7 +210,7 @@ def switch_effects(fixture: dict) -> dict[str, dict]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m outer_loop.app.reference_fixture",
+    parser = CommandParser(prog="python -m l2l.outer_loop.app.reference_fixture",
                                      description="Reproduce the published e-prop 2 code's float64 outer iteration.")
     parser.add_argument("--fixture", type=Path, default=default_fixture_path(),
                         help=f"path of {FIXTURE_NAME} (default: tests/data/ of the source checkout)")

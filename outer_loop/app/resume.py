@@ -1,7 +1,7 @@
 """Resuming a run: the checkpoint's config must be the run's, up to what may change.
 
 The checkpoint's state itself (keys, shapes, finite values, RNG states) is checked by
-:meth:`outer_loop.algorithm.run_loop.TrainingLoop.restore`.
+:meth:`l2l.outer_loop.algorithm.run_loop.TrainingLoop.restore`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from outer_loop.app.config import Config
-from outer_loop.checkpoint import CheckpointError
+from l2l.outer_loop.app.config import saved_config
+from l2l.outer_loop.checkpoint import CheckpointError
 
 RESUME_MUST_MATCH = ("task", "network", "error_module", "inner", "seed", "outer.batch_size", "outer.optimizer",
                      "outer.train_error_module",
@@ -46,7 +46,7 @@ def check_resume_config(cfg: DictConfig, state: Mapping[str, Any], source: str) 
     if not isinstance(state.get("config"), Mapping):
         raise CheckpointError(f"{source}: the checkpoint's config is not a mapping; it is not an l2l checkpoint")
     try:
-        saved = OmegaConf.to_container(OmegaConf.merge(OmegaConf.structured(Config), state["config"]), resolve=True)
+        saved = OmegaConf.to_container(saved_config(state["config"]), resolve=True)
     except Exception as error:  # OmegaConf's validation errors: a config l2l does not know
         reason = " ".join(str(error).split())[:200]
         raise CheckpointError(f"{source}: the checkpoint's config does not fit this l2l ({reason})") from None

@@ -19,8 +19,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf
 
-from outer_loop.app.loggers import write_text_atomically
-from outer_loop.checkpoint import MissingCheckpointError, checkpoint_file
+from l2l.outer_loop.app.loggers import write_text_atomically
+from l2l.outer_loop.checkpoint import MissingCheckpointError, checkpoint_file
 
 OUTPUTS = ("metrics.jsonl", "summary.json", "eval.json", "eval.png", "learning_curve.png", "episode.png")
 """The files of a run (besides ``checkpoints/`` and ``figures/``), what ``overwrite=true`` removes."""

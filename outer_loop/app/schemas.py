@@ -17,7 +17,7 @@ from dataclasses import field, make_dataclass
 from typing import Any
 
 from l2l.rules import RuleEntry
-from tasks.base import TaskFamily
+from l2l.tasks.base import TaskFamily
 
 SIMPLE = (str, int, float, bool, type(None))
 

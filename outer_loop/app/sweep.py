@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import shutil
 import sys
 import traceback
@@ -35,6 +36,22 @@ def in_multirun() -> bool:
         return False
     mode = HydraConfig.get().mode
     return mode == RunMode.MULTIRUN
+
+
+def job_prefix() -> str:
+    """``"job N "`` in a sweep job, ``""`` otherwise: what starts this job's log lines and progress bar."""
+    return f"job {HydraConfig.get().job.num} " if in_multirun() else ""
+
+
+def label_job_output() -> None:
+    """In a sweep job, start every log line with ``job N |`` (parallel launchers interleave the jobs' lines)."""
+    prefix = job_prefix()
+    if not prefix:
+        return
+    for handler in logging.getLogger().handlers:
+        fmt = handler.formatter._fmt if handler.formatter is not None else "%(message)s"
+        if not fmt.startswith(prefix):
+            handler.setFormatter(logging.Formatter(f"{prefix}| {fmt}"))
 
 
 def record_failure(error: BaseException, line: str) -> str:

@@ -32,27 +32,27 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
+from l2l.outer_loop.algorithm.curriculum import Curriculum
+from l2l.outer_loop.algorithm.direct_train import DirectStepper, evaluate
+from l2l.outer_loop.algorithm.distributed import Ranks, from_environment, process_group, shard
+from l2l.outer_loop.algorithm.meta_train import MetaStepper
+from l2l.outer_loop.algorithm.run_loop import LoopResult, TrainingLoop
+from l2l.outer_loop.app.build import build_meta, build_network, build_rule, build_task
+from l2l.outer_loop.app.checks import check_config, check_memory
+from l2l.outer_loop.app.compose import CONFIG_DIR, with_version
+from l2l.outer_loop.app.config import register_configs
+from l2l.outer_loop.app.loggers import make_logger, write_json
+from l2l.outer_loop.app.records import direct_settings, loop_node, loop_settings, outer_settings
+from l2l.outer_loop.app.resume import check_resume_config
+from l2l.outer_loop.app.run_dir import RunDirUsedError, claim, remove_earlier_run, resume_file, write_config_record
+from l2l.outer_loop.app.run_lock import RunDirInUseError, RunDirLock
+from l2l.outer_loop.app.sweep import in_multirun, job_prefix, label_job_output, record_failure, record_success
+from l2l.outer_loop.checkpoint import CheckpointError, DiskWriteError, read_checkpoint
+from l2l.outer_loop.guard import TrainingInterrupted
+from l2l.outer_loop.optimizers import make_optimizer
+from l2l.outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
+from l2l.outer_loop.reports.plots import learning_curves
 from l2l.rules.influence import MemoryBudgetError
-from outer_loop.algorithm.curriculum import Curriculum
-from outer_loop.algorithm.direct_train import DirectStepper, evaluate
-from outer_loop.algorithm.distributed import Ranks, from_environment, process_group, shard
-from outer_loop.algorithm.meta_train import MetaStepper
-from outer_loop.algorithm.run_loop import LoopResult, TrainingLoop
-from outer_loop.app.build import build_meta, build_network, build_rule, build_task
-from outer_loop.app.checks import check_config, check_memory
-from outer_loop.app.compose import CONFIG_DIR, with_version
-from outer_loop.app.config import register_configs
-from outer_loop.app.loggers import make_logger, write_json
-from outer_loop.app.records import direct_settings, loop_node, loop_settings, outer_settings
-from outer_loop.app.resume import check_resume_config
-from outer_loop.app.run_dir import RunDirUsedError, claim, remove_earlier_run, resume_file, write_config_record
-from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
-from outer_loop.app.sweep import in_multirun, record_failure, record_success
-from outer_loop.checkpoint import CheckpointError, DiskWriteError, read_checkpoint
-from outer_loop.guard import TrainingInterrupted
-from outer_loop.optimizers import make_optimizer
-from outer_loop.reports.eval_cli import EVAL_KEYS, evaluate_run
-from outer_loop.reports.plots import learning_curves
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +64,8 @@ MODES = ("direct", "meta")
 def run(cfg: DictConfig, run_dir: str | Path) -> dict[str, Any]:
     """Run the job described by ``cfg`` writing into ``run_dir``; returns the summary (also in summary.json).
 
-    The run dir is held for this process (:class:`outer_loop.app.run_lock.RunDirLock`) and is never
-    overwritten (:mod:`outer_loop.app.run_dir`). Bad configs, a used run dir and an unusable checkpoint fail
+    The run dir is held for this process (:class:`l2l.outer_loop.app.run_lock.RunDirLock`) and is never
+    overwritten (:mod:`l2l.outer_loop.app.run_dir`). Bad configs, a used run dir and an unusable checkpoint fail
     here, before anything in the run dir is written, with one line naming the key."""
     if cfg.mode not in MODES:
         raise ValueError(f"mode={cfg.mode!r} is not allowed: choose one of {list(MODES)}")
@@ -180,6 +180,7 @@ def run_direct(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earli
     eval_episode = family.sample(settings.eval_batch_size, torch.Generator().manual_seed(settings.eval_seed))
     stepper = DirectStepper(network, rule, family, optimizer, settings, loop.iterations, eval_episode.to(device),
                             curriculum, device)
+    stepper.label = job_prefix() + stepper.label
     data = torch.Generator().manual_seed(cfg.seed + 1)               # training episodes
     config = OmegaConf.to_container(cfg, resolve=True)
     checkpoints = run_dir / "checkpoints" if cfg.train.checkpoint else None
@@ -218,6 +219,7 @@ def run_meta(cfg: DictConfig, run_dir: Path, resume: Path | None = None, earlier
         if not main:
             logging.getLogger().setLevel(logging.WARNING)              # one rank's INFO lines are enough
         stepper = MetaStepper(meta, outer_settings(cfg), device, ranks)   # rank 0 gets on_figure with its logger
+        stepper.label = job_prefix() + stepper.label
         config = OmegaConf.to_container(cfg, resolve=True)
         data = torch.Generator().manual_seed(int(cfg.seed) + 1)
         training = TrainingLoop(stepper, loop_settings(cfg), run_dir / "checkpoints", config, data, ranks)
@@ -377,7 +379,9 @@ def one_line(error: BaseException) -> str:
 def main(cfg: DictConfig) -> float | None:
     """Entry point of ``l2l-train``. Returns the held-out test MSE of a meta run (the Optuna sweeper's objective).
 
-    In a sweep (``-m``) a failed job is recorded (:mod:`outer_loop.app.sweep`) and the sweep goes on."""
+    In a sweep (``-m``) a failed job is recorded (:mod:`l2l.outer_loop.app.sweep`) and the sweep goes on; its log
+    lines and progress bar start with ``job N``."""
+    label_job_output()
     try:
         summary = run(cfg, HydraConfig.get().runtime.output_dir)
     except TrainingInterrupted as stop:

@@ -10,7 +10,9 @@ the one-shot update (``mode=meta``, minimized), or the task family's metric on t
 in its direction).
 The study lives in ``--storage`` (default ``sqlite:///<out>/<study>.db``); rerunning the command keeps the finished
 trials, marks the trials a crash left RUNNING as FAIL and runs until ``--trials`` trials are COMPLETE.
-Writes ``<out>/<study>_best.json`` (best value, params, overrides and run dir).
+Writes ``<out>/<study>_best.json`` (best value, params, overrides and run dir) and ``<out>/<study>_trials.csv`` (one row
+per trial, also printed); ``--plots`` adds the study's history and parameter-importance figures. Each trial's
+dashboard run (``logger=wandb``, ``mlflow``) is named ``<study>-trial<N>``, grouped by the study and tagged.
 """
 
 from __future__ import annotations
@@ -34,16 +36,17 @@ from omegaconf.errors import OmegaConfBaseException
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
 from l2l.command_line import CommandParser
-from outer_loop.app.build import build_task
-from outer_loop.app.compose import compose_config
-from outer_loop.app.composition_errors import composition_message
-from outer_loop.app.loggers import write_json
-from outer_loop.app.run_lock import RunDirInUseError, RunDirLock
-from outer_loop.app.train import preflight
-from outer_loop.guard import TrainingInterrupted
+from l2l.outer_loop.app.build import build_task
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.composition_errors import composition_message
+from l2l.outer_loop.app.loggers import write_json
+from l2l.outer_loop.app.run_lock import RunDirInUseError, RunDirLock
+from l2l.outer_loop.app.train import preflight
+from l2l.outer_loop.app.tune_report import table_lines, write_study_plots, write_trials_table
+from l2l.outer_loop.guard import TrainingInterrupted
 
 Runner = Callable[[DictConfig, Path], dict[str, Any]]
-"""Runs one trial's config into its run dir and returns the summary (:func:`outer_loop.app.train.run`)."""
+"""Runs one trial's config into its run dir and returns the summary (:func:`l2l.outer_loop.app.train.run`)."""
 
 KINDS = ("float", "log", "int", "choice")
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -245,6 +248,15 @@ def study_lock(study_dir: Path, flag: str) -> Iterator[None]:
         lock.__exit__(None, None, None)
 
 
+def name_dashboard_run(cfg: DictConfig, study: str, number: int, sampled: list[str]) -> None:
+    """Trial ``number``'s dashboard run (W&B, MLflow): named ``<study>-trial<number>``, grouped by the study,
+    tagged ``study:<study>``, ``trial:<number>`` and its sampled overrides; what the user set is kept."""
+    logger = cfg.logger
+    logger.run_name = logger.run_name or f"{study}-trial{number}"
+    logger.group = logger.group or study
+    logger.tags = [*logger.tags, f"study:{study}", f"trial:{number}", *sampled]
+
+
 def _format(params: Mapping[str, Any]) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in params.items())
 
@@ -277,6 +289,7 @@ class Tuner:
                 cfg = compose_config(overrides)
             except (HydraException, OmegaConfBaseException) as error:
                 raise ValueError(composition_message(error, "l2l-train")) from None
+            name_dashboard_run(cfg, self.study.study_name, trial.number, overrides[len(self.overrides):])
             (run_dir / ".hydra").mkdir(parents=True, exist_ok=True)
             OmegaConf.save(cfg, run_dir / ".hydra" / "config.yaml")
             OmegaConf.save(OmegaConf.create(overrides), run_dir / ".hydra" / "overrides.yaml")
@@ -341,6 +354,8 @@ def parser() -> CommandParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler (default 0)")
     p.add_argument("--max-failures", type=int, default=None,
                    help="stop after this many failed trials in one invocation (default: --trials)")
+    p.add_argument("--plots", action="store_true",
+                   help="also write <out>/<study>_history.png and <study>_importance.png (Optuna's figures)")
     return p
 
 
@@ -405,6 +420,12 @@ def tune(args: argparse.Namespace, run: Runner) -> int:
                 complete += 1
             else:
                 failures += 1
+    rows = write_trials_table(study, out / f"{name}_trials.csv", objective_name)
+    print(f"l2l-tune: {len(rows)} trials of study {name}; the table is {out / f'{name}_trials.csv'}:\n"
+          + "\n".join(table_lines(rows, objective_name)), flush=True)
+    if args.plots:
+        for path in write_study_plots(study, out, name):
+            print(f"wrote {path}", flush=True)
     if complete == 0:
         print(f"l2l-tune: error: no trial of study {name} completed ({failures} failed in this run)", file=sys.stderr)
         return 1
@@ -431,7 +452,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import optuna  # noqa: F401
     except ImportError:
         p.exit(2, "l2l-tune: error: l2l-tune needs optuna>=4: pip install 'l2l[sweep]'\n")
-    from outer_loop.app.train import run
+    from l2l.outer_loop.app.train import run
 
     try:
         return tune(args, run)

@@ -2,7 +2,7 @@
 
 ``eprop2_reference_fixture/<backend>`` runs one outer iteration of ``experiment=arm_one_shot_paper``
 (``semantics=reference``) on the published e-prop 2 code's float64 dump and passes when every spike is
-identical and every signal, ΔW, output, loss and meta-gradient agrees to 1e-10 (outer_loop.app.reference_fixture).
+identical and every signal, ΔW, output, loss and meta-gradient agrees to 1e-10 (l2l.outer_loop.app.reference_fixture).
 The dump lives in the source checkout's ``tests/data/`` (2.2 MB, not in the wheel): without it the rows are
 skipped with a message, or ``--reference-fixture PATH`` points at it.
 """
@@ -18,8 +18,7 @@ import torch
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
 from l2l.command_line import CommandParser
-from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
-from outer_loop.app.reference_fixture import (
+from l2l.outer_loop.app.reference_fixture import (
     FIXTURE_NAME,
     TOLERANCE,
     FixtureError,
@@ -28,6 +27,7 @@ from outer_loop.app.reference_fixture import (
     load_fixture,
     reproduce,
 )
+from l2l.verify import CHECK_FAMILIES, add_arguments, report, run_checks
 
 FIXTURE_FAMILY = "eprop2_reference_fixture"
 BACKENDS = ("explicit", "higher")

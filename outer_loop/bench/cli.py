@@ -28,11 +28,11 @@ from l2l.allocator import keep_freed_memory
 from l2l.bench import DEFAULT, QUICK, environment, memory_growth, run_benchmark
 from l2l.command_line import CommandParser
 from l2l.device import resolve_device
-from outer_loop.app.checks import check_trial_memory, trial_bytes
-from outer_loop.app.compose import CONFIG_DIR
-from outer_loop.app.composition_errors import composition_message
-from outer_loop.bench.profile_meta import format_profile, profile_meta
-from outer_loop.bench.scaling import format_scaling, plot_scaling, run_scaling
+from l2l.outer_loop.app.checks import check_trial_memory, trial_bytes
+from l2l.outer_loop.app.compose import CONFIG_DIR
+from l2l.outer_loop.app.composition_errors import composition_message
+from l2l.outer_loop.bench.profile_meta import format_profile, profile_meta
+from l2l.outer_loop.bench.scaling import format_scaling, plot_scaling, run_scaling
 
 
 def alignment_main(argv: list[str]) -> int:

@@ -17,9 +17,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from l2l.device import resolve_device
+from l2l.outer_loop.algorithm.outer_step import outer_step
+from l2l.outer_loop.optimizers import make_optimizer
 from l2l.timing import PhaseTimer
-from outer_loop.algorithm.outer_step import outer_step
-from outer_loop.optimizers import make_optimizer
 
 PHASES = ("sample tasks", "demo trial", "error module", "update", "test trial", "loss", "backward", "optimizer step")
 
@@ -39,9 +39,9 @@ def gemm_flops_per_second(size: int = 1024, repeats: int = 10, device: str = "cp
 def profile_meta(experiment: str = "arm_one_shot", overrides: list[str] | None = None, iterations: int = 3,
                  warmup: int = 1) -> dict[str, Any]:
     """Median seconds per phase over ``iterations`` outer iterations (after ``warmup``), FLOPs and GEMM fraction."""
-    from outer_loop.app.build import build_meta, build_task
-    from outer_loop.app.compose import compose_config
-    from outer_loop.app.train import preflight
+    from l2l.outer_loop.app.build import build_meta, build_task
+    from l2l.outer_loop.app.compose import compose_config
+    from l2l.outer_loop.app.train import preflight
 
     cfg = compose_config([f"experiment={experiment}", *(overrides or [])])
     if cfg.mode != "meta":

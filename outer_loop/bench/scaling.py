@@ -1,7 +1,7 @@
 """How the time of one e-prop 2 outer iteration scales with batch size, network size and trial length.
 
 Each axis is swept on its own, every other setting staying at the experiment's value; every point is one
-call of :func:`outer_loop.bench.profile_meta.profile_meta` (median seconds per outer iteration and the phase
+call of :func:`l2l.outer_loop.bench.profile_meta.profile_meta` (median seconds per outer iteration and the phase
 breakdown). Per axis the exponent k of seconds ≈ a·xᵏ is the slope of a least-squares line through
 (log x, log seconds). The base experiment itself is measured once and reused for every point whose
 settings equal it (batch 16, 100 neurons, 250 steps for ``arm_one_shot``).
@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from outer_loop.bench.profile_meta import profile_meta
+from l2l.outer_loop.bench.profile_meta import profile_meta
 
 # name -> label, unit, the config keys one value sets (all of them to that value), default values
 AXES: dict[str, dict[str, Any]] = {
@@ -69,8 +69,8 @@ def _compose_base(experiment: str, overrides: list[str], points: list[dict[str, 
     """The experiment's values of the swept settings (and dt), read from the composed config; with ``points``
     (settings to check), each is composed and its task built first, so that an invalid value fails before
     the sweep starts (e.g. a trial length the arm's clock cannot divide)."""
-    from outer_loop.app.build import build_task
-    from outer_loop.app.compose import compose_config
+    from l2l.outer_loop.app.build import build_task
+    from l2l.outer_loop.app.compose import compose_config
 
     cfg = compose_config([f"experiment={experiment}", *overrides])
     if cfg.mode != "meta":

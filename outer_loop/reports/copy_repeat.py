@@ -1,7 +1,7 @@
 """The copy-repeat experiment of docs/eprop3.md: the longest pattern each rule × Δ solved, and its curriculum curves.
 
-    python -m outer_loop.reports.copy_repeat multirun/<date>/<time> outputs/copy_repeat_bptt/<run> --out docs
-    python -m outer_loop.reports.copy_repeat RUN_DIR... --out docs --name eprop3_copy_repeat
+    python -m l2l.outer_loop.reports.copy_repeat multirun/<date>/<time> outputs/copy_repeat_bptt/<run> --out docs
+    python -m l2l.outer_loop.reports.copy_repeat RUN_DIR... --out docs --name eprop3_copy_repeat
 
 Each RUN_DIR is a direct run (it has ``summary.json`` or ``metrics.jsonl``) or a Hydra multirun sweep dir (every
 subdirectory that has one of them is a run). Per run it reads ``.hydra/config.yaml`` (``rule.name``,
@@ -261,7 +261,7 @@ def write_report(paths: Sequence[str | Path], out: Path, name: str) -> list[dict
 
 def main(argv: list[str] | None = None) -> int:
     """The command line: write the report, print the table as Markdown."""
-    parser = CommandParser(prog="python -m outer_loop.reports.copy_repeat",
+    parser = CommandParser(prog="python -m l2l.outer_loop.reports.copy_repeat",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
                         help="a direct run or a Hydra multirun sweep dir")

@@ -31,11 +31,11 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from l2l.device import resolve_device
+from l2l.outer_loop.app.checks import check_held_out_memory
+from l2l.outer_loop.app.compose import CONFIG_DIR, with_version
+from l2l.outer_loop.checkpoint import CheckpointError
+from l2l.outer_loop.reports.pretrained import load_pretrained
 from l2l.validation import require_nonnegative_int, require_seed
-from outer_loop.app.checks import check_held_out_memory
-from outer_loop.app.compose import CONFIG_DIR, with_version
-from outer_loop.checkpoint import CheckpointError
-from outer_loop.reports.pretrained import load_pretrained
 
 ANIMATION_FRAMES = 50
 """Frames of arm.gif (fewer for a task with fewer time steps)."""
@@ -60,8 +60,8 @@ ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
 
 def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     """Demonstration -> one update -> test on ``cfg.tasks`` new movements; writes the outputs; returns demo.json."""
-    from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_step
-    from outer_loop.reports.demo_figures import arm_animation, demo_figure
+    from l2l.outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_step
+    from l2l.outer_loop.reports.demo_figures import arm_animation, demo_figure
 
     start = time.perf_counter()
     known = [f.name for f in dataclasses.fields(DemoConfig)]

@@ -1,6 +1,7 @@
 """Demonstration figures of one-shot arm learning: what the learner, the error module and the update do.
 
-For one batch of arm tasks and the meta-learner's result on it (:func:`outer_loop.algorithm.evaluation.one_shot_step`):
+For one batch of arm tasks and the meta-learner's result on it
+(:func:`l2l.outer_loop.algorithm.evaluation.one_shot_step`):
 
 - :func:`demo_figure`: one column per task, five rows: (a) the endpoint path in the plane (target, before
   the update = the demonstration trial, after one e-prop update = the test trial), (b) the joint
@@ -28,11 +29,11 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
-from outer_loop.algorithm.meta import MetaLearner, MetaStep
-from tasks.arm import TwoJointArm
-from tasks.base import Episode
+from l2l.outer_loop.algorithm.meta import MetaLearner, MetaStep
+from l2l.tasks.arm import TwoJointArm
+from l2l.tasks.base import Episode
 
-# the conventions of outer_loop.algorithm.evaluation.one_shot_figure
+# the conventions of l2l.outer_loop.algorithm.evaluation.one_shot_figure
 COLORS = {"target": "C0", "before": "C1", "after": "C2"}
 LABELS = {"target": "target", "before": "before update (demo)", "after": "after one e-prop update (test)"}
 MAX_RASTER_NEURONS = 100

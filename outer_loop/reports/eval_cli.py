@@ -27,11 +27,11 @@ from omegaconf import DictConfig, OmegaConf
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
 from l2l.command_line import CommandParser
-from outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
-from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.app.checks import check_held_out_memory
-from outer_loop.checkpoint import CheckpointError
-from outer_loop.reports.demo_figures import demo_figure
+from l2l.outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
+from l2l.outer_loop.algorithm.meta import MetaLearner
+from l2l.outer_loop.app.checks import check_held_out_memory
+from l2l.outer_loop.checkpoint import CheckpointError
+from l2l.outer_loop.reports.demo_figures import demo_figure
 
 log = logging.getLogger(__name__)
 
@@ -98,8 +98,8 @@ def _finite(value: Any) -> Any:
 def load_meta(path: str | Path, overrides: list[str] | None = None) -> tuple[MetaLearner, DictConfig, int | None]:
     """The meta-learner of a checkpoint, run dir or shipped model name, its config (with ``overrides``, e.g.
     ``eval.tasks=8``) and the outer iterations it had trained (None where the file does not say). Raises
-    :class:`outer_loop.reports.pretrained.CheckpointError` naming the file and the problem for anything unusable."""
-    from outer_loop.reports.pretrained import build_from_state, read_state, resolve
+    :class:`l2l.outer_loop.reports.pretrained.CheckpointError` naming the file and the problem for anything unusable."""
+    from l2l.outer_loop.reports.pretrained import build_from_state, read_state, resolve
 
     file = resolve(path)
     state = read_state(file)
@@ -164,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 def fill_summary(run_dir: Path, result: dict[str, Any]) -> bool:
     """Put ``result``'s scores into ``run_dir/summary.json`` when that run was trained without its held-out
     evaluation (``"eval": null``); a summary that holds scores is left as it is. True when it was filled."""
-    from outer_loop.app.loggers import write_json
+    from l2l.outer_loop.app.loggers import write_json
 
     path = run_dir / "summary.json"
     try:

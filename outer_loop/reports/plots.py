@@ -1,7 +1,7 @@
 """Figures from finished runs, pyplot-free: learning curves (``metrics.jsonl``) and episodes (checkpoints).
 
-``python -m outer_loop.reports.plots curves OUT.png LABEL=RUN_DIR ...`` overlays the learning curves of several
-runs; ``python -m outer_loop.reports.plots episode OUT.png RUN_DIR`` redraws the evaluation episode of a run from
+``python -m l2l.outer_loop.reports.plots curves OUT.png LABEL=RUN_DIR ...`` overlays the learning curves of several
+runs; ``python -m l2l.outer_loop.reports.plots episode OUT.png RUN_DIR`` redraws the evaluation episode of a run from
 its ``checkpoints/last.pt``. This is how the figures in ``docs/figures`` are made.
 """
 
@@ -59,9 +59,9 @@ def episode_figure(run_dir: str | Path, index: int = 0) -> Figure:
     import torch
     from omegaconf import OmegaConf
 
-    from outer_loop.app.build import build_network, build_task
-    from outer_loop.app.train import build_curriculum
-    from outer_loop.checkpoint import checkpoint_file, read_checkpoint
+    from l2l.outer_loop.app.build import build_network, build_task
+    from l2l.outer_loop.app.train import build_curriculum
+    from l2l.outer_loop.checkpoint import checkpoint_file, read_checkpoint
 
     checkpoint = read_checkpoint(checkpoint_file(run_dir), ("network", "config"), "a direct-training checkpoint")
     cfg = OmegaConf.create(checkpoint["config"])
@@ -95,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     episode.add_argument("--index", type=int, default=0, help="which evaluation episode (default 0)")
     args = parser.parse_args(argv)
     if args.command == "episode":
-        from outer_loop.checkpoint import CheckpointError
+        from l2l.outer_loop.checkpoint import CheckpointError
 
         try:
             figure = episode_figure(args.run_dir, args.index)

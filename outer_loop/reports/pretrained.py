@@ -6,7 +6,7 @@ that trained them, the iteration, the held-out evaluation of that run, a compact
 a ``check``: the one-shot scores on fixed held-out tasks that the test suite re-measures. Beside each
 ``.pt`` a ``.yaml`` holds the same command, scores and config in readable form.
 
-    python -m outer_loop.reports.pretrained export outputs/pretrained/arm_one_shot arm_one_shot \\
+    python -m l2l.outer_loop.reports.pretrained export outputs/pretrained/arm_one_shot arm_one_shot \\
         --command "l2l-train ..."
 
 :func:`load_pretrained` accepts a shipped name, a shipped-format file, or a training checkpoint
@@ -26,8 +26,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from l2l.command_line import CommandParser
-from outer_loop.algorithm.meta import MetaLearner
-from outer_loop.checkpoint import (
+from l2l.outer_loop.algorithm.meta import MetaLearner
+from l2l.outer_loop.checkpoint import (
     CheckpointError,
     MissingCheckpointError,
     checkpoint_file,
@@ -70,11 +70,11 @@ def read_state(path: Path) -> dict[str, Any]:
 
 def build_from_state(state: dict[str, Any], path: Path) -> tuple[MetaLearner, DictConfig]:
     """The meta-learner the stored config describes, with the stored weights; CheckpointError if they disagree."""
-    from outer_loop.app.build import build_meta, build_task
-    from outer_loop.app.config import Config
+    from l2l.outer_loop.app.build import build_meta, build_task
+    from l2l.outer_loop.app.config import saved_config
 
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), state["config"])
+        cfg = saved_config(state["config"])
     except Exception as error:
         raise CheckpointError(f"checkpoint {str(path)!r} has a config this version cannot read ({error})") from None
     if cfg.mode != "meta":
@@ -119,7 +119,7 @@ def load_pretrained(checkpoint: str | Path) -> tuple[MetaLearner, DictConfig, di
 
 def check_scores(meta: MetaLearner, seed: int = CHECK_SEED, tasks: int = CHECK_TASKS) -> dict[str, float]:
     """Mean Cartesian MSE before and after the one-shot update on ``tasks`` fixed held-out tasks from ``seed``."""
-    from outer_loop.algorithm.evaluation import one_shot_step
+    from l2l.outer_loop.algorithm.evaluation import one_shot_step
 
     generator = torch.Generator().manual_seed(seed)
     episode = meta.family.sample(tasks, generator)
@@ -168,8 +168,8 @@ def _finite(value: Any) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m outer_loop.reports.pretrained export RUN_DIR NAME --command CMD [--out DIR]``."""
-    parser = CommandParser(prog="python -m outer_loop.reports.pretrained",
+    """``python -m l2l.outer_loop.reports.pretrained export RUN_DIR NAME --command CMD [--out DIR]``."""
+    parser = CommandParser(prog="python -m l2l.outer_loop.reports.pretrained",
                                      description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="action", required=True)
     export = sub.add_parser("export", help="write <name>.pt and <name>.yaml from a finished meta-training run")

@@ -3,7 +3,7 @@
 The program prints ``ITER k seconds`` after every outer iteration and ``CURVE k demo_mse test_mse`` every
 ``print_every`` iterations (the Cartesian MSE of that iteration's training batch before and after the one-shot
 update); anything else in the log (TensorFlow's warnings) is skipped. The curve has the keys of
-:func:`outer_loop.reports.reference_curve.read_curve`, so the published runs go through the same per-bin and
+:func:`l2l.outer_loop.reports.reference_curve.read_curve`, so the published runs go through the same per-bin and
 across-seed tables as l2l's.
 """
 

@@ -1,7 +1,7 @@
 """The reference protocol's learning curves beside the published e-prop 2 code's (docs/results.md).
 
-    python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed1 --out docs
-    python -m outer_loop.reports.reference_curve outputs/reference_protocol/seed{1,2,3} --out docs \
+    python -m l2l.outer_loop.reports.reference_curve outputs/reference_protocol/seed1 --out docs
+    python -m l2l.outer_loop.reports.reference_curve outputs/reference_protocol/seed{1,2,3} --out docs \
         --name reference_protocol --idle-seconds 0.230
 
 One run: writes ``<out>/data/reference_curve.json`` (test/demo Cartesian MSE per 100 iterations, with seconds
@@ -34,7 +34,7 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from l2l.command_line import CommandParser
-from outer_loop.reports.published_log import PublishedLogError, read_published_log
+from l2l.outer_loop.reports.published_log import PublishedLogError, read_published_log
 
 # the sizes of the published code's run below
 PUBLISHED_SIZES = "learner 100, error module 100, batch 32"
@@ -296,7 +296,7 @@ def write_seeds(run_dirs: list[Path], out: Path, name: str, idle_seconds: float 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m outer_loop.reports.reference_curve",
+    parser = CommandParser(prog="python -m l2l.outer_loop.reports.reference_curve",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("run_dirs", type=Path, nargs="+", metavar="run_dir")
     parser.add_argument("--out", type=Path, default=Path("docs"))

@@ -1,6 +1,6 @@
 """A sweep of l2l configurations on the small reference protocol, beside the plain protocol (docs/results.md).
 
-    python -m outer_loop.reports.reference_sweep \
+    python -m l2l.outer_loop.reports.reference_sweep \
         --baseline docs/data/reference_protocol/seed{1,2,3} --at k3 \
         --variant per_synapse=docs/data/reference_sweep/per_synapse ... --out docs --name reference_sweep
 
@@ -27,7 +27,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from l2l.command_line import CommandParser
-from outer_loop.reports.reference_curve import held_out, read_curve, running_mean
+from l2l.outer_loop.reports.reference_curve import held_out, read_curve, running_mean
 
 LAST = 1000
 
@@ -142,7 +142,7 @@ def _idle_seconds(spec: str) -> tuple[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = CommandParser(prog="python -m outer_loop.reports.reference_sweep",
+    parser = CommandParser(prog="python -m l2l.outer_loop.reports.reference_sweep",
                                      description=__doc__.splitlines()[0])
     parser.add_argument("--baseline", type=Path, nargs="+", required=True, help="the plain protocol's run dirs")
     parser.add_argument("--at", default="end", help="the baseline's checkpoint label (eval_at/LABEL; default end)")

@@ -1,6 +1,6 @@
 """The e-prop 2 results of docs/results.md from finished meta-training runs: one table, one figure.
 
-    python -m outer_loop.reports.results outputs/pretrained/arm_one_shot outputs/pretrained/arm_one_shot_deep \\
+    python -m l2l.outer_loop.reports.results outputs/pretrained/arm_one_shot outputs/pretrained/arm_one_shot_deep \\
         outputs/pretrained/arm_one_shot_frozen_error_module --out docs
 
 Reads each run's ``eval.json`` (held-out tasks, with the baselines) and ``metrics.jsonl`` (the training
@@ -77,8 +77,8 @@ def curves_figure(runs: list[dict[str, Any]], window: int = 20) -> Figure:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: ``python -m outer_loop.reports.results RUN_DIR... --out DIR``."""
-    parser = CommandParser(prog="python -m outer_loop.reports.results", description=__doc__.split("\n\n")[0])
+    """Entry point: ``python -m l2l.outer_loop.reports.results RUN_DIR... --out DIR``."""
+    parser = CommandParser(prog="python -m l2l.outer_loop.reports.results", description=__doc__.split("\n\n")[0])
     parser.add_argument("runs", nargs="+", help="finished meta-training run dirs (with eval.json)")
     parser.add_argument("--out", default="docs", help="writes data/results.json and figures/results_curves.png")
     args = parser.parse_args(argv)
