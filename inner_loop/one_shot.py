@@ -26,11 +26,12 @@ LearningRate = float | Mapping[str, float | torch.Tensor]
 @dataclass
 class InnerStep:
     """One demonstration and its update. demo: the learner's trial; signals: learning signals per
-    learner layer ((B, T, n_k) or None); error_trial: the error module's trial; update: ΔW per name (B, ...)."""
+    learner layer ((B, T, n_k) or None); error_trial: the error module's trial (None for the controls told the
+    true error, which run no error module); update: ΔW per name (B, ...)."""
 
     demo: Trial
     signals: list[torch.Tensor | None]
-    error_trial: Trial
+    error_trial: Trial | None
     update: dict[str, torch.Tensor]
 
 
@@ -53,8 +54,8 @@ class Adaptation:
         return self.steps[0].signals
 
     @property
-    def error_trial(self) -> Trial:
-        """The error module's trial during the first demonstration."""
+    def error_trial(self) -> Trial | None:
+        """The error module's trial during the first demonstration (None for the controls)."""
         return self.steps[0].error_trial
 
     @property

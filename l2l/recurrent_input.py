@@ -8,7 +8,8 @@ weight's gradient is then one contraction over time, Σ_t δ^{tᵀ} z^{t-1} (one
 autograd reaches the weight after the last step. Same sum, different rounding order.
 
 Used automatically by :func:`l2l.network.simulate_layer` when the weight requires a gradient and
-no ``torch.func`` transform is active; double backward through it is not supported (no rule needs it).
+no ``torch.func`` transform is active; double backward through it is not supported: inside
+:func:`l2l.twice_differentiable.twice_differentiable` it steps aside.
 Set ``DEFERRED = False`` to fall back to autograd's per-step weight gradient (the oracle in the tests).
 """
 
@@ -18,6 +19,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from l2l.synapses import contract_over_time
+from l2l.twice_differentiable import twice_differentiable_required
 
 DEFERRED = True
 
@@ -114,7 +116,8 @@ class RecurrentInput:
         self.w = w
         self.w_t = w.transpose(-1, -2)
         transformed = torch._C._are_functorch_transforms_active()
-        self.deferred = DEFERRED and w.requires_grad and torch.is_grad_enabled() and not transformed
+        self.deferred = (DEFERRED and w.requires_grad and torch.is_grad_enabled() and not transformed
+                         and not twice_differentiable_required())
         if self.deferred:
             self.pairs = _StepPairs()
             self.tapped = _WeightTap.apply(w, self.pairs)

@@ -22,8 +22,8 @@ bit-identical to the step-by-step path. ``e`` is returned too (ψ, the eligibili
 pseudo-derivative, is a function of it), and its gradient g_e enters the recursion: the inner loop's
 update depends on ψ. Both equal the step-by-step path to round-off (tested in float64, ≤ 1e-10;
 ``l2l-verify`` rows ``fused_trial_vs_step``). First-order only: ``create_graph=True`` through a fused trial
-raises. Under ``torch.func`` transforms or forward-mode AD the step-by-step path is used; ``FUSED = False``
-uses it always.
+raises. Under ``torch.func`` transforms, forward-mode AD or :func:`l2l.twice_differentiable.twice_differentiable`
+the step-by-step path is used; ``FUSED = False`` uses it always.
 """
 
 from __future__ import annotations
@@ -37,6 +37,7 @@ from torch.autograd.function import once_differentiable
 
 from l2l.native import spiking_ops
 from l2l.spike import surrogate_derivative
+from l2l.twice_differentiable import twice_differentiable_required
 
 FUSED = True  # False: every trial takes the step-by-step path (the oracle in the tests)
 NATIVE = True  # False: the fused trial runs its PyTorch loop instead of the C++ one (l2l.native)
@@ -72,8 +73,10 @@ class SpikingTrial:
 
 
 def fusable() -> bool:
-    """Whether the fused trial may run: switched on (``FUSED``), no ``torch.func`` transform, no forward-mode AD."""
-    return FUSED and not torch._C._are_functorch_transforms_active() and forward_ad._current_level < 0
+    """Whether the fused trial may run: switched on (``FUSED``), not inside
+    :func:`l2l.twice_differentiable.twice_differentiable`, no ``torch.func`` transform, no forward-mode AD."""
+    return (FUSED and not twice_differentiable_required() and not torch._C._are_functorch_transforms_active()
+            and forward_ad._current_level < 0)
 
 
 def run_spiking_trial(

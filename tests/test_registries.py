@@ -144,12 +144,13 @@ class NoUpdateBackend:
 
     name = "no_update"
     needs_autograd = False
+    uses_error_module = True
 
     def check(self, settings, lr_mode="fixed"):
         if settings.n_demos != 1:
             raise ValueError(f"inner.n_demos={settings.n_demos} needs one demonstration for no_update")
 
-    def adapt(self, learner, error_module, inputs, codes, rates, settings):
+    def adapt(self, learner, error_module, inputs, codes, rates, settings, demo_loss=None):
         demo = learner.run(inputs, record=True)
         signals, error_trial = error_module.run(codes[0], demo)
         params = {name: w.expand(inputs.shape[0], *w.shape) for name, w in learner.parameter_dict().items()

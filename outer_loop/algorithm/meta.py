@@ -71,6 +71,9 @@ class MetaLearner(nn.Module):
         inner = inner if inner is not None else InnerSettings()
         self.backend = get_backend(inner.backend)
         self.backend.check(inner, rates.mode)
+        if error_module_in_test and not self.backend.uses_error_module:
+            raise ValueError(f"error_module.in_test_trial=true is not allowed with inner.backend={inner.backend}: "
+                             "that control never runs the error module")
         self.family, self.learner, self.error_module, self.rates = family, learner, error_module, rates
         self.target_code, self.inner, self.regularization = target_code, inner, regularization
         self.error_module_in_test = error_module_in_test
@@ -102,7 +105,8 @@ class MetaLearner(nn.Module):
     def adapt(self, episode: Episode, codes: torch.Tensor) -> Adaptation:
         """The inner loop on ``episode`` (inputs (B, T, n_in)) with the coded targets ``codes`` (:meth:`encode`)."""
         demos = self.trial_codes(codes)[:self.inner.n_demos]
-        return self.backend.adapt(self.learner, self.error_module, episode.inputs, demos, self.rates, self.inner)
+        return self.backend.adapt(self.learner, self.error_module, episode.inputs, demos, self.rates, self.inner,
+                                  demo_loss=lambda output: self.family.loss(output, episode).per_task)
 
     def forward(self, episode: Episode, generator: torch.Generator | None = None, *,
                 codes: torch.Tensor | None = None) -> MetaStep:

@@ -48,7 +48,7 @@ def outer_objective(meta: MetaLearner, episode: Episode, adaptation: Adaptation,
     """
     with phase("test trial"):
         test = meta.learner.run(episode.inputs, adaptation.params)
-    error_trials = [step.error_trial for step in adaptation.steps]
+    error_trials = [step.error_trial for step in adaptation.steps if step.error_trial is not None]   # none: controls
     test_error_trial = None
     if meta.error_module_in_test:
         if test_code is None:
@@ -64,7 +64,7 @@ def outer_objective(meta: MetaLearner, episode: Episode, adaptation: Adaptation,
     learner_reg = sum(meta.learner_reg.loss(torch.cat([t.layers[k].z for t in trials], dim=1), across)
                       for k in range(len(meta.learner.layers)))
     error_spikes = [[trial.layers[k].z for trial in error_trials] for k in range(len(meta.error_module.network.layers))]
-    error_reg = sum(meta.error_reg.loss(torch.cat(z, dim=1), across) for z in error_spikes)
+    error_reg = sum(meta.error_reg.loss(torch.cat(z, dim=1), across) for z in error_spikes if z)
     loss = test_loss.mean + learner_reg + error_reg
     metric = meta.family.metric
     dt = meta.learner.readout.dt
@@ -79,7 +79,9 @@ def outer_objective(meta: MetaLearner, episode: Episode, adaptation: Adaptation,
 
 
 def _rate_hz(trials: list[Trial], dt: float) -> float:
-    """Mean firing rate (Hz) over every layer, task and step of ``trials``."""
+    """Mean firing rate (Hz) over every layer, task and step of ``trials`` (0 without trials)."""
+    if not trials:
+        return 0.0
     with torch.no_grad():
         rates = [layer.z.float().mean() for t in trials for layer in t.layers]
         return float(torch.stack(rates).mean()) * 1000.0 / dt

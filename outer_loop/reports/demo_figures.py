@@ -88,7 +88,8 @@ def demo_figure(meta: MetaLearner, episode: Episode, step: MetaStep, tasks: Sequ
     mse_after = step.per_task["test_mse"].detach().cpu()
     t = torch.arange(episode.n_steps, dtype=torch.float64) * dt
     learner_z = adaptation.demo.layers[-1].z.detach().cpu()                   # (B, T, n)
-    error_z = adaptation.error_trial.layers[-1].z.detach().cpu()              # (B, T, n_em)
+    error_trial = adaptation.error_trial                                    # None: a control told the true error
+    error_z = error_trial.layers[-1].z.detach().cpu() if error_trial is not None else None   # (B, T, n_em)
     top_signal = adaptation.signals[-1]
     signals = top_signal.detach().cpu() if top_signal is not None else None  # (B, T, n) or None
     start = arm.start_position()
@@ -117,7 +118,14 @@ def demo_figure(meta: MetaLearner, episode: Episode, step: MetaStep, tasks: Sequ
         ax_w.set_title("(b) joint velocities ω1 (solid), ω2 (dotted)", fontsize=9)
 
         _raster(fig.add_subplot(grid[2, col]), learner_z[i], dt, spike_dt, "(c) learner (top layer), demo")
-        _raster(fig.add_subplot(grid[3, col]), error_z[i], dt, spike_dt, "(d) error module (top layer)")
+        ax_e = fig.add_subplot(grid[3, col])
+        if error_z is not None:
+            _raster(ax_e, error_z[i], dt, spike_dt, "(d) error module (top layer)")
+        else:
+            ax_e.text(0.5, 0.5, f"no error module: inner.backend={meta.inner.backend}\n(told the true error)",
+                      ha="center", va="center", transform=ax_e.transAxes)
+            ax_e.set_title("(d) error module", fontsize=9)
+            ax_e.set_axis_off()
 
         ax_l = fig.add_subplot(grid[4, col])
         _signals(ax_l, None if signals is None else signals[i], dt)
