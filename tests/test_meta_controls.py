@@ -159,3 +159,31 @@ def test_one_training_iteration_from_l2l_train(inner, tmp_path):
 def test_a_control_refuses_the_error_module_in_the_test_trial():
     with pytest.raises(ValueError, match="error_module.in_test_trial=true is not allowed with inner.backend=maml"):
         meta_learner("maml", "error_module.in_test_trial=true")
+
+
+# ---- the difficulty reference: k Adam steps of BPTT per task ------------------------------------------------------
+
+
+def test_stacked_adam_is_each_tasks_own_adam_run():
+    """One Adam over the (B, ...) copies with Σ_b E_b equals B separate Adam runs, one task each (float64)."""
+    from l2l.outer_loop.algorithm.difficulty import adam_trajectory
+
+    meta, episode = meta_learner("one_step")
+    stacked = adam_trajectory(meta, episode, (1, 5), lr=1e-2)
+    for b in range(episode.batch_size):
+        alone = adam_trajectory(meta, episode.select(b), (1, 5), lr=1e-2)
+        for k in (1, 5):
+            torch.testing.assert_close(stacked[k][b:b + 1], alone[k], rtol=1e-9, atol=1e-12)
+    assert not torch.equal(stacked[1], stacked[5]), "the steps change the weights"
+
+
+def test_l2l_eval_adds_the_difficulty_reference(tmp_path):
+    from l2l.outer_loop.reports.eval_cli import main
+
+    run(compose_config([*TINY_META, "outer.iterations=1"]), tmp_path / "run")
+    assert main([str(tmp_path / "run"), "--tasks", "3", "--adam-steps", "2,4", "--adam-lrs", "0.001,0.01"]) == 0
+    reached = json.loads((tmp_path / "run" / "eval.json").read_text())["adam_steps"]
+    assert set(reached) == {"2", "4"} and set(reached["4"]["grid"]) == {"0.001", "0.01"}
+    assert reached["4"]["mse"] == min(reached["4"]["grid"].values())
+    with pytest.raises(SystemExit):
+        main([str(tmp_path / "run"), "--adam-steps", "0"])

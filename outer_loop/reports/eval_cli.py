@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +28,7 @@ from omegaconf import DictConfig, OmegaConf
 from l2l import __version__
 from l2l.allocator import keep_freed_memory
 from l2l.command_line import CommandParser
+from l2l.outer_loop.algorithm.difficulty import ADAM_LRS, adam_steps_mse
 from l2l.outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from l2l.outer_loop.algorithm.meta import MetaLearner
 from l2l.outer_loop.app.checks import check_held_out_memory
@@ -48,10 +50,13 @@ def held_out_tasks(meta: MetaLearner, cfg: DictConfig) -> tuple[Any, torch.Tenso
 
 
 def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
-                 on_figure: Any = None, iteration: int | None = None) -> dict[str, Any]:
+                 on_figure: Any = None, iteration: int | None = None,
+                 adam_steps: Sequence[int] = (), adam_lrs: Sequence[float] = ADAM_LRS) -> dict[str, Any]:
     """Evaluate ``meta`` on held-out tasks; writes eval.json and eval.png into ``out_dir``; returns eval.json's dict.
     ``on_figure(name, figure)`` also receives the figure (the app logs it to W&B); ``iteration`` (the outer
-    iterations behind ``meta``) goes into eval.json when given."""
+    iterations behind ``meta``) goes into eval.json when given. ``adam_steps`` (e.g. (10, 100)): also the
+    difficulty reference, k Adam steps of BPTT per task from the learned initialization
+    (:mod:`l2l.outer_loop.algorithm.difficulty`), as ``adam_steps`` in eval.json."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(meta.parameters()).device
@@ -60,6 +65,8 @@ def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
     step = one_shot_step(meta, episode, code)
     result = evaluate_one_shot(meta, episode, code, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs), step)
     result["eval_seed"] = int(cfg.eval.seed)
+    if adam_steps:
+        result["adam_steps"] = adam_steps_mse(meta, episode, adam_steps, adam_lrs)
     if iteration is not None:
         result["iteration"] = int(iteration)
     (out_dir / "eval.json").write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
@@ -131,7 +138,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="where eval.json and eval.png go (default: the run dir of a "
                         "run dir or its checkpoints/last.pt, else the current directory)")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--adam-steps", default="", metavar="K[,K...]",
+                        help="also k Adam steps of BPTT per task from the learned initialization (the difficulty "
+                             "reference; e.g. 10,100), best of --adam-lrs")
+    parser.add_argument("--adam-lrs", default=",".join(map(str, ADAM_LRS)), metavar="LR[,LR...]",
+                        help=f"learning rates of --adam-steps (default {','.join(map(str, ADAM_LRS))})")
     args = parser.parse_args(argv)
+    adam_steps = numbers(parser, "--adam-steps", args.adam_steps, int, lambda k: k >= 1, "integers >= 1")
+    adam_lrs = numbers(parser, "--adam-lrs", args.adam_lrs, float, lambda v: v > 0 and math.isfinite(v),
+                       "finite numbers > 0")
     parser.require_at_least("--tasks", args.tasks, 1)
     parser.require_at_least("--threads", args.threads, 0)
     parser.require_seed("--seed", args.seed)
@@ -151,14 +166,29 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else default_out(Path(args.run))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        result = evaluate_run(meta, cfg, out, iteration=iteration)
+        result = evaluate_run(meta, cfg, out, iteration=iteration, adam_steps=adam_steps, adam_lrs=adam_lrs)
     except OSError as error:
         parser.exit(2, f"l2l-eval: error: --out {str(out)!r}: cannot write there ({error.strerror or error})\n")
     print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))
+    for k, reached in result.get("adam_steps", {}).items():
+        print(f"{k} Adam steps of BPTT per task: {reached['mse']:.4g} (lr {reached['lr']:g})")
     print(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
     if fill_summary(out, result):
         print(f"filled the held-out scores of {out / 'summary.json'} (its run had eval.enabled=false)")
     return 0
+
+
+def numbers(parser: CommandParser, flag: str, text: str, kind: type, valid: Any, allowed: str) -> list:
+    """``text`` ("10,100") as a list of ``kind``; one-line usage error naming ``flag`` unless each is ``valid``."""
+    if not text.strip():
+        return []
+    try:
+        values = [kind(part) for part in text.split(",")]
+    except ValueError:
+        values = None
+    if values is None or not all(valid(v) for v in values):
+        parser.error(f"{flag}={text!r} is not allowed: give comma-separated {allowed}")
+    return values
 
 
 def fill_summary(run_dir: Path, result: dict[str, Any]) -> bool:
