@@ -1,0 +1,51 @@
+"""The meta-controls report: mean ± std over seeds from eval.json and metrics.jsonl, the table, JSON and figure."""
+
+import json
+
+import pytest
+
+from l2l.outer_loop.reports.meta_controls import main, report
+
+
+def fake_run(folder, before, after, per_task, seconds, eval_seed=7, adam=None):
+    folder.mkdir(parents=True)
+    evaluation = {"demo_mse": before, "test_mse": after, "bptt_step_mse": 0.5, "eprop1_step_mse": 0.6,
+                  "per_task": {"demo_mse": per_task[0], "test_mse": per_task[1]}, "n_tasks": len(per_task[0]),
+                  "eval_seed": eval_seed}
+    if adam:
+        evaluation["adam_steps"] = {k: {"mse": v, "lr": 0.01} for k, v in adam.items()}
+    (folder / "eval.json").write_text(json.dumps(evaluation))
+    rows = [{"iteration": i, "test_mse": 0.1, "demo_mse": 0.2, "seconds": 30.0 + seconds * i} for i in range(0, 21, 10)]
+    rows[0]["seconds"] = 100.0       # the first record holds the start-up: left out
+    (folder / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return folder
+
+
+def test_the_table_is_the_mean_and_std_over_seeds(tmp_path):
+    a = [fake_run(tmp_path / f"a{s}", 0.2, after, ([0.2, 0.2], [0.1, 0.3]), sec, adam={"10": 0.01})
+         for s, (after, sec) in enumerate([(0.1, 0.5), (0.3, 1.5)])]
+    b = [fake_run(tmp_path / "b0", 0.4, 0.1, ([0.4, 0.4], [0.1, 0.2]), 2.0)]
+    out = report({"A": a, "B": b}, tmp_path / "docs", "controls")
+    summary = out["methods"]["A"]["summary"]
+    assert summary["after"] == pytest.approx({"mean": 0.2, "std": 0.1})
+    assert summary["after_over_before"] == pytest.approx({"mean": 1.0, "std": 0.5})
+    assert summary["improved"] == {"mean": 1.0, "std": 0.0}
+    assert summary["seconds_per_iteration"] == pytest.approx({"mean": 1.0, "std": 0.5})
+    assert summary["adam_10"] == {"mean": 0.01, "std": 0.0}
+    table = out["table"].splitlines()
+    assert table[0].startswith("| method | seeds | before") and "10 Adam steps" in table[0]
+    assert table[2].startswith("| A | 2 | 0.2 | 0.2 ± 0.1 | 1 ± 0.5 | 1.0 / 2 |")
+    assert table[3].startswith("| B | 1 | 0.4 | 0.1 | 0.25 | 2.0 / 2 |") and "| — |" in table[3]
+    data = json.loads((tmp_path / "docs" / "data" / "controls.json").read_text())
+    assert data["A"]["summary"]["after"]["mean"] == pytest.approx(0.2)
+    assert (tmp_path / "docs" / "figures" / "controls.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_runs_on_other_held_out_tasks_are_refused(tmp_path, capsys):
+    a = fake_run(tmp_path / "a", 0.2, 0.1, ([0.2], [0.1]), 1.0, eval_seed=1)
+    b = fake_run(tmp_path / "b", 0.2, 0.1, ([0.2], [0.1]), 1.0, eval_seed=2)
+    with pytest.raises(SystemExit) as stop:
+        main([f"A={a}", f"B={b}", "--out", str(tmp_path / "docs")])
+    assert stop.value.code == 2 and "different held-out tasks" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main([f"A={tmp_path / 'nothing'}"])
