@@ -187,3 +187,32 @@ def test_l2l_eval_adds_the_difficulty_reference(tmp_path):
     assert reached["4"]["mse"] == min(reached["4"]["grid"].values())
     with pytest.raises(SystemExit):
         main([str(tmp_path / "run"), "--adam-steps", "0"])
+
+
+# ---- how gradient-like an update is -------------------------------------------------------------------------------
+
+
+def test_a_maml_step_is_aligned_with_bptt_and_the_step_scale_curve_is_consistent():
+    """Positive control: MAML's step with one fixed η is the gradient (cosine 1); s = 0 and s = 1 of the step-scale
+    curve are the metric before and after the update."""
+    from l2l.outer_loop.algorithm.evaluation import one_shot_step
+    from l2l.outer_loop.algorithm.update_alignment import update_alignment
+
+    meta, episode = meta_learner("maml", "inner.lr_mode=fixed")
+    codes = meta.encode(episode, torch.Generator().manual_seed(2)).double()
+    result = update_alignment(meta, episode, codes, scales=(0.0, 1.0, 2.0))
+    for stats in result["cosine"].values():
+        assert stats["mean"] == pytest.approx(1.0, abs=1e-12) and stats["std"] < 1e-12
+    step = one_shot_step(meta, episode, codes)
+    assert result["step_scale"]["0.0"] == pytest.approx(step.metrics["demo_mse"], rel=1e-12)
+    assert result["step_scale"]["1.0"] == pytest.approx(step.metrics["test_mse"], rel=1e-12)
+
+
+def test_an_eprop2_step_is_scored_too():
+    """e-prop 2's learned step: a cosine in [-1, 1] that is not 1 (negative control of the measurement)."""
+    from l2l.outer_loop.algorithm.update_alignment import update_alignment
+
+    meta, episode = meta_learner("one_step")
+    codes = meta.encode(episode, torch.Generator().manual_seed(2)).double()
+    cosine = update_alignment(meta, episode, codes, scales=(1.0,))["cosine"]["all"]
+    assert -1.0 <= cosine["mean"] <= 1.0 and abs(cosine["mean"]) < 0.99

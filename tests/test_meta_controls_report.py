@@ -7,13 +7,16 @@ import pytest
 from l2l.outer_loop.reports.meta_controls import main, report
 
 
-def fake_run(folder, before, after, per_task, seconds, eval_seed=7, adam=None):
+def fake_run(folder, before, after, per_task, seconds, eval_seed=7, adam=None, cosine=None):
     folder.mkdir(parents=True)
     evaluation = {"demo_mse": before, "test_mse": after, "bptt_step_mse": 0.5, "eprop1_step_mse": 0.6,
                   "per_task": {"demo_mse": per_task[0], "test_mse": per_task[1]}, "n_tasks": len(per_task[0]),
                   "eval_seed": eval_seed}
     if adam:
         evaluation["adam_steps"] = {k: {"mse": v, "lr": 0.01} for k, v in adam.items()}
+    if cosine is not None:
+        evaluation["alignment"] = {"cosine": {"all": {"mean": cosine, "std": 0.0}},
+                                   "step_scale": {"0.0": before, "1.0": after, "2.0": before}}
     (folder / "eval.json").write_text(json.dumps(evaluation))
     rows = [{"iteration": i, "test_mse": 0.1, "demo_mse": 0.2, "seconds": 30.0 + seconds * i} for i in range(0, 21, 10)]
     rows[0]["seconds"] = 100.0       # the first record holds the start-up: left out
@@ -49,3 +52,10 @@ def test_runs_on_other_held_out_tasks_are_refused(tmp_path, capsys):
     assert stop.value.code == 2 and "different held-out tasks" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main([f"A={tmp_path / 'nothing'}"])
+
+
+def test_the_alignment_column_and_panel(tmp_path):
+    a = [fake_run(tmp_path / f"a{s}", 0.2, 0.1, ([0.2], [0.1]), 1.0, cosine=c) for s, c in enumerate((0.2, 0.4))]
+    out = report({"A": a}, tmp_path / "docs", "aligned")
+    assert "cosine with BPTT" in out["table"].splitlines()[0] and "| 0.3 ± 0.1 |" in out["table"]
+    assert (tmp_path / "docs" / "figures" / "aligned.png").is_file()

@@ -31,6 +31,7 @@ from l2l.command_line import CommandParser
 from l2l.outer_loop.algorithm.difficulty import ADAM_LRS, adam_steps_mse
 from l2l.outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_figure, one_shot_step
 from l2l.outer_loop.algorithm.meta import MetaLearner
+from l2l.outer_loop.algorithm.update_alignment import update_alignment
 from l2l.outer_loop.app.checks import check_held_out_memory
 from l2l.outer_loop.checkpoint import CheckpointError
 from l2l.outer_loop.reports.demo_figures import demo_figure
@@ -51,12 +52,15 @@ def held_out_tasks(meta: MetaLearner, cfg: DictConfig) -> tuple[Any, torch.Tenso
 
 def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
                  on_figure: Any = None, iteration: int | None = None,
-                 adam_steps: Sequence[int] = (), adam_lrs: Sequence[float] = ADAM_LRS) -> dict[str, Any]:
+                 adam_steps: Sequence[int] = (), adam_lrs: Sequence[float] = ADAM_LRS,
+                 alignment: bool = False) -> dict[str, Any]:
     """Evaluate ``meta`` on held-out tasks; writes eval.json and eval.png into ``out_dir``; returns eval.json's dict.
     ``on_figure(name, figure)`` also receives the figure (the app logs it to W&B); ``iteration`` (the outer
     iterations behind ``meta``) goes into eval.json when given. ``adam_steps`` (e.g. (10, 100)): also the
     difficulty reference, k Adam steps of BPTT per task from the learned initialization
-    (:mod:`l2l.outer_loop.algorithm.difficulty`), as ``adam_steps`` in eval.json."""
+    (:mod:`l2l.outer_loop.algorithm.difficulty`), as ``adam_steps`` in eval.json. ``alignment``: also the
+    update's cosine with the BPTT gradient and the error along it (:mod:`l2l.outer_loop.algorithm.update_alignment`),
+    as ``alignment``."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     device = next(meta.parameters()).device
@@ -67,6 +71,8 @@ def evaluate_run(meta: MetaLearner, cfg: DictConfig, out_dir: str | Path,
     result["eval_seed"] = int(cfg.eval.seed)
     if adam_steps:
         result["adam_steps"] = adam_steps_mse(meta, episode, adam_steps, adam_lrs)
+    if alignment:
+        result["alignment"] = update_alignment(meta, episode, code)
     if iteration is not None:
         result["iteration"] = int(iteration)
     (out_dir / "eval.json").write_text(json.dumps(_finite(result), indent=2) + "\n", encoding="utf-8")
@@ -143,6 +149,9 @@ def main(argv: list[str] | None = None) -> int:
                              "reference; e.g. 10,100), best of --adam-lrs")
     parser.add_argument("--adam-lrs", default=",".join(map(str, ADAM_LRS)), metavar="LR[,LR...]",
                         help=f"learning rates of --adam-steps (default {','.join(map(str, ADAM_LRS))})")
+    parser.add_argument("--alignment", action="store_true",
+                        help="also the update's cosine with the BPTT gradient per task and the error after "
+                             "W − s·(W − W_task) for s in 0..4 (eval.json: alignment)")
     args = parser.parse_args(argv)
     adam_steps = numbers(parser, "--adam-steps", args.adam_steps, int, lambda k: k >= 1, "integers >= 1")
     adam_lrs = numbers(parser, "--adam-lrs", args.adam_lrs, float, lambda v: v > 0 and math.isfinite(v),
@@ -166,12 +175,17 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out) if args.out else default_out(Path(args.run))
     try:
         out.mkdir(parents=True, exist_ok=True)
-        result = evaluate_run(meta, cfg, out, iteration=iteration, adam_steps=adam_steps, adam_lrs=adam_lrs)
+        result = evaluate_run(meta, cfg, out, iteration=iteration, adam_steps=adam_steps, adam_lrs=adam_lrs,
+                              alignment=args.alignment)
     except OSError as error:
         parser.exit(2, f"l2l-eval: error: --out {str(out)!r}: cannot write there ({error.strerror or error})\n")
     print(json.dumps({k: result[k] for k in EVAL_KEYS}, indent=2))
     for k, reached in result.get("adam_steps", {}).items():
         print(f"{k} Adam steps of BPTT per task: {reached['mse']:.4g} (lr {reached['lr']:g})")
+    if "alignment" in result:
+        cosine = result["alignment"]["cosine"]["all"]
+        print(f"the update's cosine with the BPTT gradient: {cosine['mean']:.3f} ± {cosine['std']:.3f} over tasks; "
+              "error at step scale " + ", ".join(f"{s}: {v:.4g}" for s, v in result["alignment"]["step_scale"].items()))
     print(f"wrote {out / 'eval.json'} and {out / 'eval.png'}")
     if fill_summary(out, result):
         print(f"filled the held-out scores of {out / 'summary.json'} (its run had eval.enabled=false)")

@@ -40,8 +40,12 @@ def read_run(run_dir: Path) -> dict[str, Any]:
               "seconds_per_iteration": seconds}
     for k, reached in evaluation.get("adam_steps", {}).items():
         scores[f"adam_{k}"] = reached["mse"]
+    alignment = evaluation.get("alignment")
+    if alignment:
+        scores["cosine_bptt"] = alignment["cosine"]["all"]["mean"]
     return {"run_dir": str(run_dir), "n_tasks": evaluation["n_tasks"], "eval_seed": evaluation.get("eval_seed"),
             "iterations": rows[-1]["iteration"] + 1, "scores": scores,
+            "step_scale": alignment["step_scale"] if alignment else None,
             "curve": [(r["iteration"], r["test_mse"], r["demo_mse"]) for r in rows]}
 
 
@@ -66,8 +70,10 @@ def markdown_table(methods: dict[str, dict[str, Any]]) -> str:
     """One row per method: before, after, after/before, tasks improved, one-step baselines, Adam steps, s/it."""
     adam = sorted({k for m in methods.values() for k in m["summary"] if k.startswith("adam_")},
                   key=lambda k: int(k.split("_")[1]))
+    cosine = any("cosine_bptt" in m["summary"] for m in methods.values())
     header = ["method", "seeds", "before", "after one update", "after/before", "tasks improved",
-              "one BPTT step", "one e-prop 1 step", *(f"{k.split('_')[1]} Adam steps" for k in adam), "s / iteration"]
+              "one BPTT step", "one e-prop 1 step", *(f"{k.split('_')[1]} Adam steps" for k in adam),
+              *(["cosine with BPTT"] if cosine else []), "s / iteration"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, method in methods.items():
         s, n = method["summary"], method["n_tasks"]
@@ -75,6 +81,7 @@ def markdown_table(methods: dict[str, dict[str, Any]]) -> str:
         lines.append("| " + " | ".join([label, str(len(method["runs"])), _cell(s, "before"), _cell(s, "after"),
                                          _cell(s, "after_over_before", 2), improved, _cell(s, "one_bptt_step"),
                                          _cell(s, "one_eprop1_step"), *(_cell(s, k) for k in adam),
+                                         *([_cell(s, "cosine_bptt", 2)] if cosine else []),
                                          _cell(s, "seconds_per_iteration", 2)]) + " |")
     return "\n".join(lines)
 
@@ -84,8 +91,9 @@ def curves_figure(methods: dict[str, dict[str, Any]]) -> Any:
     running mean over WINDOW logged records, mean over seeds, one colour per method."""
     from matplotlib.figure import Figure
 
-    figure = Figure(figsize=(7.5, 4.2), layout="constrained")
-    ax = figure.add_subplot()
+    scaled = {label: m for label, m in methods.items() if all(r["step_scale"] for r in m["runs"])}
+    figure = Figure(figsize=(12.0 if scaled else 7.5, 4.2), layout="constrained")
+    ax = figure.add_subplot(1, 2 if scaled else 1, 1)
     for index, (label, method) in enumerate(methods.items()):
         colour = f"C{index}"
         length = min(len(r["curve"]) for r in method["runs"])
@@ -97,6 +105,18 @@ def curves_figure(methods: dict[str, dict[str, Any]]) -> Any:
                     label=f"{label}: after" if column == 1 else f"{label}: before")
     ax.set(xlabel="outer iteration", ylabel="training-batch metric (Cartesian MSE, m²)", yscale="log")
     ax.legend(fontsize=7, ncol=2)
+    if scaled:
+        along = figure.add_subplot(1, 2, 2)
+        for index, (label, method) in enumerate(methods.items()):
+            if label not in scaled:
+                continue
+            scales = sorted(method["runs"][0]["step_scale"], key=float)
+            means = [statistics.fmean(r["step_scale"][s] for r in method["runs"]) for s in scales]
+            along.plot([float(s) for s in scales], means, "o-", color=f"C{index}", label=label)
+        along.axvline(1.0, color="gray", lw=0.6, ls=":")
+        along.set(xlabel="step scale s (W − s·(W − W_task); 1 = the update)", yscale="log",
+                  ylabel="held-out metric after the scaled step", title="error along each learned update")
+        along.legend(fontsize=7)
     return figure
 
 
