@@ -60,6 +60,15 @@ def test_export_round_trip_keeps_weights_command_and_scores(tiny_run, tmp_path):
         assert torch.equal(tensor, saved[name]), name
     readable = yaml.safe_load((tmp_path / "tiny.yaml").read_text())
     assert readable["command"] == info["command"] and readable["config"]["network"]["n_hidden"] == 12
+    assert "selection" not in readable
+
+
+def test_export_keeps_how_the_model_was_chosen(tiny_run, tmp_path):
+    selection = {"validation_seed": 1, "test_seed": 2, "selected": "training seed1",
+                 "candidates": [{"model": "training seed1", "validation_after": 0.5}]}
+    path = export_pretrained(tiny_run, "tiny", "l2l-train ...", tmp_path, selection)
+    assert read_state(path)["selection"] == selection
+    assert yaml.safe_load((tmp_path / "tiny.yaml").read_text())["selection"]["selected"] == "training seed1"
 
 
 def test_training_checkpoint_loads_under_its_run_name(tiny_run):

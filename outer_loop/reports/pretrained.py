@@ -128,8 +128,10 @@ def check_scores(meta: MetaLearner, seed: int = CHECK_SEED, tasks: int = CHECK_T
     return {"seed": seed, "tasks": tasks, "demo_mse": demo, "test_mse": test, "ratio": test / demo}
 
 
-def export_pretrained(run_dir: str | Path, name: str, command: str, out_dir: str | Path | None = None) -> Path:
-    """Write ``<name>.pt`` and ``<name>.yaml`` (see the module docstring) from a finished meta-training run."""
+def export_pretrained(run_dir: str | Path, name: str, command: str, out_dir: str | Path | None = None,
+                      selection: dict[str, Any] | None = None) -> Path:
+    """Write ``<name>.pt`` and ``<name>.yaml`` (see the module docstring) from a finished meta-training run.
+    ``selection``: how the run was chosen among candidates (``model_selection``'s result), kept beside the eval."""
     run_dir = Path(run_dir)
     state = load_checkpoint(run_dir)
     meta, cfg = build_from_state(state, run_dir)
@@ -148,9 +150,12 @@ def export_pretrained(run_dir: str | Path, name: str, command: str, out_dir: str
         "check": check_scores(meta), "curve": curve,
         "torch": str(torch.__version__), "created": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
+    if selection is not None:
+        payload["selection"] = selection
     out = Path(out_dir) if out_dir is not None else pretrained_dir()
     path = save_checkpoint(out / f"{name}.pt", payload)
-    readable = {k: payload[k] for k in ("name", "format", "command", "iteration", "eval", "check", "torch", "created")}
+    readable = {k: payload[k] for k in ("name", "format", "command", "iteration", "eval", "selection", "check",
+                                        "torch", "created") if k in payload}
     readable["config"] = payload["config"]
     (out / f"{name}.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(_finite(readable))), encoding="utf-8")
     return path
@@ -177,11 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     export.add_argument("name")
     export.add_argument("--command", required=True, help="the exact l2l-train command that produced the run")
     export.add_argument("--out", default=None, help="target folder (default: the package's l2l/pretrained)")
+    export.add_argument("--selection", default=None, help="the JSON of model_selection that chose this run (kept "
+                        "in the model: validation and test seeds, every candidate's scores)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     try:
-        path = export_pretrained(args.run_dir, args.name, args.command, args.out)
-    except CheckpointError as error:
+        selection = json.loads(Path(args.selection).read_text(encoding="utf-8")) if args.selection else None
+        path = export_pretrained(args.run_dir, args.name, args.command, args.out, selection)
+    except (CheckpointError, OSError, ValueError) as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     state = read_state(path)
     print(f"wrote {path} ({path.stat().st_size / 1024:.0f} KiB) and {path.with_suffix('.yaml')}; "
