@@ -1,0 +1,46 @@
+"""docs/results.md's table of the shipped reference models recomputes from docs/data/model_selection/ (the
+validation choice and every test number), and the shipped models are the ones chosen there."""
+
+import json
+import statistics
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+LABELS = {"arm_one_shot_reference": "plain", "arm_one_shot_reference_deep": "2 × 100"}
+
+
+def row_cells(record: dict, row: dict) -> str:
+    t = row["test"]
+    return (f"| {row['validation_after']:.4f} | {t['before']:.3f} | {{after}} ({t['after_over_before']:.3f}) | "
+            f"{t['one_bptt_step']:.3f} | {t['one_eprop1_step']:.3f} | {t['improved']} / {record['tasks']} |"
+            ).replace("{after}", f"**{t['after']:.4f}**" if row["model"] == record["selected"] else f"{t['after']:.4f}")
+
+
+@pytest.mark.parametrize("name", sorted(LABELS))
+def test_the_docs_table_is_the_recorded_selection(name):
+    record = json.loads((ROOT / "docs" / "data" / "model_selection" / f"{name}.json").read_text())
+    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    validation = [row["validation_after"] for row in record["candidates"]]
+    assert record["selected"] == record["candidates"][validation.index(min(validation))]["model"]
+    assert record["validation_seed"] != record["test_seed"]
+    for row in record["candidates"]:
+        seed = row["model"].split("seed")[-1]
+        line = next(line for line in docs.splitlines() if line.startswith(f"| {LABELS[name]}, seed {seed} "))
+        assert line.endswith(row_cells(record, row)), (line, row_cells(record, row))
+    after = [row["test"]["after"] for row in record["candidates"]]
+    mean = f"{statistics.fmean(after):.4f} ± {statistics.pstdev(after):.4f}"
+    assert f"| {LABELS[name]}, 3 seeds (mean ± std) | | " in docs and mean in docs
+
+
+@pytest.mark.parametrize("name", sorted(LABELS))
+def test_the_shipped_model_is_the_chosen_one(name):
+    shipped = yaml.safe_load((ROOT / "l2l" / "pretrained" / f"{name}.yaml").read_text())
+    record = json.loads((ROOT / "docs" / "data" / "model_selection" / f"{name}.json").read_text())
+    assert shipped["selection"]["selected"] == record["selected"]
+    assert f"seed={record['selected'].split('seed')[-1]} " in shipped["command"]
+    assert shipped["eval"]["eval_seed"] == record["test_seed"] and shipped["eval"]["n_tasks"] == record["tasks"]
+    chosen = next(row for row in record["candidates"] if row["model"] == record["selected"])
+    assert shipped["eval"]["test_mse"] == pytest.approx(chosen["test"]["after"], rel=1e-6)
