@@ -1,4 +1,4 @@
-"""docs/results.md's table of the shipped reference models recomputes from docs/data/model_selection/ (the
+"""docs/results.md tables that recompute from docs/data: the shipped reference models (docs/data/model_selection/: the
 validation choice and every test number), and the shipped models are the ones chosen there."""
 
 import json
@@ -44,3 +44,19 @@ def test_the_shipped_model_is_the_chosen_one(name):
     assert shipped["eval"]["eval_seed"] == record["test_seed"] and shipped["eval"]["n_tasks"] == record["tasks"]
     chosen = next(row for row in record["candidates"] if row["model"] == record["selected"])
     assert shipped["eval"]["test_mse"] == pytest.approx(chosen["test"]["after"], rel=1e-6)
+
+
+def test_the_make_run_seed_table_recomputes_from_its_data():
+    """docs/results.md "Across training seeds": each row from docs/data/make_run_seeds/seedS/eval.json."""
+    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    afters = []
+    for seed in (0, 1, 2):
+        evaluation = json.loads((ROOT / "docs" / "data" / "make_run_seeds" / f"seed{seed}" / "eval.json").read_text())
+        per_task = evaluation["per_task"]
+        improved = sum(a < b for a, b in zip(per_task["test_mse"], per_task["demo_mse"], strict=True))
+        cells = (f"| {evaluation['demo_mse']:.3f} | {evaluation['test_mse']:.4f} | {evaluation['bptt_step_mse']:.3f} | "
+                 f"{evaluation['eprop1_step_mse']:.3f} | {improved} / 64 |")
+        line = next(line for line in docs.splitlines() if line.startswith(f"| {seed} "))
+        assert line.endswith(cells), (line, cells)
+        afters.append(evaluation["test_mse"])
+    assert f"**{statistics.fmean(afters):.4f} ± {statistics.stdev(afters):.4f}**" in docs
