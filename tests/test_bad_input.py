@@ -57,7 +57,8 @@ TRAIN_META = [
     ("inner.lr=0", "inner.lr=0.0 is not allowed"),
     ("inner.lr=nan", "inner.lr=nan is not allowed"),
     ("inner.lr_mode=per_neuron", "inner.lr_mode='per_neuron' is not allowed"),
-    ("inner.backend=magic", "inner.backend='magic' is not allowed: choose one of ['eprop1_random', 'eprop1_symmetric', 'explicit', 'higher', 'maml']"),
+    ("inner.backend=magic", "inner.backend='magic' is not allowed: choose one of ['eprop1_random', "
+                            "'eprop1_symmetric', 'explicit', 'higher', 'maml']"),
     ("inner.optimizer=adam", "inner.optimizer='adam' needs inner.backend=higher"),
     ("inner.n_demos=0", "inner.n_demos=0 is not allowed"),
     ("inner.n_demos=100000", "inner.n_demos=100000"),
