@@ -60,3 +60,22 @@ def test_the_make_run_seed_table_recomputes_from_its_data():
         assert line.endswith(cells), (line, cells)
         afters.append(evaluation["test_mse"])
     assert f"**{statistics.fmean(afters):.4f} ± {statistics.stdev(afters):.4f}**" in docs
+
+
+def test_the_meta_controls_table_recomputes_from_its_data(tmp_path):
+    """docs/results.md "Meta-trained controls": the report on docs/data's runs prints the table the page shows."""
+    from l2l.outer_loop.reports.meta_controls import report
+
+    data = ROOT / "docs" / "data"
+    runs = lambda folder: [folder / f"seed{s}" for s in (0, 1, 2)]  # noqa: E731
+    groups = {"e-prop 2": runs(data / "make_run_seeds"), "MAML": runs(data / "meta_controls" / "maml"),
+              "MAML, first order": runs(data / "meta_controls" / "maml_first_order"),
+              "e-prop 1 step, symmetric": runs(data / "meta_controls" / "eprop1_symmetric"),
+              "e-prop 1 step, random": runs(data / "meta_controls" / "eprop1_random")}
+    table = report(groups, tmp_path, "meta_controls")["table"]
+    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    for line in table.splitlines():
+        assert line in docs, line
+    stored = json.loads((data / "meta_controls.json").read_text())
+    recomputed = json.loads((tmp_path / "data" / "meta_controls.json").read_text())
+    assert {k: v["summary"] for k, v in stored.items()} == {k: v["summary"] for k, v in recomputed.items()}
