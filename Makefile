@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml constraints.txt
 	$(BIN)/python -c "from l2l.native import native_status; print('l2l:', native_status())"
 	touch $(STAMP)
 
-test: install   # the fast tier (about 2 minutes on 2 cores)
+test: install   # the fast tier (4–7 minutes on 2 cores)
 	$(BIN)/python -m pytest -q --durations=15
 
 test-all: install   # every test: also the slow tier (torchrun, kill -9, signals, sweeps, W&B, Optuna, builds)
