@@ -79,3 +79,28 @@ def test_the_meta_controls_table_recomputes_from_its_data(tmp_path):
     stored = json.loads((data / "meta_controls.json").read_text())
     recomputed = json.loads((tmp_path / "data" / "meta_controls.json").read_text())
     assert {k: v["summary"] for k, v in stored.items()} == {k: v["summary"] for k, v in recomputed.items()}
+
+
+def test_the_chosen_eta_table_recomputes_and_the_choice_is_the_validation_argmin(tmp_path):
+    from l2l.outer_loop.reports.meta_controls import report
+
+    data = ROOT / "docs" / "data"
+    grid = json.loads((data / "meta_controls_eta" / "validation_grid" / "grid.json").read_text())
+    for method, rows in grid["grid"].items():
+        assert grid["chosen"][method] == min(rows, key=lambda eta: rows[eta]["after"])
+        assert {row["eval_seed"] for row in rows.values()} == {20261205}
+    runs = lambda folder: [folder / f"seed{s}" for s in (0, 1, 2)]  # noqa: E731
+    chosen = {m: float(e) for m, e in grid["chosen"].items()}
+    eta = data / "meta_controls_eta"
+    groups = {"e-prop 2 (η0 1e-3, default)": runs(data / "make_run_seeds"),
+              f"MAML, first order (η0 {chosen['maml_first_order']:g})": runs(eta / "maml_first_order"),
+              f"e-prop 1 step, symmetric (η0 {chosen['eprop1_symmetric']:g})": runs(eta / "eprop1_symmetric"),
+              f"e-prop 1 step, random (η0 {chosen['eprop1_random']:g})": runs(eta / "eprop1_random")}
+    for method, value in chosen.items():     # each control ran at its chosen η0, learned per synapse
+        for run in runs(eta / method):
+            inner = yaml.safe_load((run / "config.yaml").read_text())["inner"]
+            assert (inner["lr"], inner["lr_mode"], inner["backend"] in method) == (value, "per_synapse", True)
+    table = report(groups, tmp_path, "meta_controls_eta")["table"]
+    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    for line in table.splitlines():
+        assert line in docs, line
