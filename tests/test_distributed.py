@@ -37,6 +37,7 @@ WORKER = textwrap.dedent("""
         torch.save({"params": {k: v.detach().clone() for k, v in meta.state_dict().items()},
                     "history": result.history}, out + "/params.pt")
     if ranks is not None:
+        dist.barrier()  # leave together, as the app does: a rank leaving gloo while rank 0 still saves can abort
         dist.destroy_process_group()
 """)
 
