@@ -18,9 +18,9 @@ import torch
 from l2l.feedback import make_feedback
 from l2l.filters import reverse_exp_filter
 from l2l.inner_loop.backends import register_backend
-from l2l.inner_loop.maml import learning_rate, true_loss
-from l2l.inner_loop.one_shot import Adaptation, InnerStep, adapted_names
+from l2l.inner_loop.one_shot import Adaptation, InnerStep, adapted_names, per_task_weights, rate_of
 from l2l.inner_loop.settings import InnerSettings
+from l2l.inner_loop.true_error import require_plain_step, true_loss
 from l2l.synapses import synaptic_input
 from l2l.timing import phase
 from l2l.traces.deep import deep_eligibility_gradients
@@ -39,9 +39,7 @@ class EProp1Backend:
         self.name = f"eprop1_{feedback}"
 
     def check(self, settings: InnerSettings, lr_mode: str = "fixed") -> None:
-        if settings.optimizer != "sgd":
-            raise ValueError(f"inner.optimizer={settings.optimizer!r} is not allowed with inner.backend={self.name}: "
-                             "it takes one e-prop step (sgd)")
+        require_plain_step(settings, self.name, "one e-prop step")
 
     def learning_signals(self, learner, params, output: torch.Tensor, loss_of, create_graph: bool
                          ) -> list[torch.Tensor | None]:
@@ -61,10 +59,7 @@ class EProp1Backend:
         eta = rates()
         params = learner.parameter_dict()
         names = adapted_names(learner, settings.adapt_weights)
-        batch = inputs.shape[0]
-        current = dict(params)
-        for name in names:
-            current[name] = params[name].expand(batch, *params[name].shape)
+        current = per_task_weights(params, names, inputs.shape[0])
         first_order = settings.first_order
         steps: list[InnerStep] = []
         for _ in range(settings.n_demos):
@@ -81,7 +76,7 @@ class EProp1Backend:
             update = {name: grads[name] for name in names}
             current = dict(current)
             for name in names:
-                current[name] = current[name] - learning_rate(eta, name) * update[name]
+                current[name] = current[name] - rate_of(eta, name) * update[name]
             steps.append(InnerStep(demo, signals, None, update))
         return Adaptation(current, steps)
 

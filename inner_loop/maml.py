@@ -19,24 +19,12 @@ import contextlib
 
 import torch
 
-from l2l.inner_loop.backends import DemoLoss, register_backend
-from l2l.inner_loop.one_shot import Adaptation, InnerStep, adapted_names
+from l2l.inner_loop.backends import register_backend
+from l2l.inner_loop.one_shot import Adaptation, InnerStep, adapted_names, per_task_weights, rate_of
 from l2l.inner_loop.settings import InnerSettings
+from l2l.inner_loop.true_error import require_plain_step, true_loss
 from l2l.timing import phase
 from l2l.twice_differentiable import twice_differentiable
-
-
-def true_loss(demo_loss: DemoLoss | None, backend: str) -> DemoLoss:
-    """``demo_loss``, or ValueError when the caller did not give the demonstration's task loss."""
-    if demo_loss is None:
-        raise ValueError(f"inner.backend={backend!r} needs the demonstration's true task loss (demo_loss): it is "
-                         "a meta-trained control told the true error, not e-prop 2")
-    return demo_loss
-
-
-def learning_rate(rates: object, name: str) -> float | torch.Tensor:
-    """η of the adapted tensor ``name`` from what ``InnerLearningRates()`` returns (a float or per name)."""
-    return rates if isinstance(rates, (int, float)) else rates[name]
 
 
 class MAMLBackend:
@@ -47,9 +35,7 @@ class MAMLBackend:
     uses_error_module = False
 
     def check(self, settings: InnerSettings, lr_mode: str = "fixed") -> None:
-        if settings.optimizer != "sgd":
-            raise ValueError(f"inner.optimizer={settings.optimizer!r} is not allowed with inner.backend=maml: it "
-                             "takes a plain gradient step (sgd)")
+        require_plain_step(settings, self.name, "a plain gradient step")
 
     def adapt(self, learner, error_module, inputs, codes, rates, settings, demo_loss=None) -> Adaptation:
         """inputs (B, T, n_in); ``codes`` and ``error_module`` unused. Returns per-task weights (B, ...)."""
@@ -57,8 +43,7 @@ class MAMLBackend:
         eta = rates()
         params = learner.parameter_dict()
         names = adapted_names(learner, settings.adapt_weights)
-        batch = inputs.shape[0]
-        current = {name: params[name].expand(batch, *params[name].shape) for name in names}
+        current = per_task_weights(params, names, inputs.shape[0])
         second_order = not settings.first_order
         steps: list[InnerStep] = []
         for _ in range(settings.n_demos):
@@ -66,13 +51,13 @@ class MAMLBackend:
                 # the weights the inner gradient is taken w.r.t.: task b's copy enters only E_b, so the gradient
                 # of Σ_b E_b w.r.t. the (B, ...) copies is each task's own ∇_W E_b
                 if second_order:
-                    inner = {name: w if w.requires_grad else w.clone().requires_grad_(True)
-                             for name, w in current.items()}
+                    inner = {name: current[name] if current[name].requires_grad
+                             else current[name].clone().requires_grad_(True) for name in names}
                 else:
-                    inner = {name: w.detach().clone().requires_grad_(True) for name, w in current.items()}
+                    inner = {name: current[name].detach().clone().requires_grad_(True) for name in names}
                 context = twice_differentiable() if second_order else contextlib.nullcontext()
                 with context, phase("demo trial"):
-                    demo = learner.run(inputs, {**params, **inner})
+                    demo = learner.run(inputs, {**current, **inner})
                 with phase("update"):
                     total = loss_of(demo.output).sum()
                     # first order keeps the demonstration's graph too: its spikes enter the rate regularization
@@ -81,9 +66,9 @@ class MAMLBackend:
             update = {name: torch.zeros_like(inner[name]) if g is None else g
                       for name, g in zip(names, grads, strict=True)}
             base = inner if second_order else current
-            current = {name: base[name] - learning_rate(eta, name) * update[name] for name in names}
+            current = {**current, **{name: base[name] - rate_of(eta, name) * update[name] for name in names}}
             steps.append(InnerStep(demo, [None] * len(learner.layers), None, update))
-        return Adaptation({**params, **current}, steps)
+        return Adaptation(current, steps)
 
 
 register_backend(MAMLBackend())

@@ -79,6 +79,20 @@ def adapted_names(learner: RecurrentNetwork, weights: Sequence[str]) -> list[str
             if name.startswith("layers.") and name.split(".")[-1] in weights]
 
 
+def per_task_weights(params: Mapping[str, torch.Tensor], names: Sequence[str], batch: int
+                     ) -> dict[str, torch.Tensor]:
+    """``params`` with each of ``names`` expanded to per-task copies (B, ...) (views: no memory, same values)."""
+    weights = dict(params)
+    for name in names:
+        weights[name] = params[name].expand(batch, *params[name].shape)
+    return weights
+
+
+def rate_of(rates: LearningRate, name: str) -> float | torch.Tensor:
+    """η of the adapted tensor ``name`` from a float or a per-name mapping (``InnerLearningRates()``)."""
+    return rates if isinstance(rates, (int, float)) else rates[name]
+
+
 def adapt(
     learner: RecurrentNetwork,
     error_module: ErrorModule,
@@ -108,10 +122,7 @@ def adapt(
         raise ValueError(f"code has {len(codes)} entries for n_demos={n_demos}: give one per demonstration")
     params = learner.parameter_dict()
     names = adapted_names(learner, adapt_weights)
-    batch = inputs.shape[0]
-    current = dict(params)
-    for name in names:
-        current[name] = params[name].expand(batch, *params[name].shape)
+    current = per_task_weights(params, names, inputs.shape[0])
     steps: list[InnerStep] = []
     for demo_code in codes[:n_demos]:
         with phase("demo trial"):
@@ -127,7 +138,6 @@ def adapt(
         update = {name: grads[name] for name in names}
         current = dict(current)
         for name in names:
-            eta = learning_rate if isinstance(learning_rate, (int, float)) else learning_rate[name]
-            current[name] = current[name] - eta * update[name]
+            current[name] = current[name] - rate_of(learning_rate, name) * update[name]
         steps.append(InnerStep(demo, signals, error_trial, update))
     return Adaptation(current, steps)

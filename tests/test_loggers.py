@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from test_reliability import TINY_DIRECT, TINY_META, rows_of
+from test_run_engine import crash_at
 
 from l2l.outer_loop.algorithm import run_loop
 from l2l.outer_loop.app.compose import compose_config
@@ -126,19 +127,7 @@ def test_a_resumed_run_logs_each_iteration_once(tmp_path, monkeypatch):
     pytest.importorskip("tensorboard")
     pytest.importorskip("mlflow")
     original = run_loop.TrainingLoop.run
-
-    def crash_at_5(self, logger=None, evaluate=None):
-        step = self.stepper.step
-
-        def failing(iteration, *args):
-            if iteration == 5:
-                raise RuntimeError("the machine went away")
-            return step(iteration, *args)
-
-        self.stepper.step = failing
-        return original(self, logger, evaluate)
-
-    monkeypatch.setattr(run_loop.TrainingLoop, "run", crash_at_5)
+    monkeypatch.setattr(run_loop.TrainingLoop, "run", crash_at(5))
     with pytest.raises(RuntimeError, match="went away"):
         run(direct_cfg(ALL), tmp_path)
     monkeypatch.setattr(run_loop.TrainingLoop, "run", original)

@@ -141,23 +141,29 @@ def test_a_failed_resume_from_the_cli_is_one_line_and_keeps_metrics(tmp_path):
     assert files_of(run_dir) == before and (run_dir / "metrics.jsonl").stat().st_size > 0
 
 
-def test_a_direct_run_stopped_half_way_resumes_bit_for_bit(tmp_path, monkeypatch):
-    """Direct training checkpoints every train.checkpoint_every iterations (before: only at the end)."""
-    run(direct_cfg("train.iterations=9"), tmp_path / "whole")
+def crash_at(iteration: int):
+    """A TrainingLoop.run whose stepper raises RuntimeError('the machine went away') at ``iteration``."""
     original = run_loop.TrainingLoop.run
 
-    def crash_at_7(self, logger=None, evaluate=None):
+    def crashing(self, logger=None, evaluate=None):
         step = self.stepper.step
 
-        def failing(iteration, *args):
-            if iteration == 7:
+        def failing(k, *args):
+            if k == iteration:
                 raise RuntimeError("the machine went away")
-            return step(iteration, *args)
+            return step(k, *args)
 
         self.stepper.step = failing
         return original(self, logger, evaluate)
 
-    monkeypatch.setattr(run_loop.TrainingLoop, "run", crash_at_7)
+    return crashing
+
+
+def test_a_direct_run_stopped_half_way_resumes_bit_for_bit(tmp_path, monkeypatch):
+    """Direct training checkpoints every train.checkpoint_every iterations (before: only at the end)."""
+    run(direct_cfg("train.iterations=9"), tmp_path / "whole")
+    original = run_loop.TrainingLoop.run
+    monkeypatch.setattr(run_loop.TrainingLoop, "run", crash_at(7))
     with pytest.raises(RuntimeError, match="went away"):
         run(direct_cfg("train.iterations=9"), tmp_path / "cut")
     monkeypatch.setattr(run_loop.TrainingLoop, "run", original)

@@ -24,28 +24,22 @@ from l2l.command_line import CommandParser
 from l2l.outer_loop.algorithm.evaluation import evaluate_one_shot, one_shot_step
 
 
-def _tasks(meta: Any, count: int, seed: int) -> tuple[Any, torch.Tensor]:
-    generator = torch.Generator().manual_seed(int(seed))
-    episode = meta.family.sample(count, generator)
-    return episode, meta.encode(episode, generator)
-
-
 def validation_score(path: str, tasks: int, seed: int) -> float:
     """The candidate's mean metric after the update on the validation tasks."""
-    from l2l.outer_loop.reports.eval_cli import load_meta
+    from l2l.outer_loop.reports.eval_cli import held_out_tasks, load_meta
 
-    meta, _, _ = load_meta(path)
-    episode, codes = _tasks(meta, tasks, seed)
+    meta, cfg, _ = load_meta(path, [f"eval.tasks={tasks}", f"eval.seed={seed}"])
+    episode, codes = held_out_tasks(meta, cfg)
     return float(one_shot_step(meta, episode, codes).metrics["test_mse"])
 
 
 def scores_on_test(path: str, tasks: int, seed: int) -> dict[str, float]:
     """The candidate on the test tasks: before, after, after/before, one BPTT step, one e-prop 1 step (best lr of
     the model's own grids), tasks improved."""
-    from l2l.outer_loop.reports.eval_cli import load_meta
+    from l2l.outer_loop.reports.eval_cli import held_out_tasks, load_meta
 
-    meta, cfg, _ = load_meta(path)
-    episode, codes = _tasks(meta, tasks, seed)
+    meta, cfg, _ = load_meta(path, [f"eval.tasks={tasks}", f"eval.seed={seed}"])
+    episode, codes = held_out_tasks(meta, cfg)
     result = evaluate_one_shot(meta, episode, codes, list(cfg.eval.bptt_lrs), list(cfg.eval.eprop1_lrs))
     per_task = result["per_task"]
     improved = sum(a < b for a, b in zip(per_task["test_mse"], per_task["demo_mse"], strict=True))
