@@ -4,6 +4,8 @@
     l2l-demo checkpoint=arm_one_shot_deep      # the 2-layer learner (deep eligibility traces)
     l2l-demo checkpoint=arm_one_shot_reference # the published e-prop 2 protocol (500-step movements, 5 sines)
     l2l-demo checkpoint=outputs/my_run tasks=8 seed=3 gif=false
+    l2l-demo target=circle                     # your own movement: an example's name or a .csv/.npy file
+    l2l-demo target=my_path.csv target_scale=0.001   # (x, y) drawn in mm; see docs/targets.md
 
 For each fresh held-out movement: the learner sees one demonstration trial, the error module turns
 what it sees into learning signals, one e-prop update changes the learner's weights, and a test trial
@@ -12,6 +14,10 @@ after the update, the baselines ``bptt_step_mse`` and ``eprop1_step_mse`` of ``l
 values, the checkpoint), ``demo.png`` (endpoint paths, joint velocities, spike rasters of the learner and
 the error module, learning signals) and ``arm.gif`` (the arm moving before and after the update).
 A checkpoint that cannot be used stops the demo with one line naming the file and the problem.
+
+With ``target=`` the demo learns that one movement instead (``l2l.tasks.arm_target``: endpoint positions or joint
+velocities of any length, resampled to the model's trial; an unreachable point stops with one line naming it);
+demo.json adds ``target`` (the file, kind, shift, scale, its points, largest joint displacement and |ω|).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import hydra
 import torch
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from l2l.device import resolve_device
 from l2l.outer_loop.app.checks import check_held_out_memory
@@ -53,6 +59,11 @@ class DemoConfig:
     gif_task: int = 0
     threads: int = 2
     device: str = "cpu"
+    target: str | None = None
+    target_kind: str | None = None
+    target_rate_hz: float | None = None
+    target_shift: bool = True
+    target_scale: float = 1.0
 
 
 ConfigStore.instance().store(name="demo_schema", node=DemoConfig)
@@ -68,6 +79,8 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     unknown = [f"{k}={cfg[k]!r}" for k in cfg if k not in known]
     if unknown:
         raise ValueError(f"{unknown[0]} is not an l2l-demo key: the keys are {known}")
+    if cfg.target is not None and cfg.tasks != 1:
+        cfg = OmegaConf.merge(cfg, {"tasks": 1})           # the one movement
     if cfg.tasks < 1:
         raise ValueError(f"tasks={cfg.tasks!r} is not allowed: it must be >= 1")
     if not 0 <= cfg.gif_task < cfg.tasks:
@@ -83,7 +96,11 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(int(cfg.seed))
-    episode = meta.family.sample(cfg.tasks, generator)
+    target = None
+    if cfg.target is not None:
+        episode, target = target_episode(cfg, meta.family)
+    else:
+        episode = meta.family.sample(cfg.tasks, generator)
     code = meta.encode(episode, generator)
     episode, code = episode.to(device), code.to(device)
     step = one_shot_step(meta, episode, code)
@@ -91,7 +108,8 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     test = step.per_task["test_mse"].double()
     result: dict[str, Any] = {
         "checkpoint": info["name"], "checkpoint_path": info["path"], "trained_iterations": info["iteration"],
-        "tasks": cfg.tasks, "seed": cfg.seed, "demo_mse": float(demo.mean()), "test_mse": float(test.mean()),
+        "tasks": cfg.tasks, "seed": cfg.seed, "target": target,
+        "demo_mse": float(demo.mean()), "test_mse": float(test.mean()),
         "bptt_step_mse": None, "eprop1_step_mse": None,
         "per_task": {"demo_mse": demo.tolist(), "test_mse": test.tolist()},
     }
@@ -103,7 +121,8 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
             result["per_task"][key] = scores["per_task"][key]
         result["bptt_lr"], result["eprop1_lr"] = scores["bptt_lr"], scores["eprop1_lr"]
     shown = list(range(min(4, cfg.tasks)))
-    title = (f"{info['name']}: one demonstration, one e-prop update (Cartesian MSE {result['demo_mse']:.3f} -> "
+    where, gap = (f"{info['name']}, target {Path(target['file']).stem}", "\n") if target else (info["name"], " ")
+    title = (f"{where}:{gap}one demonstration, one e-prop update{gap}(Cartesian MSE {result['demo_mse']:.3f} -> "
              f"{result['test_mse']:.3f})")
     figure = demo_figure(meta, episode, step, shown, title=title)
     figure.savefig(out_dir / "demo.png", dpi=90)
@@ -118,11 +137,27 @@ def run_demo(cfg: DictConfig, out_dir: str | Path) -> dict[str, Any]:
     return result
 
 
+def target_episode(cfg: DictConfig, family: Any) -> tuple[Any, dict[str, Any]]:
+    """The one task of ``cfg.target`` for the model's ``family`` and what demo.json records of it."""
+    from l2l.tasks.arm_target import movement_episode, read_movement
+
+    movement = read_movement(str(cfg.target), cfg.target_kind)
+    episode, facts = movement_episode(movement, family, cfg.target_rate_hz, bool(cfg.target_shift),
+                                      float(cfg.target_scale))
+    return episode, {"name": str(cfg.target), "file": movement.source, "kind": movement.kind,
+                     "shift": bool(cfg.target_shift) if movement.kind == "endpoint" else None,
+                     "scale": float(cfg.target_scale), "rate_hz": cfg.target_rate_hz, **facts}
+
+
 def summary(result: dict[str, Any], out_dir: Path, outputs: list[str]) -> str:
     """A few lines for the terminal."""
     ratio = result["test_mse"] / result["demo_mse"] if result["demo_mse"] > 0 else float("inf")
+    target = result.get("target")
+    what = (f"your movement {target['name']} ({target['points']} points, {target['kind']}, largest joint "
+            f"displacement {target['max_displacement_rad']:.2f} rad)" if target
+            else f"{result['tasks']} new movements")
     lines = [f"l2l-demo: {result['checkpoint']} ({result['trained_iterations']} meta-training iterations), "
-             f"{result['tasks']} new movements, one demonstration each",
+             f"{what}, one demonstration{'' if target else ' each'}",
              f"  Cartesian MSE before the update {result['demo_mse']:.4f}, after one e-prop update "
              f"{result['test_mse']:.4f} ({ratio:.2f}x)"]
     if result["bptt_step_mse"] is not None:
