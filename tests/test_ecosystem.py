@@ -130,13 +130,14 @@ def run_cli(function, argv: list[str]) -> str:
 def test_every_command_prints_l2l_version():
     from l2l.outer_loop.app import verify_cli
     from l2l.outer_loop.bench import cli as bench
-    from l2l.outer_loop.reports import demo, eval_cli
+    from l2l.outer_loop.reports import demo, eval_cli, export_cli
 
     assert l2l.__version__ == tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     expected = f"(l2l) {l2l.__version__}"
     assert expected in run_cli(train.cli, ["l2l-train", "--version"])
     assert expected in run_cli(demo.cli, ["l2l-demo", "--version"])
-    for main, name in ((verify_cli.main, "l2l-verify"), (bench.main, "l2l-bench"), (eval_cli.main, "l2l-eval")):
+    for main, name in ((verify_cli.main, "l2l-verify"), (bench.main, "l2l-bench"), (eval_cli.main, "l2l-eval"),
+                       (export_cli.main, "l2l-export")):
         assert f"{name} {expected}" in run_cli(lambda m=main: m(["--version"]), [name, "--version"])
 
 
