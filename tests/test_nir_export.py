@@ -207,3 +207,15 @@ def test_l2l_export_without_the_nir_package_says_how_to_install_it(tmp_path, cap
     monkeypatch.setitem(sys.modules, "nir", None)       # import nir raises ImportError
     code, _, err = export("arm_one_shot", "--out", str(tmp_path / "x.nir"), capsys=capsys)
     assert code == 2 and "pip install 'l2l[nir]'" in err and len(err.strip().splitlines()) == 1
+
+
+def test_l2l_export_takes_a_checkpoint_file(tmp_path, capsys):
+    import shutil
+
+    from l2l.outer_loop.reports.pretrained import resolve
+
+    checkpoint = tmp_path / "model.pt"
+    shutil.copy(resolve("arm_one_shot"), checkpoint)
+    code, text, _ = export(str(checkpoint), "--out", str(tmp_path / "m.nir"), "--tasks", "1", capsys=capsys)
+    assert code == 0 and "l2l_neuron: identical spike bins 1.0000" in text
+    assert nir.read(tmp_path / "m.nir").metadata["model"] == "arm_one_shot"     # the name the checkpoint records
