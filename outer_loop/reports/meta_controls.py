@@ -10,6 +10,11 @@ error from the same initialization, k Adam steps where evaluated, and the second
 (``metrics.jsonl``, the first logged iteration left out: it holds the start-up). Writes ``<out>/data/<name>.json``
 and ``<out>/figures/<name>.png`` (the training batches' metric after the update, running mean, per method) and
 prints the markdown table.
+
+Held-out rows at fixed checkpoints: a run's ``eval_at/<label>/eval.json`` (``l2l-eval CHECKPOINT --out
+RUN/eval_at/<label>``, e.g. from ``outer.keep_checkpoints=true``'s ``checkpoints/iteration_001000.pt``) are read
+too; the second table has the held-out metric after the update (and after/before) at every checkpoint label all
+runs of all methods have, and at the end.
 """
 
 from __future__ import annotations
@@ -43,8 +48,17 @@ def read_run(run_dir: Path) -> dict[str, Any]:
     alignment = evaluation.get("alignment")
     if alignment:
         scores["cosine_bptt"] = alignment["cosine"]["all"]["mean"]
+    checkpoints = {}
+    for path in sorted((run_dir / "eval_at").glob("*/eval.json")):
+        earlier = json.loads(path.read_text(encoding="utf-8"))
+        if earlier.get("eval_seed") != evaluation.get("eval_seed") or earlier["n_tasks"] != evaluation["n_tasks"]:
+            raise ValueError(f"{path}: evaluated on other held-out tasks than {run_dir / 'eval.json'}")
+        checkpoints[path.parent.name] = {"iteration": earlier.get("iteration"), "before": earlier["demo_mse"],
+                                         "after": earlier["test_mse"]}
+    checkpoints["end"] = {"iteration": evaluation.get("iteration", rows[-1]["iteration"] + 1),
+                          "before": evaluation["demo_mse"], "after": evaluation["test_mse"]}
     return {"run_dir": str(run_dir), "n_tasks": evaluation["n_tasks"], "eval_seed": evaluation.get("eval_seed"),
-            "iterations": rows[-1]["iteration"] + 1, "scores": scores,
+            "iterations": rows[-1]["iteration"] + 1, "scores": scores, "checkpoints": checkpoints,
             "step_scale": alignment["step_scale"] if alignment else None,
             "curve": [(r["iteration"], r["test_mse"], r["demo_mse"]) for r in rows]}
 
@@ -83,6 +97,29 @@ def markdown_table(methods: dict[str, dict[str, Any]]) -> str:
                                          _cell(s, "one_eprop1_step"), *(_cell(s, k) for k in adam),
                                          *([_cell(s, "cosine_bptt", 2)] if cosine else []),
                                          _cell(s, "seconds_per_iteration", 2)]) + " |")
+    return "\n".join(lines)
+
+
+def checkpoint_table(methods: dict[str, dict[str, Any]]) -> str:
+    """One row per method: the held-out metric after the update, mean ± std over seeds (after/before in
+    brackets), at each checkpoint label every run has (ordered by iteration), ``end`` last; columns name the
+    iteration when all runs agree on it."""
+    runs = [r for m in methods.values() for r in m["runs"]]
+    labels = [label for label in runs[0]["checkpoints"] if all(label in r["checkpoints"] for r in runs)]
+    labels.sort(key=lambda label: (label == "end", runs[0]["checkpoints"][label]["iteration"] or 0))
+    header = ["method"]
+    for label in labels:
+        iterations = {r["checkpoints"][label]["iteration"] for r in runs}
+        header.append(f"{label} ({iterations.pop()} it.)" if len(iterations) == 1 and None not in iterations
+                      else label)
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, method in methods.items():
+        cells = [name]
+        for label in labels:
+            points = [r["checkpoints"][label] for r in method["runs"]]
+            after = summarize([{"scores": {"after": p["after"], "ratio": p["after"] / p["before"]}} for p in points])
+            cells.append(f"{_cell(after, 'after')} ({_cell(after, 'ratio', 2)})")
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -139,7 +176,7 @@ def report(groups: dict[str, list[Path]], out: Path, name: str) -> dict[str, Any
             for label, m in methods.items()}
     (out / "data" / f"{name}.json").write_text(json.dumps(data, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     curves_figure(methods).savefig(out / "figures" / f"{name}.png", dpi=110)
-    return {"methods": methods, "table": markdown_table(methods)}
+    return {"methods": methods, "table": markdown_table(methods), "checkpoint_table": checkpoint_table(methods)}
 
 
 def parse_group(text: str, parser: CommandParser) -> tuple[str, list[Path]]:
@@ -168,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, OSError) as error:
         parser.exit(2, f"meta_controls: error: {error}\n")
     print(result["table"])
+    print()
+    print(result["checkpoint_table"])
     return 0
 
 
