@@ -63,19 +63,19 @@ def test_the_alignment_column_and_panel(tmp_path):
 
 def test_held_out_rows_at_fixed_checkpoints(tmp_path):
     runs = []
-    for s, (early, late) in enumerate([(0.3, 0.1), (0.5, 0.3)]):
-        run = fake_run(tmp_path / f"a{s}", 0.4, late, ([0.4], [late]), 1.0)
+    for s, (early, late) in enumerate([(0.2, 0.1), (0.4, 0.3)]):
+        run = fake_run(tmp_path / f"a{s}", 0.5, late, ([0.5], [late]), 1.0)
         for label, after, iteration in (("k1", early, 1000), ("k2", (early + late) / 2, 2000)):
             (run / "eval_at" / label).mkdir(parents=True)
             (run / "eval_at" / label / "eval.json").write_text(json.dumps(
-                {"demo_mse": 0.4, "test_mse": after, "n_tasks": 1, "eval_seed": 7, "iteration": iteration}))
+                {"demo_mse": 0.5, "test_mse": after, "n_tasks": 1, "eval_seed": 7, "iteration": iteration}))
         runs.append(run)
     (runs[0] / "eval_at" / "k9").mkdir()         # a label one run lacks is left out
     (runs[0] / "eval_at" / "k9" / "eval.json").write_text(json.dumps(
         {"demo_mse": 0.4, "test_mse": 0.05, "n_tasks": 1, "eval_seed": 7, "iteration": 9000}))
     table = report({"A": runs}, tmp_path / "docs", "checkpoints")["checkpoint_table"].splitlines()
     assert table[0] == "| method | k1 (1000 it.) | k2 (2000 it.) | end (21 it.) |"
-    assert table[2] == "| A | 0.4 ± 0.1 (1 ± 0.2) | 0.3 ± 0.1 (0.75 ± 0.2) | 0.2 ± 0.1 (0.5 ± 0.2) |"
+    assert table[2] == "| A | 0.3 ± 0.1 (0.6 ± 0.2) | 0.25 ± 0.1 (0.5 ± 0.2) | 0.2 ± 0.1 (0.4 ± 0.2) |"
     other = runs[1] / "eval_at" / "k1" / "eval.json"
     other.write_text(other.read_text().replace('"eval_seed": 7', '"eval_seed": 8'))
     with pytest.raises(ValueError, match="evaluated on other held-out tasks"):
