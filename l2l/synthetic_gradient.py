@@ -14,6 +14,14 @@ interval's truncated objective with respect to its initial state,
 with the far border's prediction held fixed, and no SG term after the trial's last step (the future there
 is empty: zero gradient). The loss is ½ Σ_m mean_b ‖SG(s_b^{t_m}) − target_{m,b}‖²; one optimizer step per
 trial (:meth:`OnlineSyntheticGradient.update`).
+
+Less biased targets (λ-mixed bootstrapping, the λ-return of temporal-difference learning): the far border's term
+is ⟨(λ·target_{m+1} + (1 − λ)·SG(s^{t_{m+1}})) / B, s^{t_{m+1}}⟩, computed from the last border backwards. λ = 0 is
+the bootstrapped target above; λ = 1 the true B·dE/ds^{t_m} of the whole future (BPTT's); a perfect SG is a fixed
+point for every λ. Options of the module: ``time_input`` appends the border's time t_m and the time left T − t_m
+(in units of 100 steps) to its input; ``warmup`` trials during which it learns but its predictions are not used
+as learning signals (the rule runs as with SG = 0). :func:`gradient_quality` scores predictions against the true
+border gradients (cosine, R²).
 """
 
 from __future__ import annotations
@@ -36,26 +44,53 @@ class Predictor(Protocol):
 
 
 class SyntheticGradient(nn.Module):
-    """SG(s): (B, D) -> (B, D). Linear (``hidden=0``) or one tanh hidden layer of ``hidden`` units.
+    """SG(s): (B, D + extra) -> (B, D). Linear (``hidden=0``) or one tanh hidden layer of ``hidden`` units; ``extra``
+    inputs beyond the state (e.g. the time features of ``time_input``).
 
     The output layer starts at zero (the first predictions are 0: the rule starts as its SG-free version);
-    the hidden layer, if any, from N(0, 1/D) drawn from ``generator``.
+    the hidden layer, if any, from N(0, 1/(D + extra)) drawn from ``generator``.
     """
 
-    def __init__(self, size: int, hidden: int = 0, generator: torch.Generator | None = None) -> None:
+    def __init__(self, size: int, hidden: int = 0, generator: torch.Generator | None = None, extra: int = 0) -> None:
         super().__init__()
         require_nonnegative_int("sg_hidden", hidden)
-        self.size, self.hidden = size, hidden
+        self.size, self.hidden, self.extra = size, hidden, extra
+        inputs = size + extra
         if hidden > 0:
-            self.w_hidden = nn.Parameter(torch.randn(hidden, size, generator=generator) / math.sqrt(size))
+            self.w_hidden = nn.Parameter(torch.randn(hidden, inputs, generator=generator) / math.sqrt(inputs))
             self.b_hidden = nn.Parameter(torch.zeros(hidden))
-        self.w_out = nn.Parameter(torch.zeros(size, hidden if hidden > 0 else size))
+        self.w_out = nn.Parameter(torch.zeros(size, hidden if hidden > 0 else inputs))
         self.b_out = nn.Parameter(torch.zeros(size))
 
     def forward(self, state: torch.Tensor) -> torch.Tensor:
-        """state (B, D) -> predicted gradient (B, D)."""
+        """state (B, D + extra) -> predicted gradient (B, D)."""
         h = torch.tanh(state @ self.w_hidden.T + self.b_hidden) if self.hidden > 0 else state
         return h @ self.w_out.T + self.b_out
+
+
+def gradient_quality(predictions: Sequence[torch.Tensor], truths: Sequence[torch.Tensor]) -> dict[str, float]:
+    """How well predictions (one (B, D) per border) match the true border gradients: ``cosine``, the mean over
+    borders and tasks of cos(prediction, truth) (0 where either is zero), and ``r2``, 1 − Σ‖p − t‖² / Σ‖t − t̄‖²
+    over every border and task (t̄ the mean truth per dimension). A perfect SG scores 1 and 1; SG = 0 an R² ≤ 0.
+    NaN for no borders."""
+    if not predictions:
+        return {"cosine": float("nan"), "r2": float("nan")}
+    p = torch.cat([x.detach().double() for x in predictions])
+    t = torch.cat([x.detach().double() for x in truths])
+    if p.shape != t.shape:
+        raise ValueError(f"predictions {tuple(p.shape)} and truths {tuple(t.shape)} differ in shape")
+    norms = p.norm(dim=-1) * t.norm(dim=-1)
+    cosine = torch.where(norms > 0, (p * t).sum(-1) / norms.clamp(min=1e-300), torch.zeros_like(norms))
+    spread = ((t - t.mean(0)) ** 2).sum()
+    r2 = 1.0 - float(((p - t) ** 2).sum() / spread) if spread > 0 else float("nan")
+    return {"cosine": float(cosine.mean()), "r2": r2}
+
+
+def time_features(border: int, window: int, steps: int, like: torch.Tensor) -> torch.Tensor:
+    """(B, 2): the border's time t_m = border·window and the time left T − t_m, in units of 100 steps."""
+    t = border * window
+    values = torch.tensor([t / 100.0, (steps - t) / 100.0], dtype=like.dtype, device=like.device)
+    return values.expand(like.shape[0], 2)
 
 
 def synthetic_gradient_loss(predictions: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -74,14 +109,37 @@ class OnlineSyntheticGradient:
     ``state_dict``/``load_state_dict`` hold the module, the optimizer and D (plain containers and tensors).
     """
 
-    def __init__(self, lr: float = 1e-3, hidden: int = 0, seed: int = 0, learn: bool = True) -> None:
+    def __init__(self, lr: float = 1e-3, hidden: int = 0, seed: int = 0, learn: bool = True,
+                 time_input: bool = False, warmup: int = 0) -> None:
         require_positive("sg_lr", lr)
         require_nonnegative_int("sg_hidden", hidden)
         require_nonnegative_int("sg_seed", seed)
+        require_nonnegative_int("sg_warmup", warmup)
         self.lr, self.hidden, self.seed, self.learn = lr, hidden, seed, learn
+        self.time_input, self.warmup = time_input, warmup
         self.module: SyntheticGradient | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_loss = float("nan")
+        self.trials = 0
+        self.trial_shape: tuple[int, int] | None = None   # (T, window) of the current trial, for the time input
+
+    def begin_trial(self, steps: int, window: int) -> None:
+        """The coming trial's length T and window Δ (the time input's t_m = m·Δ and T − t_m)."""
+        self.trial_shape = (steps, window)
+
+    @property
+    def warming_up(self) -> bool:
+        """True for the first ``warmup`` trials: the rule uses SG = 0 for its learning signals meanwhile."""
+        return self.trials < self.warmup
+
+    def features(self, state: torch.Tensor, border: int) -> torch.Tensor:
+        """The module's input (B, D [+ 2]) for the border state (B, D) at border ``border`` (1-based)."""
+        if not self.time_input:
+            return state
+        if self.trial_shape is None:
+            raise ValueError("sg_time=true needs the trial's length: the rule calls begin_trial(steps, window) first")
+        steps, window = self.trial_shape
+        return torch.cat([state, time_features(border, window, steps, state)], dim=-1)
 
     def build(self, size: int, like: torch.Tensor) -> SyntheticGradient:
         """The module for states of ``size`` D (dtype and device of ``like``); an existing one must match."""
@@ -91,7 +149,8 @@ class OnlineSyntheticGradient:
                                  f"this network's have {size}: use a new rule for another network")
             return self.module
         generator = torch.Generator().manual_seed(self.seed)
-        self.module = SyntheticGradient(size, self.hidden, generator).to(dtype=like.dtype, device=like.device)
+        extra = 2 if self.time_input else 0
+        self.module = SyntheticGradient(size, self.hidden, generator, extra).to(dtype=like.dtype, device=like.device)
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
         return self.module
 
@@ -99,18 +158,19 @@ class OnlineSyntheticGradient:
         """SG(state): (B, D) -> (B, D), no graph."""
         module = self.build(state.shape[-1], state)
         with torch.no_grad():
-            return module(state.to(module.w_out.dtype)).to(state.dtype)
+            return module(self.features(state, border).to(module.w_out.dtype)).to(state.dtype)
 
     def update(self, states: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
         """One Adam step on the bootstrapped targets of one trial; returns the loss before the step (0 without
         borders). Does nothing but compute the loss when ``learn`` is False."""
+        self.trials += 1
         if not states:
             self.last_loss = 0.0
             return 0.0
         module = self.build(states[0].shape[-1], states[0])
         dtype = module.w_out.dtype
         with torch.enable_grad():
-            predictions = [module(s.detach().to(dtype)) for s in states]
+            predictions = [module(self.features(s.detach(), m + 1).to(dtype)) for m, s in enumerate(states)]
             loss = synthetic_gradient_loss(predictions, [t.detach().to(dtype) for t in targets])
             if self.learn:
                 self.optimizer.zero_grad(set_to_none=True)
@@ -120,10 +180,11 @@ class OnlineSyntheticGradient:
         return self.last_loss
 
     def state_dict(self) -> dict[str, Any]:
-        """{"size", "module", "optimizer"} (empty before first use)."""
+        """{"size", "module", "optimizer", "trials"} (empty before first use)."""
         if self.module is None:
             return {}
-        return {"size": self.module.size, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"size": self.module.size, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "trials": self.trials}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (builds the module of the stored size)."""
@@ -134,6 +195,7 @@ class OnlineSyntheticGradient:
         self.build(int(state["size"]), like)
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # Adam would share the given moments
+        self.trials = int(state.get("trials", 0))
 
 
 class FixedPredictions:

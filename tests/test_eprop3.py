@@ -260,8 +260,11 @@ def test_bad_networks_are_refused():
 
 
 @pytest.mark.parametrize(("override", "key"), [("rule.window=0", "rule.window=0"),
-                                               ("rule.synthetic_gradient=oracle", "rule.synthetic_gradient"),
-                                               ("rule.sg_lr=0", "rule.sg_lr=0")])
+                                               ("rule.synthetic_gradient=perfect", "rule.synthetic_gradient"),
+                                               ("rule.sg_lr=0", "rule.sg_lr=0"),
+                                               ("rule.sg_lambda=1.5", "rule.sg_lambda=1.5"),
+                                               ("rule.sg_warmup=-1", "rule.sg_warmup=-1"),
+                                               ("rule.sg_quality_every=-2", "rule.sg_quality_every=-2")])
 def test_bad_config_values_name_the_key(override, key):
     cfg = compose_config(["rule=eprop3", override])
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):

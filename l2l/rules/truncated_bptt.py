@@ -36,10 +36,16 @@ from l2l.network import LayerActivity, RecurrentNetwork, Trial, simulate_layer
 from l2l.regularization import RateRegularization
 from l2l.rules.base import GradientResult, LearningRule, LossFn, output_error
 from l2l.synapses import synaptic_input
-from l2l.synthetic_gradient import OnlineSyntheticGradient, Predictor, ZeroPredictions
-from l2l.validation import InvalidValueError, require_choice, require_size
+from l2l.synthetic_gradient import (
+    FixedPredictions,
+    OnlineSyntheticGradient,
+    Predictor,
+    ZeroPredictions,
+    gradient_quality,
+)
+from l2l.validation import InvalidValueError, require_choice, require_nonnegative_int, require_size
 
-SG_KINDS = ("learned", "zero")
+SG_KINDS = ("learned", "zero", "oracle")
 
 
 def state_fields(cell_name: str) -> tuple[str, ...]:
@@ -170,8 +176,14 @@ class TruncatedPass:
 
 def truncated_pass(network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn,
                    params: Mapping[str, torch.Tensor], window: int, predictor: Predictor,
-                   regularization: RateRegularization | None, parameter_grads: bool) -> TruncatedPass:
-    """One trial: the forward pass by intervals, then each interval's truncated backward pass (module docstring)."""
+                   regularization: RateRegularization | None, parameter_grads: bool,
+                   target_lambda: float = 0.0) -> TruncatedPass:
+    """One trial: the forward pass by intervals, then each interval's truncated backward pass (module docstring),
+    from the last interval to the first.
+
+    The learning signals use the predictor's SG at each far border (zeros while a learned SG is warming up).
+    The SG's training targets use the λ-mixed far-border term λ·target + (1 − λ)·SG (``target_lambda`` = λ;
+    :mod:`l2l.synthetic_gradient`); with λ = 0 and no warm-up both objectives are one and one backward pass serves."""
     batch = inputs.shape[0]
     with torch.enable_grad():
         pieces = simulate_intervals(network, inputs, params, window)
@@ -183,22 +195,36 @@ def truncated_pass(network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: Los
         reg_signal = regularization.gradient_wrt_spikes(trial.layers[0].z)
     states = [p.end.detach() for p in pieces[:-1]]
     predictions = [predictor.predict(s, m + 1) for m, s in enumerate(states)]
+    used = [torch.zeros_like(p) for p in predictions] if getattr(predictor, "warming_up", False) else predictions
     names = [k for k, v in params.items() if v.requires_grad] if parameter_grads else []
-    grads = {k: torch.zeros_like(v) for k, v in params.items()} if parameter_grads else {}
-    signals, targets = [], []
-    for m, (piece, span) in enumerate(zip(pieces, intervals(inputs.shape[1], window), strict=True)):
+    spans = intervals(inputs.shape[1], window)
+    signals: list[torch.Tensor] = [None] * len(pieces)
+    targets: list[torch.Tensor] = [None] * len(states)
+    per_interval: list[tuple[torch.Tensor | None, ...]] = [()] * len(pieces)
+    for m in reversed(range(len(pieces))):
+        piece, span = pieces[m], spans[m]
+        far = m < len(states)
         with torch.enable_grad():
-            objective = (delta[:, span] * piece.output).sum()
+            local = (delta[:, span] * piece.output).sum()
             if reg_signal is not None:
-                objective = objective + (reg_signal[:, span] * piece.activity.z).sum()
-            if m < len(predictions):
-                objective = objective + (predictions[m] * piece.end).sum() / batch
-            wrt = [piece.zeta, *([piece.start] if piece.start is not None else []), *(params[k] for k in names)]
-            got = torch.autograd.grad(objective, wrt, allow_unused=True)
-        signals.append(got[0])
+                local = local + (reg_signal[:, span] * piece.activity.z).sum()
+            objective = local + (used[m] * piece.end).sum() / batch if far else local
+            mix = None
+            if far and (target_lambda != 0.0 or used is not predictions):
+                mix = target_lambda * targets[m] + (1.0 - target_lambda) * predictions[m]
+            separate = mix is not None and piece.start is not None
+            wrt = [piece.zeta, *([piece.start] if piece.start is not None and not separate else []),
+                   *(params[k] for k in names)]
+            got = torch.autograd.grad(objective, wrt, allow_unused=True, retain_graph=separate)
+            if separate:
+                (start_grad,) = torch.autograd.grad(local + (mix * piece.end).sum() / batch, [piece.start])
+        signals[m] = got[0]
         if piece.start is not None:
-            targets.append(batch * got[1])
-        for k, g in zip(names, got[1 + (piece.start is not None):], strict=True):
+            targets[m - 1] = batch * (start_grad if separate else got[1])
+        per_interval[m] = got[1 + (piece.start is not None and not separate):]
+    grads = {k: torch.zeros_like(v) for k, v in params.items()} if parameter_grads else {}
+    for got in per_interval:                   # summed in interval order (as the forward-order loop summed them)
+        for k, g in zip(names, got, strict=True):
             if g is not None:
                 grads[k] = grads[k] + g
     return TruncatedPass(trial, task_loss, reg_loss, delta, torch.cat(signals, 1), grads, states, predictions,
@@ -223,14 +249,28 @@ def border_adjoints(network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: Lo
     return [inputs.shape[0] * a for a in adjoints]
 
 
+class OraclePredictions:
+    """The true border gradients of each trial (BPTT through the whole trial): the upper bound of any synthetic
+    gradient. The rule computes them per trial (:func:`border_adjoints`); ``predict`` then returns them."""
+
+    def __init__(self) -> None:
+        self.current = FixedPredictions([])
+
+    def predict(self, state: torch.Tensor, border: int) -> torch.Tensor:
+        return self.current.predict(state, border)
+
+
 def make_predictor(synthetic_gradient: str | Predictor, sg_lr: float, sg_hidden: int, sg_seed: int,
-                   train_sg: bool) -> Predictor:
-    """``learned`` (an :class:`OnlineSyntheticGradient`), ``zero``, or any object with ``predict``."""
+                   train_sg: bool, sg_time: bool = False, sg_warmup: int = 0) -> Predictor:
+    """``learned`` (an :class:`OnlineSyntheticGradient`), ``zero``, ``oracle``, or any object with ``predict``."""
     if isinstance(synthetic_gradient, str):
         require_choice("synthetic_gradient", synthetic_gradient, SG_KINDS)
         if synthetic_gradient == "zero":
             return ZeroPredictions()
-        return OnlineSyntheticGradient(lr=sg_lr, hidden=sg_hidden, seed=sg_seed, learn=train_sg)
+        if synthetic_gradient == "oracle":
+            return OraclePredictions()
+        return OnlineSyntheticGradient(lr=sg_lr, hidden=sg_hidden, seed=sg_seed, learn=train_sg, time_input=sg_time,
+                                       warmup=sg_warmup)
     if not callable(getattr(synthetic_gradient, "predict", None)):
         raise InvalidValueError("synthetic_gradient", synthetic_gradient, f": choose one of {list(SG_KINDS)} "
                                 "or pass an object with predict(state, border)")
@@ -247,6 +287,7 @@ class TBPTT(LearningRule):
         require_size("window", window)
         self.window = window
         self.predictor: Predictor = ZeroPredictions()
+        self.target_lambda = 0.0
 
     def run_pass(self, network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn,
                  params: Mapping[str, torch.Tensor] | None, parameter_grads: bool) -> TruncatedPass:
@@ -254,8 +295,19 @@ class TBPTT(LearningRule):
         check_network(self.name, network)
         network.check_inputs(inputs)
         params = {**network.parameter_dict(), **params} if params is not None else network.parameter_dict()
-        return truncated_pass(network, inputs, loss_fn, params, self.window, self.predictor,
-                              self.rate_regularization, parameter_grads)
+        self.before_pass(network, inputs, loss_fn, params)
+        result = truncated_pass(network, inputs, loss_fn, params, self.window, self.predictor,
+                                self.rate_regularization, parameter_grads, self.target_lambda)
+        self.measure(network, inputs, loss_fn, params, result)
+        return result
+
+    def before_pass(self, network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn,
+                    params: Mapping[str, torch.Tensor]) -> None:
+        """Hook before each trial (the synthetic gradient's trial length, the oracle's true border gradients)."""
+
+    def measure(self, network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn,
+                params: Mapping[str, torch.Tensor], result: TruncatedPass) -> None:
+        """Hook after each pass, before the SG's update (the SG quality measurement)."""
 
     def gradients(
         self,
@@ -277,17 +329,47 @@ class TBPTTSyntheticGradient(TBPTT):
 
     ``synthetic_gradient``: ``learned`` (linear, or ``sg_hidden`` tanh units; Adam with ``sg_lr``; trained online on
     the bootstrapped targets after every trial unless ``train_sg=False``; initial weights from ``sg_seed``), ``zero``,
-    or a :class:`~l2l.synthetic_gradient.Predictor`. ``state_dict()`` holds the learned module and its optimizer.
+    ``oracle`` (the true border gradients of each trial, from a BPTT pass: the upper bound), or a
+    :class:`~l2l.synthetic_gradient.Predictor`. A learned SG's options: ``sg_time`` (the border's time and the time
+    left as inputs), ``sg_warmup`` (trials it learns before its predictions are used), ``sg_lambda`` (λ of its
+    λ-mixed targets, 0 = bootstrapped, 1 = the true future gradient). ``sg_quality_every`` N > 0: every N trials
+    the predictions are scored against the true border gradients (a BPTT pass on the same batch): ``metrics()``
+    gives ``sg_cosine`` and ``sg_r2`` (:func:`~l2l.synthetic_gradient.gradient_quality`). ``state_dict()`` holds
+    the learned module and its optimizer.
     """
 
     name = "tbptt_sg"
 
     def __init__(self, window: int = 10, synthetic_gradient: str | Predictor = "learned", sg_lr: float = 1e-3,
-                 sg_hidden: int = 0, sg_seed: int | None = None, train_sg: bool = True,
+                 sg_hidden: int = 0, sg_seed: int | None = None, train_sg: bool = True, sg_time: bool = False,
+                 sg_warmup: int = 0, sg_lambda: float = 0.0, sg_quality_every: int = 0,
                  rate_regularization: RateRegularization | None = None) -> None:
         super().__init__(window, rate_regularization)
         self.predictor = make_predictor(synthetic_gradient, sg_lr, sg_hidden, 0 if sg_seed is None else sg_seed,
-                                        train_sg)
+                                        train_sg, sg_time, sg_warmup)
+        if not (isinstance(sg_lambda, (int, float)) and 0.0 <= sg_lambda <= 1.0):
+            raise InvalidValueError("sg_lambda", sg_lambda, ": it must be a number in [0, 1]")
+        require_nonnegative_int("sg_quality_every", sg_quality_every)
+        self.target_lambda, self.quality_every = float(sg_lambda), sg_quality_every
+        self.passes = 0
+        self.quality: dict[str, float] = {}
+
+    def before_pass(self, network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn,
+                    params: Mapping[str, torch.Tensor]) -> None:
+        """The learned SG's trial length (time input); the oracle's true border gradients of this trial."""
+        if isinstance(self.predictor, OnlineSyntheticGradient):
+            self.predictor.begin_trial(inputs.shape[1], self.window)
+        if isinstance(self.predictor, OraclePredictions):
+            self.predictor.current = FixedPredictions(
+                border_adjoints(network, inputs, loss_fn, self.window, self.rate_regularization, params))
+
+    def measure(self, network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: LossFn,
+                params: Mapping[str, torch.Tensor], result: TruncatedPass) -> None:
+        """Every ``sg_quality_every`` passes: the predictions of this pass against the true border gradients."""
+        self.passes += 1
+        if self.quality_every and (self.passes - 1) % self.quality_every == 0 and result.states:
+            truths = border_adjoints(network, inputs, loss_fn, self.window, self.rate_regularization, params)
+            self.quality = gradient_quality(result.predictions, truths)
 
     def after_pass(self, result: TruncatedPass) -> None:
         """One online step of a learned synthetic gradient on this trial's bootstrapped targets."""
@@ -306,7 +388,8 @@ class TBPTTSyntheticGradient(TBPTT):
             self.predictor.load_state_dict(state["synthetic_gradient"])
 
     def metrics(self) -> dict[str, float]:
-        """``sg_loss``: the synthetic gradient's loss on the last trial (before its update)."""
-        if isinstance(self.predictor, OnlineSyntheticGradient):
-            return {"sg_loss": self.predictor.last_loss}
-        return {}
+        """``sg_loss``: the synthetic gradient's loss on the last trial (before its update); ``sg_cosine``, ``sg_r2``:
+        the last quality measurement (with ``sg_quality_every``, once measured)."""
+        out = {"sg_loss": self.predictor.last_loss} if isinstance(self.predictor, OnlineSyntheticGradient) else {}
+        out.update({f"sg_{k}": v for k, v in self.quality.items()})
+        return out

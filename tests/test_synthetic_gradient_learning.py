@@ -1,0 +1,193 @@
+"""A synthetic gradient that can learn (issue: e-prop 3, second round): its quality measurement, λ-mixed targets
+checked against the true border gradients in float64, the time input, the warm-up, the oracle arm, and the options
+through l2l-train."""
+
+import json
+
+import pytest
+import torch
+
+from l2l import verify
+from l2l.outer_loop.app.compose import compose_config
+from l2l.outer_loop.app.train import run
+from l2l.rules import BPTT, EProp3, TBPTTSyntheticGradient, make_rule
+from l2l.rules import truncated_bptt as tb
+from l2l.synthetic_gradient import (
+    FixedPredictions,
+    OnlineSyntheticGradient,
+    ZeroPredictions,
+    gradient_quality,
+    time_features,
+)
+
+WINDOW = 7
+
+
+def case(cell):
+    return verify.make_case(cell)
+
+
+def rel(a, b):
+    return verify.relative_error(a, b, b)
+
+
+def test_quality_scores_a_perfect_a_zero_and_a_wrong_synthetic_gradient():
+    g = torch.Generator().manual_seed(0)
+    truths = [torch.randn(3, 10, generator=g, dtype=torch.float64) + 0.5 for _ in range(4)]
+    perfect = gradient_quality(truths, truths)
+    assert perfect["cosine"] == pytest.approx(1.0, abs=1e-15) and perfect["r2"] == pytest.approx(1.0, abs=1e-15)
+    zero = gradient_quality([torch.zeros_like(t) for t in truths], truths)
+    assert zero["cosine"] == 0.0 and zero["r2"] <= 0.0
+    flipped = gradient_quality([-t for t in truths], truths)
+    assert flipped["cosine"] == pytest.approx(-1.0, abs=1e-15) and flipped["r2"] < -1.0
+    mean_only = gradient_quality([t.mean(0, keepdim=True).expand_as(t) * 0 + torch.cat(truths).mean(0)
+                                  for t in truths], truths)
+    assert mean_only["r2"] == pytest.approx(0.0, abs=1e-12)        # the best constant explains nothing
+    assert all(v != v for v in gradient_quality([], []).values())  # NaN without borders
+    with pytest.raises(ValueError, match="differ in shape"):
+        gradient_quality([torch.zeros(2, 3)], [torch.zeros(2, 4)])
+
+
+def targets_of(c, predictor, lam, window=WINDOW):
+    return tb.truncated_pass(c.network, c.inputs, c.loss, c.network.parameter_dict(), window, predictor,
+                             c.regularization, False, target_lambda=lam).targets
+
+
+@pytest.mark.parametrize("cell", ["lstm", "lif"])
+def test_lambda_one_targets_are_the_true_border_gradients(cell):
+    c = case(cell)
+    truths = tb.border_adjoints(c.network, c.inputs, c.loss, WINDOW, c.regularization)
+    got = targets_of(c, ZeroPredictions(), 1.0)
+    assert len(got) == len(truths) == 4
+    for a, b in zip(got, truths, strict=True):
+        assert (a - b).norm() <= 1e-12 * b.norm()
+    # negative control: bootstrapping from SG = 0 (λ = 0) is not the true gradient
+    biased = targets_of(c, ZeroPredictions(), 0.0)
+    assert max(float((a - b).norm() / b.norm()) for a, b in zip(biased[:-1], truths[:-1], strict=True)) > 1e-3
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.5, 1.0])
+def test_a_perfect_synthetic_gradient_is_a_fixed_point_of_its_targets(lam):
+    c = case("lstm")
+    truths = tb.border_adjoints(c.network, c.inputs, c.loss, WINDOW, c.regularization)
+    for a, b in zip(targets_of(c, FixedPredictions(truths), lam), truths, strict=True):
+        assert (a - b).norm() <= 1e-12 * b.norm()
+
+
+def discounted_future_gradients(c, lam):
+    """B·d/ds^{t_m} of Σ_{k>m} λ^{k−m−1} Ê_k(local), SG = 0, on the connected graph: the λ-target's closed form,
+    computed here without the rule's recursion."""
+    params = c.network.parameter_dict()
+    with torch.enable_grad():
+        pieces = tb.simulate_intervals(c.network, c.inputs, params, WINDOW, connected=True)
+        y = torch.cat([p.output for p in pieces], 1)
+        z = torch.cat([p.activity.z for p in pieces], 1)
+    task = y.detach().requires_grad_(True)
+    with torch.enable_grad():
+        delta = torch.autograd.grad(c.loss(task), task)[0]
+        spikes = z.detach().requires_grad_(True)
+        reg = torch.autograd.grad(c.regularization.loss(spikes), spikes)[0] if c.regularization else None
+    spans = tb.intervals(c.inputs.shape[1], WINDOW)
+    out = []
+    for m in range(len(pieces) - 1):
+        with torch.enable_grad():
+            total = 0.0
+            for k in range(m + 1, len(pieces)):
+                local = (delta[:, spans[k]] * pieces[k].output).sum()
+                if reg is not None:
+                    local = local + (reg[:, spans[k]] * pieces[k].activity.z).sum()
+                total = total + lam ** (k - m - 1) * local
+            (g,) = torch.autograd.grad(total, [pieces[m + 1].start], retain_graph=True)
+        out.append(c.inputs.shape[0] * g)
+    return out
+
+
+@pytest.mark.parametrize("cell", ["lstm", "lif"])
+def test_lambda_mixed_targets_from_sg_zero_are_the_discounted_future(cell):
+    c = case(cell)
+    for a, b in zip(targets_of(c, ZeroPredictions(), 0.5), discounted_future_gradients(c, 0.5), strict=True):
+        assert (a - b).norm() <= 1e-12 * b.norm()
+
+
+def test_lambda_zero_keeps_the_bootstrapped_pass_to_the_last_digit():
+    c = case("lif")
+    sg = OnlineSyntheticGradient(hidden=4, seed=3)
+    sg.build(tb.state_size(c.network), c.inputs)
+    with torch.no_grad():
+        sg.module.w_out.normal_(generator=torch.Generator().manual_seed(1))
+    plain = tb.truncated_pass(c.network, c.inputs, c.loss, c.network.parameter_dict(), WINDOW, sg,
+                              c.regularization, True)
+    mixed = tb.truncated_pass(c.network, c.inputs, c.loss, c.network.parameter_dict(), WINDOW, sg,
+                              c.regularization, True, target_lambda=0.0)
+    assert all(torch.equal(plain.grads[k], mixed.grads[k]) for k in plain.grads)
+    assert all(torch.equal(a, b) for a, b in zip(plain.targets, mixed.targets, strict=True))
+
+
+def test_the_time_input_and_its_values():
+    c = case("lstm")
+    sg = OnlineSyntheticGradient(hidden=5, time_input=True)
+    size = tb.state_size(c.network)
+    state = torch.zeros(2, size, dtype=torch.float64)
+    with pytest.raises(ValueError, match="sg_time=true needs the trial's length"):
+        sg.predict(state, 1)
+    sg.begin_trial(30, WINDOW)
+    assert sg.predict(state, 2).shape == (2, size) and sg.module.w_hidden.shape == (5, size + 2)
+    assert time_features(2, WINDOW, 30, state)[0].tolist() == [0.14, 0.16]
+    rule = EProp3(WINDOW, sg_hidden=5, sg_time=True, rate_regularization=c.regularization)
+    rule.gradients(c.network, c.inputs, c.loss)       # builds and trains with the time input
+    assert rule.predictor.module.w_hidden.shape == (5, size + 2) and rule.predictor.trials == 1
+
+
+def test_warmup_uses_sg_zero_for_the_signals_while_the_sg_learns():
+    c = case("lstm")
+    zero = EProp3(WINDOW, "zero", rate_regularization=c.regularization).gradients(c.network, c.inputs, c.loss).grads
+    rule = EProp3(WINDOW, sg_hidden=4, sg_lr=0.05, sg_warmup=2, rate_regularization=c.regularization)
+    rule.gradients(c.network, c.inputs, c.loss)            # builds the module; its output layer starts at 0
+    with torch.no_grad():
+        rule.predictor.module.w_out.normal_(generator=torch.Generator().manual_seed(0))
+    before = rule.predictor.module.w_out.detach().clone()
+    second = rule.gradients(c.network, c.inputs, c.loss).grads     # trial 2 of the warm-up: SG not used
+    assert rel(second, zero) <= 1e-12
+    assert not torch.equal(before, rule.predictor.module.w_out)     # but it learned
+    third = rule.gradients(c.network, c.inputs, c.loss).grads       # warm-up over: the SG is used
+    assert rel(third, zero) > 1e-6
+    state = rule.state_dict()["synthetic_gradient"]
+    assert state["trials"] == 3
+    again = EProp3(WINDOW, sg_hidden=4, sg_warmup=5)
+    again.load_state_dict({"synthetic_gradient": state})
+    assert again.predictor.trials == 3 and again.predictor.warming_up
+
+
+@pytest.mark.parametrize("name", ["eprop3", "tbptt_sg"])
+def test_the_oracle_arm_is_bptt_and_scores_one(name):
+    c = case("lif")
+    rule = make_rule(name, window=WINDOW, synthetic_gradient="oracle", sg_quality_every=1,
+                     rate_regularization=c.regularization)
+    got = rule.gradients(c.network, c.inputs, c.loss).grads
+    assert rel(got, BPTT(c.regularization).gradients(c.network, c.inputs, c.loss).grads) <= 1e-9
+    assert rule.metrics()["sg_cosine"] == pytest.approx(1.0, abs=1e-12)
+    assert rule.metrics()["sg_r2"] == pytest.approx(1.0, abs=1e-12)
+
+
+def test_quality_is_measured_every_n_trials_and_a_fresh_sg_scores_no_better_than_zero():
+    c = case("lstm")
+    rule = TBPTTSyntheticGradient(WINDOW, sg_quality_every=2, rate_regularization=c.regularization)
+    rule.gradients(c.network, c.inputs, c.loss)
+    first = rule.metrics()
+    assert first["sg_cosine"] == 0.0 and first["sg_r2"] <= 0.0      # the module starts at 0
+    rule.quality = {}
+    rule.gradients(c.network, c.inputs, c.loss)                     # trial 2: not measured
+    assert "sg_cosine" not in rule.metrics()
+    rule.gradients(c.network, c.inputs, c.loss)                     # trial 3: measured
+    assert "sg_cosine" in rule.metrics()
+
+
+def test_l2l_train_logs_the_sg_quality(tmp_path):
+    cfg = compose_config(["experiment=copy_repeat_eprop3", "train.iterations=4", "train.log_every=1",
+                          "rule.sg_quality_every=2", "rule.sg_time=true", "rule.sg_hidden=8", "rule.sg_lambda=0.5",
+                          "rule.sg_warmup=1", "rule.window=1", "train.progress=false", "eval.enabled=false",
+                          "logger=none", f"hydra.run.dir={tmp_path}"])
+    run(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    measured = [r for r in rows if "sg_r2" in r]
+    assert measured and all(-1.0 <= r["sg_cosine"] <= 1.0 for r in measured)
