@@ -134,3 +134,18 @@ def test_the_bit_error_curve_is_read_and_smoothed_over_the_logged_batches():
 def test_each_run_keeps_its_training_bit_errors(runs):
     first = read_run(run_dirs(runs)[0])
     assert first["curve"]["bit_error"] == [0.1, 0.1, 0.1, 0.1]          # the eval line (no stage) is not a batch
+
+
+def test_the_synthetic_gradients_measured_quality_is_read_and_drawn(tmp_path):
+    run = make_run(tmp_path / "eprop3_0", "eprop3", 4, 0, [(0, 1.0, 0), (10, 2.0, 0), (20, 3.0, 1)], 1, 4.0)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    rows[0].update(sg_cosine=0.0, sg_r2=-0.5)
+    rows[2].update(sg_cosine=0.4, sg_r2=0.1)
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    plain = make_run(tmp_path / "tbptt_0", "tbptt", 4, 0, [(0, 1.0, 0), (20, 3.0, 0)], 0, 4.0)
+    assert read_run(run)["sg_quality"] == {"iteration": [0, 20], "cosine": [0.0, 0.4], "r2": [-0.5, 0.1]}
+    assert read_run(plain)["sg_quality"] is None
+    write_report([run, plain], tmp_path / "docs", "cr")
+    assert (tmp_path / "docs" / "figures" / "cr_sg_quality.png").read_bytes()[:4] == b"\x89PNG"
+    data = json.loads((tmp_path / "docs" / "data" / "cr.json").read_text())
+    assert data["runs"][0]["sg_quality"]["r2"] == [-0.5, 0.1]

@@ -12,7 +12,9 @@ and ``summary.json``
 (``curriculum.stage``, ``wall_time_s``). Writes ``<out>/data/<name>.json`` (every run and the table below) and
 ``<out>/figures/<name>.png`` (the stage reached and the training batches' bit error against iteration and
 against wall time, one color per (rule, Δ), one thin line per seed), and prints the table as Markdown for
-docs/eprop3.md.
+docs/eprop3.md. Runs that measured their synthetic gradient (``rule.sg_quality_every``: ``sg_cosine`` and ``sg_r2``
+in metrics.jsonl) add ``<out>/figures/<name>_sg_quality.png``: its cosine and R² against the true border gradients
+over the iterations, and the data holds the series.
 
 **Stages passed and the longest solved** (what ``outer_loop/algorithm/curriculum.py`` does: stage k is left for k + 1
 after ``patience`` consecutive training batches with ``bit_error`` ≤ ``threshold``; the last stage is never left):
@@ -110,6 +112,9 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
     time_s = [float(r.get("seconds", r.get("time_s", math.nan))) for r in records]   # time_s: before 0.3
     stage = [int(r["stage"]) for r in records]
     bit_error = [float(r.get("bit_error", math.nan)) for r in records]
+    quality = {"iteration": [int(r["iteration"]) for r in records if "sg_r2" in r],
+               "cosine": [float(r["sg_cosine"]) for r in records if "sg_r2" in r],
+               "r2": [float(r["sg_r2"]) for r in records if "sg_r2" in r]}
     if summary is not None:
         if "curriculum" not in summary:
             raise ValueError(f"{summary_path}: no curriculum (not a run with train.curriculum.stages)")
@@ -132,7 +137,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             "stages_passed": passed, "length": int(last["length"]), "repeats": int(last["max_repeats"]),
             "length_x_repeats": int(last["length"]) * int(last["max_repeats"]), "wall_time_s": wall,
             "iterations": iteration[-1] + 1, "curve": {"iteration": iteration, "time_s": time_s, "stage": stage,
-                                                              "bit_error": bit_error}}
+                                                              "bit_error": bit_error},
+            "sg_quality": quality if quality["iteration"] else None}
 
 
 def _order(key: tuple[str, int | None]) -> tuple[int, str, int]:
@@ -219,6 +225,34 @@ def figure(runs: Sequence[dict[str, Any]], window: int = 20) -> Figure:
     return fig
 
 
+def sg_quality_figure(runs: Sequence[dict[str, Any]]) -> Figure:
+    """The synthetic gradient's cosine (left) and R² (right) against the true border gradients over the iterations,
+    for the runs that measured it (``rule.sg_quality_every``): a color per (rule, Δ), a thin line per seed;
+    R² = 0 (what SG = 0 scores at best) dashed."""
+    fig = Figure(figsize=(11.0, 4.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    cosine_ax, r2_ax = fig.subplots(1, 2)
+    measured = [r for r in runs if r["sg_quality"]]
+    keys = sorted({(r["rule"], r["window"]) for r in measured}, key=_order)
+    colors = {key: f"C{k % 10}" for k, key in enumerate(keys)}
+    labelled: set[tuple[str, int | None]] = set()
+    for run in measured:
+        key = (run["rule"], run["window"])
+        q = run["sg_quality"]
+        label = _label(*key) if key not in labelled else None
+        labelled.add(key)
+        cosine_ax.plot(q["iteration"], q["cosine"], lw=0.9, color=colors[key], label=label)
+        r2_ax.plot(q["iteration"], q["r2"], lw=0.9, color=colors[key])
+    r2_ax.axhline(0.0, color="gray", ls="--", lw=0.8)
+    cosine_ax.set(xlabel="iteration", ylabel="cosine(SG, true border gradient)")
+    r2_ax.set(xlabel="iteration", ylabel="R² of SG against the true border gradient", ylim=(-2.0, 1.0))
+    for ax in (cosine_ax, r2_ax):
+        ax.grid(alpha=0.3)
+    cosine_ax.legend(fontsize=7)
+    fig.suptitle("synthetic gradient quality on the training batches (a BPTT pass on the same batch)", fontsize=9)
+    return fig
+
+
 def _pm(stat: dict[str, float | None], digits: int = 1) -> str:
     return f"{stat['mean']:.{digits}f} ± " + ("–" if stat["std"] is None else f"{stat['std']:.{digits}f}")
 
@@ -240,7 +274,7 @@ def write_report(paths: Sequence[str | Path], out: Path, name: str) -> list[dict
     rows = table(runs)
     per_run = [{k: r[k] for k in ("run_dir", "rule", "window", "seed", "finished", "stage_reached", "final_streak",
                                   "stages_passed", "length", "repeats", "length_x_repeats", "wall_time_s",
-                                  "iterations")} for r in runs]
+                                  "iterations", "sg_quality")} for r in runs]
     first_logged = {}
     for r in runs:
         c, seen = r["curve"], {}
@@ -256,6 +290,8 @@ def write_report(paths: Sequence[str | Path], out: Path, name: str) -> list[dict
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "data" / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     figure(runs).savefig(out / "figures" / f"{name}.png", dpi=120)
+    if any(r["sg_quality"] for r in runs):
+        sg_quality_figure(runs).savefig(out / "figures" / f"{name}_sg_quality.png", dpi=120)
     return rows
 
 
