@@ -191,3 +191,46 @@ def test_l2l_train_logs_the_sg_quality(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     measured = [r for r in rows if "sg_r2" in r]
     assert measured and all(-1.0 <= r["sg_cosine"] <= 1.0 for r in measured)
+
+
+@pytest.fixture(scope="module")
+def tiny_eprop3_run(tmp_path_factory):
+    path = tmp_path_factory.mktemp("eprop3_run")
+    cfg = compose_config(["experiment=copy_repeat_eprop3", "train.iterations=3", "rule.window=1",
+                          "network.n_hidden=8", "train.progress=false", "eval.enabled=false", "logger=none",
+                          f"hydra.run.dir={path}"])
+    run(cfg, path)
+    return path
+
+
+def test_sg_fit_trains_an_sg_on_the_frozen_network_and_scores_it(tiny_eprop3_run, tmp_path, capsys):
+    from l2l.outer_loop.checkpoint import read_checkpoint
+    from l2l.outer_loop.reports.sg_fit import main
+
+    before = read_checkpoint(tiny_eprop3_run / "checkpoints" / "last.pt")["network"]
+    assert main([str(tiny_eprop3_run), "--trials", "10", "--every", "5", "--sg-hidden", "0,4", "--sg-lambda", "1",
+                 "--sg-lr", "1e-3", "--probe", "8", "--out", str(tmp_path)]) == 0
+    record = json.loads((tmp_path / "sg_fit.json").read_text())
+    assert set(record["series"]) == {"h0_lambda1_lr0.001", "h4_lambda1_lr0.001"}
+    for series in record["series"].values():
+        assert [s["trial"] for s in series] == [0, 5, 10]
+        assert all(-1.0 <= s["cosine"] <= 1.0 and s["r2"] == s["r2"] for s in series)
+    assert (tmp_path / "sg_fit.png").read_bytes()[:4] == b"\x89PNG"
+    assert "h4_lambda1_lr0.001: after 10 trials cosine" in capsys.readouterr().out
+    after = read_checkpoint(tiny_eprop3_run / "checkpoints" / "last.pt")["network"]
+    assert all(torch.equal(before[k], after[k]) for k in before)          # the run is read, never written
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--sg-lambda", "2"], "--sg-lambda='2' is not allowed: each λ must be in [0, 1]"),
+    (["--sg-lr", "0"], "--sg-lr='0' is not allowed: each rate must be > 0"),
+    (["--stage", "99"], "--stage=99 is not allowed: the run has 15 curriculum stages"),
+    (["--trials", "0"], "--trials=0 is not allowed"),
+])
+def test_sg_fit_bad_input_stops_in_one_line(tiny_eprop3_run, capsys, argv, message):
+    from l2l.outer_loop.reports.sg_fit import main
+
+    with pytest.raises(SystemExit) as stop:
+        main([str(tiny_eprop3_run), *argv])
+    err = capsys.readouterr().err
+    assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
