@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-all run demo verify bench lint clean
+.PHONY: install test test-all run demo verify bench gpu-check lint clean
 
 install: $(STAMP)
 
@@ -37,6 +37,9 @@ verify: install
 
 bench: install   # writes outputs/bench/bench.json and scaling.png
 	$(BIN)/l2l-bench --out outputs/bench
+
+gpu-check: install   # on a CUDA machine: pytest -m cuda, the fixture in float64 on the GPU, l2l-bench meta at two sizes
+	$(BIN)/python -m l2l.outer_loop.bench.gpu_check --out outputs/gpu_check.json
 
 lint: install
 	$(BIN)/ruff check .

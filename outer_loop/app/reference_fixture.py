@@ -11,7 +11,7 @@ feeds its clock and coded targets instead of sampling them, runs one outer itera
 relative error of every quantity. With ``semantics=reference`` they agree to round-off; with
 ``semantics=paper`` (or any one switch of it) they differ, which is what makes the fixture a test.
 
-    python -m l2l.outer_loop.app.reference_fixture [--fixture PATH] [--json]   # comparison, per-switch table
+    python -m l2l.outer_loop.app.reference_fixture [--fixture PATH] [--json] [--device cuda]   # comparison, switches
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from l2l.command_line import CommandParser
+from l2l.device import resolve_device
 from l2l.outer_loop.algorithm.meta import MetaLearner
 from l2l.outer_loop.app.build import build_meta, build_task
 from l2l.outer_loop.app.compose import compose_config
@@ -139,9 +140,12 @@ def fixture_inputs(fixture: dict) -> tuple[ArmEpisode, torch.Tensor]:
     return episode, codes
 
 
-def reproduce(meta: MetaLearner, fixture: dict) -> Comparison:
-    """Run one outer iteration of ``meta`` (from :func:`build_fixture_meta`) on the fixture and compare."""
+def reproduce(meta: MetaLearner, fixture: dict, device: str | torch.device = "cpu") -> Comparison:
+    """Run one outer iteration of ``meta`` (from :func:`build_fixture_meta`) on the fixture, on ``device`` (the meta
+    is moved there; float64 on a GPU too), and compare."""
     episode, codes = fixture_inputs(fixture)
+    meta = meta.to(device)
+    episode, codes = episode.to(device), codes.to(device)
     if not torch.equal(episode.inputs, meta.family.clock.to(episode.inputs).expand_as(episode.inputs)):
         raise ValueError("the fixture's clock is not the arm family's clock: the configs disagree")
     step = meta(episode, codes=codes if meta.error_module_in_test else codes[:1])
@@ -172,7 +176,7 @@ def reproduce(meta: MetaLearner, fixture: dict) -> Comparison:
     for name in SPIKES:
         mine = ours[name]
         result.spikes_equal[name] = mine is not None and torch.equal(
-            mine.detach(), torch.from_numpy(fixture[name].astype(np.float64)))
+            mine.detach().cpu(), torch.from_numpy(fixture[name].astype(np.float64)))
     for name in SIGNALS_AND_OUTPUTS + LOSSES:
         mine = ours[name]
         result.rel_err[name] = math.inf if mine is None else _relative(mine, fixture[name])
@@ -184,7 +188,7 @@ def reproduce(meta: MetaLearner, fixture: dict) -> Comparison:
 def _relative(mine: torch.Tensor, theirs: np.ndarray) -> float:
     """‖a − b‖ / ‖b‖ (inf if b = 0 and a ≠ 0)."""
     b = torch.from_numpy(np.asarray(theirs, dtype=np.float64))
-    a = mine.detach().to(torch.float64).reshape(b.shape)
+    a = mine.detach().to("cpu", torch.float64).reshape(b.shape)
     diff, norm = float((a - b).norm()), float(b.norm())
     return diff / norm if norm > 0 else (0.0 if diff == 0 else math.inf)
 
@@ -215,7 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fixture", type=Path, default=default_fixture_path(),
                         help=f"path of {FIXTURE_NAME} (default: tests/data/ of the source checkout)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.add_argument("--device", default="cpu", help="cpu | cuda[:N] (float64 on either)")
     args = parser.parse_args(argv)
+    try:
+        device = resolve_device(args.device, "--device")
+    except ValueError as error:
+        parser.error(str(error))
     if args.fixture is None or not Path(args.fixture).is_file():
         print(f"error: --fixture {args.fixture}: no such file (it is tests/data/{FIXTURE_NAME} of the source "
               "checkout)", file=sys.stderr)
@@ -224,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     fixture = load_fixture(args.fixture)
     report = {}
     for backend in ("explicit", "higher"):
-        c = reproduce(build_fixture_meta(fixture, "reference", backend), fixture)
+        c = reproduce(build_fixture_meta(fixture, "reference", backend), fixture, device)
         report[backend] = {"spikes_equal": c.spikes_equal, "rel_err": c.rel_err, "ok": c.ok()}
     report["switches"] = switch_effects(fixture)
     if args.json:
