@@ -93,13 +93,16 @@ class CopyRepeat(TaskFamily):
         )
 
     def loss(self, output: torch.Tensor, episode: Episode) -> TaskLoss:
-        """Binary cross-entropy with logits over the answer period; metric ``bit_error``."""
+        """Binary cross-entropy with logits over the answer period; metric ``bit_error`` (the fraction of wrong answer
+        bits), also ``bits_wrong`` (wrong answer bits per sequence)."""
         self.check_output(output, episode)
         target = episode.target.to(output)
         bce = torch.nn.functional.binary_cross_entropy_with_logits(output, target, reduction="none")
         per_task = masked_mean(bce, episode.mask)
         wrong = ((output.detach() > 0).to(output) != target).to(output)
-        return TaskLoss(per_task, {"bit_error": masked_mean(wrong, episode.mask), "bce": per_task.detach()})
+        bits_wrong = (wrong * episode.mask.to(output).unsqueeze(-1)).sum(dim=(1, 2))
+        return TaskLoss(per_task, {"bit_error": masked_mean(wrong, episode.mask), "bce": per_task.detach(),
+                                   "bits_wrong": bits_wrong})
 
     def plot(self, episode: Episode, output: torch.Tensor | None = None, index: int = 0) -> Figure:
         """Input, target and (if given) sigmoid(output) as images over time."""

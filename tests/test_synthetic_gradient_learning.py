@@ -234,3 +234,27 @@ def test_sg_fit_bad_input_stops_in_one_line(tiny_eprop3_run, capsys, argv, messa
         main([str(tiny_eprop3_run), *argv])
     err = capsys.readouterr().err
     assert stop.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_probe_stages_are_scored_at_every_evaluation(tmp_path):
+    cfg = compose_config(["experiment=copy_repeat_bptt", "train.iterations=4", "train.log_every=1",
+                          "train.eval_every=2", "network.n_hidden=8", "train.curriculum.probe_stages=[2,4]",
+                          "train.progress=false", "logger=none", f"hydra.run.dir={tmp_path}"])
+    run(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    probed = [r for r in rows if "probe4_bits_wrong" in r]
+    assert [r["iteration"] for r in probed] == [0, 2, 3]
+    assert all(0.0 <= r["probe2_bit_error"] <= 1.0 and r["probe4_bits_wrong"] >= 0 for r in probed)
+
+
+@pytest.mark.parametrize("probes, message", [
+    ("[99]", "train.curriculum.probe_stages=[99] is not allowed: each must be a stage index in [0, 15)"),
+    ("[-1]", "train.curriculum.probe_stages=[-1] is not allowed"),
+])
+def test_bad_probe_stages_are_refused_before_training(probes, message):
+    from l2l.outer_loop.app.train import preflight
+
+    cfg = compose_config(["experiment=copy_repeat_bptt", f"train.curriculum.probe_stages={probes}"])
+    with pytest.raises(ValueError) as error:
+        preflight(cfg)
+    assert message in str(error.value)

@@ -99,3 +99,17 @@ def test_plot(tmp_path):
     assert len(fig.axes) == 3
     fig.savefig(tmp_path / "copy.png")
     assert (tmp_path / "copy.png").stat().st_size > 3_000
+
+
+def test_bits_wrong_counts_the_wrong_answer_bits_of_each_sequence():
+    family = CopyRepeat(width=3, length=2, max_repeats=2)
+    episode = family.sample(4, torch.Generator().manual_seed(0))
+    perfect = torch.where(episode.target > 0.5, 10.0, -10.0)
+    assert family.loss(perfect, episode).metrics["bits_wrong"].tolist() == [0.0] * 4
+    flipped = -perfect
+    answer_bits = (episode.mask.unsqueeze(-1) * torch.ones_like(episode.target)).sum(dim=(1, 2))
+    assert torch.equal(family.loss(flipped, episode).metrics["bits_wrong"], answer_bits)
+    one = perfect.clone()
+    t = int(episode.mask[0].nonzero()[0])
+    one[0, t, 0] = -one[0, t, 0]
+    assert family.loss(one, episode).metrics["bits_wrong"].tolist() == [1.0, 0.0, 0.0, 0.0]

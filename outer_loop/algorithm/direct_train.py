@@ -38,12 +38,13 @@ from l2l.validation import require_nonnegative_int, require_size
 class DirectSettings:
     """``batch_size`` episodes per iteration; the held-out batch (``eval_batch_size`` episodes drawn from
     ``eval_seed``; with a curriculum, one per stage) is scored every ``eval_every`` iterations (0: only at the
-    end)."""
+    end); so are the held-out batches of the curriculum's ``probe_stages`` (``probe<k>_*`` keys)."""
 
     batch_size: int = 16
     eval_every: int = 0
     eval_batch_size: int = 64
     eval_seed: int = 2
+    probe_stages: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         require_size("train.batch_size", self.batch_size)
@@ -112,10 +113,18 @@ class DirectStepper:
         """The held-out batch of the current stage (drawn once per stage from ``eval_seed``)."""
         if self.curriculum is None:
             return self.eval_episode
-        stage = self.curriculum.stage
+        return self.stage_eval(self.curriculum.stage)
+
+    def stage_eval(self, stage: int) -> Episode:
+        """The held-out batch of curriculum stage ``stage`` (drawn once from ``eval_seed``)."""
         if stage not in self._stage_eval:
             g = torch.Generator().manual_seed(self.settings.eval_seed)
-            self._stage_eval[stage] = self.curriculum.sample(self.settings.eval_batch_size, g).to(self.device)
+            current = self.curriculum.stage
+            self.curriculum.stage = stage                 # sample that stage's family, padded as in training
+            try:
+                self._stage_eval[stage] = self.curriculum.sample(self.settings.eval_batch_size, g).to(self.device)
+            finally:
+                self.curriculum.stage = current
         return self._stage_eval[stage]
 
     def step(self, iteration: int, data: torch.Generator, guard: DivergenceGuard,
@@ -153,6 +162,9 @@ class DirectStepper:
         if held_out is not None and every > 0 and (iteration % every == 0 or iteration + 1 == self.iterations):
             summary, _ = evaluate(network, family, held_out)
             record.update({f"eval_{k}": v for k, v in summary.items()})
+            for stage in self.settings.probe_stages if self.curriculum is not None else ():
+                probe, _ = evaluate(network, self.curriculum.families[stage], self.stage_eval(stage))
+                record.update({f"probe{stage}_{k}": v for k, v in probe.items()})
         return record
 
     def final_evaluation(self) -> dict[str, float]:

@@ -156,12 +156,14 @@ class EvalConfig:
 class CurriculumConfig:
     """Stages of task-parameter overrides (outer_loop/algorithm/curriculum.py; empty: no curriculum). The next stage
     starts after ``patience`` consecutive training batches with ``metric`` (default the family's) at or below
-    ``threshold``."""
+    ``threshold``. ``probe_stages``: stages whose held-out batches are also scored at every evaluation, whatever
+    the current stage (``probe<k>_<metric>`` in metrics.jsonl): a continuous measure that every rule shares."""
 
     stages: list[dict[str, Any]] = field(default_factory=list)
     metric: str | None = None
     threshold: float = 0.05
     patience: int = 1
+    probe_stages: list[int] = field(default_factory=list)
 
 
 @dataclass

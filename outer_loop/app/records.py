@@ -39,4 +39,4 @@ def direct_settings(cfg: Any) -> DirectSettings:
     """One direct-training iteration, from ``train`` (the held-out batch from ``seed`` + 2)."""
     t = cfg.train
     return DirectSettings(batch_size=t.batch_size, eval_every=t.eval_every, eval_batch_size=t.eval_batch_size,
-                          eval_seed=int(cfg.seed) + 2)
+                          eval_seed=int(cfg.seed) + 2, probe_stages=tuple(int(k) for k in t.curriculum.probe_stages))

@@ -343,8 +343,16 @@ def write_outputs(cfg: DictConfig, run_dir: Path, stepper: DirectStepper, result
 def build_curriculum(cfg: DictConfig) -> Curriculum | None:
     """The curriculum of ``train.curriculum`` (None without stages); each stage's overrides on ``task``."""
     node = cfg.train.curriculum
+    probes = list(node.get("probe_stages") or [])
     if not node.stages:
+        if probes:
+            raise ValueError(f"train.curriculum.probe_stages={probes!r} is not allowed without "
+                             "train.curriculum.stages")
         return None
+    bad = [k for k in probes if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k < len(node.stages)]
+    if bad:
+        raise ValueError(f"train.curriculum.probe_stages={probes!r} is not allowed: each must be a stage index in "
+                         f"[0, {len(node.stages)})")
     base = OmegaConf.to_container(cfg.task, resolve=True)
     stages = OmegaConf.to_container(node.stages, resolve=True)
     for k, stage in enumerate(stages):
