@@ -138,7 +138,8 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
             "length_x_repeats": int(last["length"]) * int(last["max_repeats"]), "wall_time_s": wall,
             "iterations": iteration[-1] + 1, "curve": {"iteration": iteration, "time_s": time_s, "stage": stage,
                                                               "bit_error": bit_error},
-            "sg_quality": quality if quality["iteration"] else None}
+            "sg_quality": quality if quality["iteration"] else None,
+            "options": {k: v for k, v in rule.items() if k.startswith("sg_")}}
 
 
 def _order(key: tuple[str, int | None]) -> tuple[int, str, int]:
@@ -225,10 +226,17 @@ def figure(runs: Sequence[dict[str, Any]], window: int = 20) -> Figure:
     return fig
 
 
-def sg_quality_figure(runs: Sequence[dict[str, Any]]) -> Figure:
+def _options_label(run: dict[str, Any]) -> str:
+    o = run["options"]
+    units = int(o.get("sg_hidden", 0))
+    return (f"{'linear' if units == 0 else f'{units} units'}{' + time' if o.get('sg_time') else ''}, "
+            f"λ {o.get('sg_lambda', 0)}, lr {o.get('sg_lr')}, warm-up {o.get('sg_warmup', 0)}")
+
+
+def sg_quality_figure(runs: Sequence[dict[str, Any]], by_options: bool = False) -> Figure:
     """The synthetic gradient's cosine (left) and R² (right) against the true border gradients over the iterations,
-    for the runs that measured it (``rule.sg_quality_every``): a color per (rule, Δ), a thin line per seed;
-    R² = 0 (what SG = 0 scores at best) dashed."""
+    for the runs that measured it (``rule.sg_quality_every``): a color per (rule, Δ) (``by_options``: per run, labelled
+    by its SG options), a thin line per seed; R² = 0 (what SG = 0 scores at best) dashed."""
     fig = Figure(figsize=(11.0, 4.0), layout="constrained")
     FigureCanvasAgg(fig)
     cosine_ax, r2_ax = fig.subplots(1, 2)
@@ -236,13 +244,16 @@ def sg_quality_figure(runs: Sequence[dict[str, Any]]) -> Figure:
     keys = sorted({(r["rule"], r["window"]) for r in measured}, key=_order)
     colors = {key: f"C{k % 10}" for k, key in enumerate(keys)}
     labelled: set[tuple[str, int | None]] = set()
-    for run in measured:
+    for index, run in enumerate(measured):
         key = (run["rule"], run["window"])
         q = run["sg_quality"]
-        label = _label(*key) if key not in labelled else None
+        if by_options:
+            label, color, style = _options_label(run), f"C{index % 10}", "-" if index < 10 else ":"
+        else:
+            label, color, style = (_label(*key) if key not in labelled else None), colors[key], "-"
         labelled.add(key)
-        cosine_ax.plot(q["iteration"], q["cosine"], lw=0.9, color=colors[key], label=label)
-        r2_ax.plot(q["iteration"], q["r2"], lw=0.9, color=colors[key])
+        cosine_ax.plot(q["iteration"], q["cosine"], lw=0.9, color=color, ls=style, label=label)
+        r2_ax.plot(q["iteration"], q["r2"], lw=0.9, color=color, ls=style)
     r2_ax.axhline(0.0, color="gray", ls="--", lw=0.8)
     cosine_ax.set(xlabel="iteration", ylabel="cosine(SG, true border gradient)")
     r2_ax.set(xlabel="iteration", ylabel="R² of SG against the true border gradient", ylim=(-2.0, 1.0))
@@ -251,6 +262,26 @@ def sg_quality_figure(runs: Sequence[dict[str, Any]]) -> Figure:
     cosine_ax.legend(fontsize=7)
     fig.suptitle("synthetic gradient quality on the training batches (a BPTT pass on the same batch)", fontsize=9)
     return fig
+
+
+SG_OPTIONS = ("sg_hidden", "sg_time", "sg_lambda", "sg_lr", "sg_warmup")
+"""The rule options of a learned synthetic gradient that the SG-quality table shows."""
+
+
+def sg_quality_table(runs: Sequence[dict[str, Any]], options: Sequence[str] = SG_OPTIONS) -> str:
+    """One row per run that measured its SG: its rule options, the last measurement's cosine and R², the mean R²
+    over the last quarter of the measurements, and the stage reached."""
+    lines = ["| rule | " + " | ".join(options) + " | cosine (last) | R² (last) | R² (mean, last quarter) | "
+             "stage reached |", "|---|" + "---|" * (len(options) + 4)]
+    for run in runs:
+        q = run["sg_quality"]
+        if not q:
+            continue
+        tail = q["r2"][len(q["r2"]) * 3 // 4:]
+        values = [str(run["options"].get(o, "–")) for o in options]
+        lines.append(f"| `{run['rule']}` | " + " | ".join(values) + f" | {q['cosine'][-1]:.2f} | {q['r2'][-1]:.2f} | "
+                     f"{sum(tail) / len(tail):.2f} | {run['stage_reached']} |")
+    return "\n".join(lines)
 
 
 def _pm(stat: dict[str, float | None], digits: int = 1) -> str:
@@ -304,12 +335,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--name", default="eprop3_copy_repeat",
                         help="the report's file name (data/NAME.json, figures/NAME.png)")
+    parser.add_argument("--sg-quality-only", action="store_true",
+                        help="runs that differ in their synthetic gradient's options (same rule, Δ and seed allowed): "
+                             "only the SG-quality table, data/NAME.json and figures/NAME.png")
     args = parser.parse_args(argv)
+    if args.sg_quality_only:
+        try:
+            runs = [read_run(d) for d in run_dirs(args.run_dirs)]
+        except ValueError as error:
+            parser.exit(2, f"{parser.prog}: error: {error}\n")
+        if not any(r["sg_quality"] for r in runs):
+            parser.exit(2, f"{parser.prog}: error: no run measured its synthetic gradient (rule.sg_quality_every)\n")
+        (args.out / "data").mkdir(parents=True, exist_ok=True)
+        (args.out / "figures").mkdir(parents=True, exist_ok=True)
+        keep = ("run_dir", "rule", "window", "seed", "options", "stage_reached", "sg_quality")
+        data = {"runs": [{k: r[k] for k in keep} for r in runs if r["sg_quality"]]}
+        (args.out / "data" / f"{args.name}.json").write_text(json.dumps(data, indent=1) + "\n")
+        sg_quality_figure(runs, by_options=True).savefig(args.out / "figures" / f"{args.name}.png", dpi=120)
+        print(sg_quality_table(runs))
+        return 0
     try:
         rows = write_report(args.run_dirs, args.out, args.name)
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print("\n".join(markdown(rows)))
+    runs = [read_run(d) for d in run_dirs(args.run_dirs)]
+    if any(r["sg_quality"] for r in runs):
+        print()
+        print(sg_quality_table(runs))
     return 0
 
 

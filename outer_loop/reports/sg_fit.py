@@ -88,6 +88,20 @@ def fit(cfg: Any, network: Any, source: Any, hidden: int, lam: float, lr: float,
     return series
 
 
+def markdown(record: dict[str, Any]) -> str:
+    """One row per grid point: the SG, λ, its learning rate, cosine and R² after the last trial, the best R²."""
+    lines = [f"| SG | λ | sg_lr | cosine after {record['trials']} trials | R² after {record['trials']} trials | "
+             "best R² |", "|---|---|---|---|---|---|"]
+    for label, series in record["series"].items():
+        hidden, lam, lr = label.split("_")
+        units = int(hidden[1:])
+        kind = "linear" if units == 0 else f"{units} tanh units + time"
+        last = series[-1]
+        lines.append(f"| {kind} | {lam[len('lambda'):]} | {lr[len('lr'):]} | {last['cosine']:.3f} | {last['r2']:.3f} | "
+                     f"{max(s['r2'] for s in series):.3f} |")
+    return "\n".join(lines)
+
+
 def figure(results: dict[str, list[dict[str, float]]]) -> Any:
     """R² against trials, one line per grid point; R² = 0 dashed."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -170,6 +184,7 @@ def main(argv: list[str] | None = None) -> int:
               "series": results}
     (out / "sg_fit.json").write_text(json.dumps(record, indent=1) + "\n", encoding="utf-8")
     figure(results).savefig(out / "sg_fit.png", dpi=110)
+    print(markdown(record))
     return 0
 
 
