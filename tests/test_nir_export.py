@@ -219,3 +219,20 @@ def test_l2l_export_takes_a_checkpoint_file(tmp_path, capsys):
     code, text, _ = export(str(checkpoint), "--out", str(tmp_path / "m.nir"), "--tasks", "1", capsys=capsys)
     assert code == 0 and "l2l_neuron: identical spike bins 1.0000" in text
     assert nir.read(tmp_path / "m.nir").metadata["model"] == "arm_one_shot"     # the name the checkpoint records
+
+
+def test_l2l_export_takes_a_directly_trained_network(tmp_path, capsys):
+    from l2l.outer_loop.app.compose import compose_config
+    from l2l.outer_loop.app.train import run
+
+    run_dir = tmp_path / "pattern"
+    cfg = compose_config(["experiment=pattern_eprop", "train.iterations=2", "network.n_hidden=12", "task.n_steps=60",
+                          "train.progress=false", "eval.enabled=false", "logger=none", f"hydra.run.dir={run_dir}"])
+    run(cfg, run_dir)
+    code, text, _ = export(str(run_dir), "--out", str(tmp_path / "p.nir"), "--tasks", "2", "--json", capsys=capsys)
+    assert code == 0
+    result = json.loads(text)
+    assert result["metric"] == "nmse" and result["agreement"]["l2l_neuron"]["identical_spike_bins"] == 1.0
+    assert nir.read(tmp_path / "p.nir").nodes["layers.0.lif"].tau.shape == (12,)
+    code, _, err = export(str(run_dir), "--out", str(tmp_path / "q.nir"), "--adapted-to", "circle", capsys=capsys)
+    assert code == 2 and "a directly trained network has no one-shot update" in err

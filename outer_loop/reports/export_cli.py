@@ -4,13 +4,15 @@
     l2l-export arm_one_shot --format nir --out circle.nir --adapted-to circle   # after one e-prop update
     l2l-export outputs/my_run --format nir --out my.nir --json
 
-MODEL is a shipped name, a run dir or a checkpoint. The graph (input, recurrent LIF layers, leaky readout;
-:mod:`l2l.nir_export`) is written with ``nir.write`` and read back with ``nir.read``. Then both are simulated
-on the model's input of ``--tasks`` held-out tasks (or the target): l2l in float64, and the read-back graph by
-an independent NIR simulator (:mod:`l2l.nir_simulation`) as NIR defines the neuron (forward-Euler and exact
-integration), and with l2l's neuron from the graph's metadata (a control that must agree exactly). Printed
-(``--json``: as JSON): the fraction of identical spike bins, of l2l's spikes reproduced, the spike counts, the
-output's relative RMS error and the task's metric of each output.
+MODEL is a shipped name, a run dir or a checkpoint: of e-prop 2 meta-training (the learner is exported), or of
+direct training (``mode=direct``, e.g. ``experiment=pattern_eprop``: the trained network; ``--adapted-to`` needs an
+e-prop 2 model). The graph (input, recurrent LIF layers, leaky readout; :mod:`l2l.nir_export`) is written with
+``nir.write`` and read back with ``nir.read``. Then both are simulated on the model's input of ``--tasks`` held-out
+tasks (or the target): l2l in float64, and the read-back graph by an independent NIR simulator
+(:mod:`l2l.nir_simulation`) as NIR defines the neuron (forward-Euler and exact integration), and with l2l's neuron
+from the graph's metadata (a control that must agree exactly). Printed (``--json``: as JSON): the fraction of
+identical spike bins, of l2l's spikes reproduced, the spike counts, the output's relative RMS error and the task's
+metric of each output.
 """
 
 from __future__ import annotations
@@ -41,6 +43,29 @@ def within(spikes: np.ndarray, steps: int) -> np.ndarray:
     padded = np.pad(spikes, ((0, 0), (steps, steps), (0, 0)))
     length = spikes.shape[1]
     return np.max([padded[:, k:k + length] for k in range(2 * steps + 1)], axis=0)
+
+
+def load_direct(model: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(network, task family, info) of a direct-training run dir or checkpoint; CheckpointError otherwise."""
+    from l2l.outer_loop.app.build import build_network, build_task
+    from l2l.outer_loop.app.config import saved_config
+    from l2l.outer_loop.app.train import build_curriculum
+    from l2l.outer_loop.checkpoint import read_checkpoint
+    from l2l.outer_loop.reports.pretrained import resolve
+
+    path = resolve(model)
+    state = read_checkpoint(path, ("network", "config"), "an l2l model (e-prop 2 or direct training)")
+    try:
+        cfg = saved_config(state["config"])
+        curriculum = build_curriculum(cfg)
+        family = curriculum.largest if curriculum is not None else build_task(cfg.task)
+        network = build_network(cfg.network, family)
+        network.load_state_dict(state["network"])
+    except Exception as error:
+        raise CheckpointError(f"checkpoint {str(path)!r}: its config and weights do not build a network "
+                              f"({error})") from None
+    in_run_dir = path.name == "last.pt" and path.parent.name == "checkpoints"
+    return network.eval(), family, {"name": path.parent.parent.name if in_run_dir else path.stem}
 
 
 def adapted_weights(meta: Any, target: str, seed: int) -> tuple[dict[str, torch.Tensor], Any, dict[str, float]]:
@@ -138,30 +163,36 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"l2l-export: error: {error}\n")
     try:
         meta, _, info = load_pretrained(args.model)
+        learner, family = meta.learner, meta.family
     except CheckpointError as error:
-        parser.exit(2, f"l2l-export: error: {error}\n")
+        try:                                  # not an e-prop 2 model: a directly trained network?
+            meta, (learner, family, info) = None, load_direct(args.model)
+        except CheckpointError:
+            parser.exit(2, f"l2l-export: error: {error}\n")
     scores = None
     try:
         if args.adapted_to is not None:
+            if meta is None:
+                raise ValueError(f"--adapted-to={args.adapted_to!r} is not allowed with {args.model!r}: a directly "
+                                 "trained network has no one-shot update (give an e-prop 2 model)")
             weights, episode, scores = adapted_weights(meta, args.adapted_to, args.seed)
         else:
-            weights, episode = None, meta.family.sample(args.tasks, torch.Generator().manual_seed(args.seed))
-        graph = network_to_nir(meta.learner, weights, metadata={"model": info["name"], "l2l_version": __version__,
-                                                                  "adapted_to": args.adapted_to or ""})
+            weights, episode = None, family.sample(args.tasks, torch.Generator().manual_seed(args.seed))
+        graph = network_to_nir(learner, weights, metadata={"model": info["name"], "l2l_version": __version__,
+                                                             "adapted_to": args.adapted_to or ""})
     except ValueError as error:
         parser.error(str(error))
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_name(out.name + ".partial")
     nir.write(partial, graph)
     partial.replace(out)
-    learner = meta.learner
     if weights is not None:
         with torch.no_grad():
             for name, value in learner.named_parameters():
                 value.copy_(weights.get(name, value))
     result = {"model": info["name"], "format": args.format, "out": str(out), "adapted_to": args.adapted_to,
-              "one_shot": scores, "tasks": episode.batch_size, "metric": meta.family.metric,
-              "agreement": agreement(learner, nir.read(out), episode, meta.family)}
+              "one_shot": scores, "tasks": episode.batch_size, "metric": family.metric,
+              "agreement": agreement(learner, nir.read(out), episode, family)}
     print(json.dumps(result, indent=2) if args.json else "\n".join(report_lines(result)))
     return 0
 
