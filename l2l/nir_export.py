@@ -68,10 +68,10 @@ def network_to_nir(network: RecurrentNetwork, params: Mapping[str, torch.Tensor]
     ValueError naming the layer for a cell NIR cannot hold (ALIF's adaptive threshold, LSTM, RNN)."""
     nir = require_nir()
     weights = _weights(network, params)
+    shapes = {name: tuple(value.shape) for name, value in network.named_parameters()}
     for name, value in weights.items():
-        if value.shape != tuple(dict(network.named_parameters())[name].shape):
-            raise ValueError(f"params[{name!r}] has shape {value.shape}: expected "
-                             f"{tuple(dict(network.named_parameters())[name].shape)} (one task's weights)")
+        if value.shape != shapes[name]:
+            raise ValueError(f"params[{name!r}] has shape {value.shape}: expected {shapes[name]} (one task's weights)")
     dt = float(network.readout.dt)
     nodes: dict[str, Any] = {"input": nir.Input(np.array([network.n_in]))}
     edges: list[tuple[str, str]] = []

@@ -112,19 +112,18 @@ def simulate_nir(graph: Any, inputs: np.ndarray, discretization: str = "euler", 
                 leak = np.asarray(node.v_leak, np.float64)
                 current = np.asarray(node.r, np.float64) * arriving
                 meta = node.metadata or {}
+                v[name] = keep * v[name] + gain * current + (1 - keep) * leak
                 if isinstance(node, nir.LIF) and l2l_neuron and "l2l_reset" in meta:
-                    # l2l's neuron: the previous step's spike is subtracted now; refractory steps block spikes
-                    previous = value[name]
-                    v[name] = keep * v[name] + gain * current + (1 - keep) * leak - node.v_threshold * previous
+                    # l2l's neuron: the previous step's spike (value[name]) is subtracted now; refractory steps
+                    # block spikes
+                    v[name] = v[name] - node.v_threshold * value[name]
                     free = refractory[name] <= 0
                     z = ((v[name] > node.v_threshold) & free).astype(np.float64)
                     refractory[name] = np.maximum(refractory[name] - 1, 0) + meta["l2l_refractory_steps"] * z
                 elif isinstance(node, nir.LIF):
-                    v[name] = keep * v[name] + gain * current + (1 - keep) * leak
                     z = (v[name] > node.v_threshold).astype(np.float64)
                     v[name] = np.where(z > 0, np.asarray(node.v_reset, np.float64), v[name])
                 else:
-                    v[name] = keep * v[name] + gain * current + (1 - keep) * leak
                     z = v[name]
                 value[name] = z
                 potentials[name][:, t] = v[name]

@@ -123,6 +123,11 @@ def _resample(values: np.ndarray, points: int) -> np.ndarray:
     return np.stack([np.interp(points, grid, values[:, d]) for d in range(values.shape[1])], axis=1)
 
 
+def _rate(family: ArmTrajectories, rate_hz: float | None) -> float:
+    """Samples per second of a joint-velocity movement: ``rate_hz``, or one per model time step."""
+    return 1000.0 / family.dt if rate_hz is None else rate_hz
+
+
 def movement_angles(movement: Movement, family: ArmTrajectories, rate_hz: float | None = None, shift: bool = True,
                     scale: float = 1.0, key: str = "target") -> np.ndarray:
     """The movement's joint angles (N', 2) from its start posture on (first row = the start angles for a joint
@@ -131,7 +136,7 @@ def movement_angles(movement: Movement, family: ArmTrajectories, rate_hz: float 
     if not (math.isfinite(scale) and scale > 0):
         raise InvalidValueError(f"{key}_scale", scale, ": it must be a finite number > 0")
     if movement.kind == "joint_velocity":
-        rate = 1000.0 / family.dt if rate_hz is None else rate_hz
+        rate = _rate(family, rate_hz)
         if not (math.isfinite(rate) and rate > 0):
             raise InvalidValueError(f"{key}_rate_hz", rate_hz, ": it must be a finite number > 0 (samples per second)")
         start = np.asarray(arm.start_angles, dtype=np.float64)
@@ -182,7 +187,7 @@ def movement_episode(movement: Movement, family: ArmTrajectories, rate_hz: float
                          omega=omega_t.to(f32), angles=arm_angles.to(f32))
     facts = {"points": int(len(movement.values)),
              "duration_s": None if movement.kind == "endpoint"
-             else len(movement.values) / (1000.0 / family.dt if rate_hz is None else rate_hz),
+             else len(movement.values) / _rate(family, rate_hz),
              "max_displacement_rad": float(np.abs(resampled - start).max()),
              "max_abs_omega_rad_s": float(np.abs(omega).max())}
     return episode, facts

@@ -119,12 +119,8 @@ class DirectStepper:
         """The held-out batch of curriculum stage ``stage`` (drawn once from ``eval_seed``)."""
         if stage not in self._stage_eval:
             g = torch.Generator().manual_seed(self.settings.eval_seed)
-            current = self.curriculum.stage
-            self.curriculum.stage = stage                 # sample that stage's family, padded as in training
-            try:
-                self._stage_eval[stage] = self.curriculum.sample(self.settings.eval_batch_size, g).to(self.device)
-            finally:
-                self.curriculum.stage = current
+            episode = self.curriculum.families[stage].sample(self.settings.eval_batch_size, g)
+            self._stage_eval[stage] = self.curriculum.pad(episode).to(self.device)     # padded as in training
         return self._stage_eval[stage]
 
     def step(self, iteration: int, data: torch.Generator, guard: DivergenceGuard,

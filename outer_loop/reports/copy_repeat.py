@@ -301,7 +301,11 @@ def markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
 
 def write_report(paths: Sequence[str | Path], out: Path, name: str) -> list[dict[str, Any]]:
     """``out/data/<name>.json`` and ``out/figures/<name>.png`` of the runs in ``paths``; returns the table."""
-    runs = [read_run(d) for d in run_dirs(paths)]
+    return write_runs_report([read_run(d) for d in run_dirs(paths)], out, name)
+
+
+def write_runs_report(runs: Sequence[dict[str, Any]], out: Path, name: str) -> list[dict[str, Any]]:
+    """:func:`write_report` of runs already read (:func:`read_run`)."""
     rows = table(runs)
     per_run = [{k: r[k] for k in ("run_dir", "rule", "window", "seed", "finished", "stage_reached", "final_streak",
                                   "stages_passed", "length", "repeats", "length_x_repeats", "wall_time_s",
@@ -355,11 +359,11 @@ def main(argv: list[str] | None = None) -> int:
         print(sg_quality_table(runs))
         return 0
     try:
-        rows = write_report(args.run_dirs, args.out, args.name)
+        runs = [read_run(d) for d in run_dirs(args.run_dirs)]
+        rows = write_runs_report(runs, args.out, args.name)
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
     print("\n".join(markdown(rows)))
-    runs = [read_run(d) for d in run_dirs(args.run_dirs)]
     if any(r["sg_quality"] for r in runs):
         print()
         print(sg_quality_table(runs))
