@@ -76,4 +76,5 @@ def _stack_trials(trials: list[Trial]) -> Trial:
 
     layers = [LayerActivity(torch.cat([t.layers[k].z for t in trials]), torch.cat([t.layers[k].z_prev for t in trials]))
               for k in range(len(trials[0].layers))]
-    return Trial(torch.cat([t.inputs for t in trials]), layers, torch.cat([t.output for t in trials]))
+    inputs = None if trials[0].inputs is None else torch.cat([t.inputs for t in trials])
+    return Trial(inputs, layers, torch.cat([t.output for t in trials]))

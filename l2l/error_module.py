@@ -55,13 +55,30 @@ class ErrorModule(nn.Module):
             ) -> tuple[list[torch.Tensor | None], Trial]:
         """Signals per learner layer ((B, T, n_k) or None) and the module's own trial.
 
-        code (B, T, n_code); the learner trial supplies its spikes and its task input.
+        code (B, T, n_code); the learner trial supplies its spikes and its task input. The module's input is
+        never concatenated: its first layer's current is W_code·code + Σ_k W_k·z_k + W_x·x (time-major), so that
+        the gradient reaches the learner's spikes without a product over the code's and the task input's columns.
+        The returned trial's ``inputs`` is therefore None.
         """
-        spikes = [a.z for a in learner_trial.layers]
-        inputs = torch.cat([code, *spikes, learner_trial.inputs], dim=-1)
-        trial = self.network.run(inputs, params)
+        pieces = [code, *(a.z for a in learner_trial.layers), learner_trial.inputs]
+        own = self.network.parameter_dict()
+        w_in = params.get("layers.0.w_in", own["layers.0.w_in"]) if params is not None else own["layers.0.w_in"]
+        if w_in.dim() == 2:
+            trial = self.network.run(None, params, input_current=self.input_current(pieces, w_in))
+        else:  # one matrix per task: the concatenated input
+            trial = self.network.run(torch.cat(pieces, dim=-1), params)
         pieces = list(trial.output.split(self.learner_sizes if self.signal_layers == "all"
                                          else self.learner_sizes[-1:], dim=-1))
         signals: list[torch.Tensor | None] = (pieces if self.signal_layers == "all"
                                               else [None] * (len(self.learner_sizes) - 1) + pieces)
         return signals, trial
+
+    @staticmethod
+    def input_current(pieces: Sequence[torch.Tensor], w_in: torch.Tensor) -> torch.Tensor:
+        """Σ_p x_p W_pᵀ, time-major (T, B, hidden): pieces (B, T, m_p) in the column order of w_in (hidden, Σ m_p)."""
+        blocks = w_in.split([x.shape[-1] for x in pieces], dim=-1)
+        current = None
+        for x, w in zip(pieces, blocks, strict=True):
+            part = x.transpose(0, 1) @ w.transpose(0, 1)
+            current = part if current is None else current.add_(part)
+        return current

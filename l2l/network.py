@@ -41,9 +41,10 @@ class LayerActivity:
 
 @dataclass
 class Trial:
-    """inputs (B, T, n_in), one LayerActivity per layer, output y (B, T, n_out)."""
+    """inputs (B, T, n_in), one LayerActivity per layer, output y (B, T, n_out). inputs is None where the
+    first layer's input current was given instead (``RecurrentNetwork.run(input_current=...)``)."""
 
-    inputs: torch.Tensor
+    inputs: torch.Tensor | None
     layers: list[LayerActivity]
     output: torch.Tensor
 
@@ -86,26 +87,38 @@ def simulate_layer(
     detach_recurrent: bool = False,
     zeta: torch.Tensor | None = None,
     record: bool = False,
+    input_current: torch.Tensor | None = None,
 ) -> LayerActivity:
     """Run one layer over a trial. inputs (B, T, m) -> LayerActivity with z (B, T, n).
 
     ``detach_recurrent`` cuts z^{t-1} where it enters the recurrent input and the reset (the
     e-prop oracle); ``zeta`` (B, T, n), zeros requiring grad, is added to the output as it leaves
-    the neuron so that autograd yields the total derivative dE/dz^t of BPTT.
+    the neuron so that autograd yields the total derivative dE/dz^t of BPTT. ``input_current``
+    (T, B, n), time-major, is W_in x^t given directly: inputs and w_in are then not used.
     """
-    batch, steps = inputs.shape[:2]
     model, p = cell.model, cell.params
+    if input_current is not None:
+        steps, batch = input_current.shape[:2]
+        like = input_current
+    else:
+        batch, steps = inputs.shape[:2]
+        like = inputs
     if model.trial_constants is not None and fusable():
-        return _simulate_fused(cell, inputs, w_in, w_rec, bias, initial_state, detach_recurrent, zeta, record)
-    current_in = synaptic_input(inputs, w_in)
-    if bias is not None:
-        current_in = current_in + (bias.unsqueeze(1) if bias.dim() == 2 else bias)
+        return _simulate_fused(cell, inputs, w_in, w_rec, bias, initial_state, detach_recurrent, zeta, record,
+                               input_current)
+    if input_current is not None:
+        current_in = input_current + bias if bias is not None else input_current
+        currents = current_in.unbind(0)
+    else:
+        current_in = synaptic_input(inputs, w_in)
+        if bias is not None:
+            current_in = current_in + (bias.unsqueeze(1) if bias.dim() == 2 else bias)
+        # unbind, not current_in[:, t]: one backward node for all steps (indexing would add a (B, T, n)
+        # zero-filled gradient per step, O(T²) work)
+        currents = current_in.unbind(1)
     recurrent = RecurrentInput(recurrent_weight(w_rec, p))
-    state = initial_state if initial_state is not None else cell.init_state(batch, inputs.dtype, inputs.device)
+    state = initial_state if initial_state is not None else cell.init_state(batch, like.dtype, like.device)
     zs, records = [state.z], []
-    # unbind, not current_in[:, t]: one backward node for all steps (indexing would add a (B, T, n)
-    # zero-filled gradient per step, O(T²) work)
-    currents = current_in.unbind(1)
     offsets = zeta.unbind(1) if zeta is not None else None
     for t in range(steps):
         z_prev = zs[-1].detach() if detach_recurrent and t > 0 else zs[-1]
@@ -125,19 +138,21 @@ def simulate_layer(
     return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1), recorded, state)
 
 
-def _simulate_fused(cell: RecurrentCell, inputs: torch.Tensor, w_in: torch.Tensor, w_rec: torch.Tensor,
-                    bias: torch.Tensor | None, initial_state: Any, detach_recurrent: bool, zeta: torch.Tensor | None,
-                    record: bool) -> LayerActivity:
+def _simulate_fused(cell: RecurrentCell, inputs: torch.Tensor | None, w_in: torch.Tensor | None,
+                    w_rec: torch.Tensor, bias: torch.Tensor | None, initial_state: Any, detach_recurrent: bool,
+                    zeta: torch.Tensor | None, record: bool, input_current: torch.Tensor | None) -> LayerActivity:
     """:func:`simulate_layer` for a spiking cell through the fused trial (:mod:`l2l.spiking_trial`)."""
-    batch = inputs.shape[0]
     model, p = cell.model, cell.params
-    if w_in.dim() == 2:  # time-major (T, B, n) directly
+    if input_current is not None:
+        current = input_current
+    elif w_in.dim() == 2:  # time-major (T, B, n) directly
         current = inputs.transpose(0, 1) @ w_in.transpose(0, 1)
     else:
         current = synaptic_input(inputs, w_in).transpose(0, 1).contiguous()
     if bias is not None:
         current = current + bias
-    state = initial_state if initial_state is not None else cell.init_state(batch, inputs.dtype, inputs.device)
+    batch = current.shape[1]
+    state = initial_state if initial_state is not None else cell.init_state(batch, current.dtype, current.device)
     fields = state._asdict()
     trial = run_spiking_trial(
         current, recurrent_weight(w_rec, p), model.trial_constants(p, cell.n, current), fields["v"],
@@ -214,9 +229,19 @@ class RecurrentNetwork(nn.Module):
         zeta: Sequence[torch.Tensor | None] | None = None,
         record: bool = False,
         initial_states: Sequence[Any] | None = None,
+        input_current: torch.Tensor | None = None,
     ) -> Trial:
-        """Simulate a trial. inputs (B, T, n_in); ``params`` overrides any named tensor (shared or per task)."""
-        self.check_inputs(inputs)
+        """Simulate a trial. inputs (B, T, n_in); ``params`` overrides any named tensor (shared or per task).
+
+        ``input_current`` (T, B, n_0), time-major: the first layer's W_in x^t computed by the caller (the error
+        module forms it from its input pieces without concatenating them); ``inputs`` is then None.
+        """
+        if input_current is None:
+            self.check_inputs(inputs)
+        elif inputs is not None or input_current.dim() != 3 or input_current.shape[-1] != self.sizes[0]:
+            raise ValueError(f"input_current has shape {tuple(input_current.shape)} with inputs "
+                             f"{'given' if inputs is not None else 'None'}: expected (T, B, {self.sizes[0]}) "
+                             "and inputs=None")
         own = self.parameter_dict()
         get = (lambda name: params.get(name, own.get(name))) if params is not None else own.get
         x, activities = inputs, []
@@ -225,6 +250,7 @@ class RecurrentNetwork(nn.Module):
                 cell, x, get(f"layers.{l}.w_in"), get(f"layers.{l}.w_rec"), get(f"layers.{l}.bias"),
                 initial_state=initial_states[l] if initial_states is not None else None,
                 detach_recurrent=detach_recurrent, zeta=zeta[l] if zeta is not None else None, record=record,
+                input_current=input_current if l == 0 else None,
             )
             activities.append(activity)
             x = activity.z

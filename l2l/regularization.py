@@ -8,7 +8,7 @@ signal, so e-prop handles it with the same eligibility traces (Bellec et al. 202
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -29,13 +29,19 @@ class RateRegularization:
         require_nonnegative("weight", self.weight)
         require_positive("dt", self.dt)
 
-    def rates_khz(self, z: torch.Tensor) -> torch.Tensor:
-        """Mean rate per neuron in spikes per ms. z: (B, T, n) -> (n,)."""
-        return z.mean(dim=(0, 1)) / self.dt
+    def rates_khz(self, z: torch.Tensor | Sequence[torch.Tensor]) -> torch.Tensor:
+        """Mean rate per neuron in spikes per ms. z: (B, T, n), or several trials [(B, T_i, n)] pooled as if
+        joined in time (summed in place: no concatenated copy) -> (n,)."""
+        if isinstance(z, torch.Tensor):
+            return z.mean(dim=(0, 1)) / self.dt
+        count = sum(trial.shape[0] * trial.shape[1] for trial in z)
+        return sum(trial.sum(dim=(0, 1)) for trial in z) / (count * self.dt)
 
-    def loss(self, z: torch.Tensor, across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-        """E_reg for one layer's spikes z (B, T, n); differentiable. ``across`` maps this batch's per-neuron
-        rates (n,) to those of the whole batch when the batch is split over processes (the mean over tasks)."""
+    def loss(self, z: torch.Tensor | Sequence[torch.Tensor],
+             across: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+        """E_reg for one layer's spikes z (B, T, n) or trials [(B, T_i, n)]; differentiable. ``across`` maps this
+        batch's per-neuron rates (n,) to those of the whole batch when the batch is split over processes (the
+        mean over tasks)."""
         rates = self.rates_khz(z) if across is None else across(self.rates_khz(z))
         return self.weight * ((rates - self.target_hz / 1000.0) ** 2).sum()
 

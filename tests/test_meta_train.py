@@ -178,7 +178,10 @@ def test_each_demonstration_sees_its_own_code():
     step = meta(episode, codes=codes)
     for k in range(2):
         seen = torch.cat([codes[k], *(a.z for a in step.adaptation.steps[k].demo.layers), episode.inputs], -1)
-        assert torch.equal(step.adaptation.steps[k].error_trial.inputs, seen)
+        told = meta.error_module.network.run(seen)     # the module run on its concatenated input, explicitly
+        got = step.adaptation.steps[k].error_trial
+        assert torch.equal(got.layers[0].z, told.layers[0].z)
+        torch.testing.assert_close(got.output, told.output, rtol=0, atol=1e-12)
     reused = adapt(meta.learner, meta.error_module, episode.inputs, [codes[0], codes[0]], meta.rates(), n_demos=2)
     assert not torch.equal(reused.params["layers.0.w_rec"], step.adaptation.params["layers.0.w_rec"])
 

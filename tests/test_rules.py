@@ -70,6 +70,19 @@ def test_rate_regularization_gradient_matches_autograd():
     torch.testing.assert_close(reg.gradient_wrt_spikes(z.detach()), auto)
 
 
+def test_rate_regularization_of_several_trials_is_that_of_their_concatenation():
+    """The pooled form (trials summed in place, the meta-objective's) against the concatenated trials, float64,
+    values and gradients; trials of unequal lengths and a time-major view among them."""
+    reg = RateRegularization(target_hz=20.0, weight=3.0)
+    one = (torch.rand(4, 50, 7, dtype=torch.float64) < 0.1).double().requires_grad_(True)
+    two = (torch.rand(30, 4, 7, dtype=torch.float64) < 0.3).double().requires_grad_(True)  # stored time-major
+    pieces = [one, two.transpose(0, 1)]
+    pooled, joined = reg.loss(pieces), reg.loss(torch.cat(pieces, dim=1))
+    torch.testing.assert_close(pooled, joined, rtol=1e-14, atol=0)
+    for a, b in zip(torch.autograd.grad(pooled, [one, two]), torch.autograd.grad(joined, [one, two]), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-14, atol=1e-18)
+    assert not torch.allclose(reg.loss([one]), joined)    # the second trial counts (a control that could fail)
+
 def test_eprop_random_feedback_trains_a_small_spiking_network():
     torch.manual_seed(0)
     net = RecurrentNetwork(20, 40, 1, cell="lif", tau_out=5.0)

@@ -244,7 +244,7 @@ def border_adjoints(network: RecurrentNetwork, inputs: torch.Tensor, loss_fn: Lo
         y = torch.cat([p.output for p in pieces], 1)
         loss = loss_fn(y)
         if regularization is not None and network.layers[0].model.spiking:
-            loss = loss + regularization.loss(torch.cat([p.activity.z for p in pieces], 1))
+            loss = loss + regularization.loss([p.activity.z for p in pieces])
         adjoints = torch.autograd.grad(loss, [p.start for p in pieces[1:]])
     return [inputs.shape[0] * a for a in adjoints]
 

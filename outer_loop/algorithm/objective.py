@@ -61,10 +61,10 @@ def outer_objective(meta: MetaLearner, episode: Episode, adaptation: Adaptation,
         demo_loss = meta.family.loss(adaptation.demo.output, episode)
     trials = [step.demo for step in adaptation.steps] + [test]
     across = (lambda rates: global_rates(rates, meta.ranks)) if meta.ranks is not None else None
-    learner_reg = sum(meta.learner_reg.loss(torch.cat([t.layers[k].z for t in trials], dim=1), across)
+    learner_reg = sum(meta.learner_reg.loss([t.layers[k].z for t in trials], across)
                       for k in range(len(meta.learner.layers)))
     error_spikes = [[trial.layers[k].z for trial in error_trials] for k in range(len(meta.error_module.network.layers))]
-    error_reg = sum(meta.error_reg.loss(torch.cat(z, dim=1), across) for z in error_spikes if z)
+    error_reg = sum(meta.error_reg.loss(z, across) for z in error_spikes if z)
     loss = test_loss.mean + learner_reg + error_reg
     metric = meta.family.metric
     dt = meta.learner.readout.dt
