@@ -236,14 +236,16 @@ class RecurrentNetwork(nn.Module):
         ``input_current`` (T, B, n_0), time-major: the first layer's W_in x^t computed by the caller (the error
         module forms it from its input pieces without concatenating them); ``inputs`` is then None.
         """
-        if input_current is None:
-            self.check_inputs(inputs)
-        elif inputs is not None or input_current.dim() != 3 or input_current.shape[-1] != self.sizes[0]:
-            raise ValueError(f"input_current has shape {tuple(input_current.shape)} with inputs "
-                             f"{'given' if inputs is not None else 'None'}: expected (T, B, {self.sizes[0]}) "
-                             "and inputs=None")
         own = self.parameter_dict()
         get = (lambda name: params.get(name, own.get(name))) if params is not None else own.get
+        if input_current is None:
+            self.check_inputs(inputs)
+        else:
+            width = get("layers.0.w_in").shape[-2]  # n, or 4n for an LSTM's gates
+            if inputs is not None or input_current.dim() != 3 or input_current.shape[-1] != width:
+                raise ValueError(f"input_current has shape {tuple(input_current.shape)} with inputs "
+                                 f"{'given' if inputs is not None else 'None'}: expected (T, B, {width}) "
+                                 "and inputs=None")
         x, activities = inputs, []
         for l, cell in enumerate(self.layers):
             activity = simulate_layer(

@@ -81,3 +81,24 @@ def test_bad_input_shape_is_named():
         net.run(torch.zeros(2, 5, 4))
     with pytest.raises(ValueError, match="inputs has shape"):
         net.run(torch.zeros(5, 3))
+
+
+@pytest.mark.parametrize("cell", ["lif", "alif", "lstm"])
+@pytest.mark.parametrize("fused", [True, False])
+def test_a_given_input_current_is_the_product_it_replaces(cell, fused, monkeypatch):
+    """run(None, input_current=W_in x (T, B, n)) against run(x), float64: the fused trial and the step path."""
+    import l2l.spiking_trial as spiking_trial
+
+    monkeypatch.setattr(spiking_trial, "FUSED", fused)
+    torch.manual_seed(0)
+    net = RecurrentNetwork(6, [5, 4], 2, cell=cell, cell_params=cell_parameters(cell)).double()
+    x = torch.rand(3, 20, 6, dtype=torch.float64)
+    current = x.transpose(0, 1) @ net.layers[0].w_in.transpose(0, 1)
+    given, plain = net.run(None, input_current=current, record=True), net.run(x, record=True)
+    assert given.inputs is None
+    for a, b in zip(given.layers, plain.layers, strict=True):
+        assert torch.equal(a.z, b.z)
+    torch.testing.assert_close(given.output, plain.output, rtol=1e-12, atol=1e-12)
+    width = current.shape[-1]   # 5, or 20 for the LSTM's four gates
+    with pytest.raises(ValueError, match=rf"input_current has shape \(20, 3, 6\).*expected \(T, B, {width}\)"):
+        net.run(None, input_current=x.transpose(0, 1))
