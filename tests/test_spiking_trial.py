@@ -213,6 +213,18 @@ def test_fused_trial_at_sizes_where_the_kernel_changes_strategy(monkeypatch, cel
     assert 0.01 < float(plain[0].z.detach().mean()) < 0.5  # spiking, neither silent nor saturated
 
 
+@pytest.mark.parametrize("batch", [7, 8])
+@pytest.mark.parametrize("cell", ["lif", "alif"])
+def test_fused_trial_on_either_side_of_the_batch_where_a_shared_w_takes_the_gemm(monkeypatch, cell, batch):
+    """A small shared W: row updates below 8 tasks, one GEMM per step from 8 on; both against the step-by-step path."""
+    _kernel(monkeypatch, "cpp")
+    params = _params(cell)
+    kwargs = {"batch": batch, "steps": 50, "n": 20, "seed": 6}
+    plain = _layer_run(cell, False, True, False, params, fused=False, **kwargs)
+    _assert_same(plain, _layer_run(cell, False, True, False, params, fused=True, **kwargs))
+    assert 0.01 < float(plain[0].z.detach().mean()) < 0.5
+
+
 @pytest.mark.slow
 def test_without_a_compiler_training_goes_on_with_the_pytorch_loop(tmp_path):
     """No C++ compiler (CXX points nowhere, a fresh build dir): one message with the reason, the same numbers."""
