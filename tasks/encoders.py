@@ -54,10 +54,13 @@ def poisson_spikes(rates_hz: torch.Tensor, dt: float = 1.0, generator: torch.Gen
     return _bernoulli(p, generator)
 
 
-def _bernoulli(p: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """1 with probability p, else 0 (p already checked), one uniform draw per entry."""
+def _bernoulli(p: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None = None) -> torch.Tensor:
+    """1 with probability p, else 0 (p already checked), one uniform draw per entry; written into ``out`` (p's
+    shape, the draws' dtype) when given."""
     u = torch.rand(p.shape, generator=generator, dtype=p.dtype if p.is_floating_point() else torch.float32)
-    return (u < p).to(u.dtype)
+    if out is None:
+        return (u < p).to(u.dtype)
+    return torch.lt(u, p, out=out)
 
 
 class PopulationCode:
@@ -111,7 +114,8 @@ class PopulationCode:
         """Firing rates in Hz. values (...) -> (..., n_neurons); values are clipped to [low, high]."""
         x = values.clamp(self.low, self.high).unsqueeze(-1)
         centres = self.centres.to(dtype=x.dtype if x.is_floating_point() else torch.float32, device=x.device)
-        return self.peak_rate_hz * torch.exp(-((x - centres) ** 2) / (2.0 * self.sigma**2))
+        # peak · exp(−(x − c)² / (2σ²)), the same operations in the same order, in place (one buffer)
+        return (x - centres).pow_(2).neg_().div_(2.0 * self.sigma**2).exp_().mul_(self.peak_rate_hz)
 
     def encode(self, values: torch.Tensor, generator: torch.Generator | None = None, draws: int | None = None
                ) -> torch.Tensor:
@@ -121,5 +125,8 @@ class PopulationCode:
             raise ValueError("values has non-finite entries: a population code needs finite values")
         # the rates are finite and at most peak_rate_hz (checked to give a probability <= 1 per step)
         p = self.rates(values).mul_(self.dt).div_(1000.0)
-        spikes = [_bernoulli(p, generator).flatten(-2) for _ in range(draws or 1)]
-        return torch.stack(spikes) if draws is not None else spikes[0]
+        spikes = p.new_empty((draws or 1, *p.shape))   # each draw written in place (no stacking copy)
+        for k in range(draws or 1):
+            _bernoulli(p, generator, out=spikes[k])
+        spikes = spikes.flatten(-2)
+        return spikes if draws is not None else spikes[0]

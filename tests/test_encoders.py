@@ -122,3 +122,19 @@ def test_population_encode_shape_and_rates():
 def test_population_code_bad_parameters(kwargs, name):
     with pytest.raises(ValueError, match=name):
         PopulationCode(**kwargs)
+
+
+def test_population_code_rates_and_draws_are_the_plain_formula_and_calls():
+    """The in-place rates equal peak·exp(−(x−c)²/(2σ²)) written plainly (bit for bit, float32 and float64), and K
+    draws written in place equal K calls one after another from the same generator."""
+    code = PopulationCode(n_neurons=30, sigma=0.2)
+    values = torch.rand(4, 50, 2, generator=torch.Generator().manual_seed(1)) * 2.4 - 1.2
+    for dtype in (torch.float32, torch.float64):
+        x = values.to(dtype).clamp(-1.0, 1.0).unsqueeze(-1)
+        plain = 200.0 * torch.exp(-((x - code.centres.to(dtype)) ** 2) / (2.0 * 0.2**2))
+        assert torch.equal(code.rates(values.to(dtype)), plain)
+    together = code.encode(values, torch.Generator().manual_seed(7), draws=3)
+    generator = torch.Generator().manual_seed(7)
+    one_by_one = torch.stack([code.encode(values, generator) for _ in range(3)])
+    assert together.shape == (3, 4, 50, 60) and torch.equal(together, one_by_one)
+    assert 0 < float(together.mean()) < 0.2 and not torch.equal(together[0], together[1])
