@@ -256,7 +256,13 @@ class RecurrentNetwork(nn.Module):
             )
             activities.append(activity)
             x = activity.z
-        drive = synaptic_input(x, get("readout.w_out"))
+        w_out = get("readout.w_out")
+        if w_out.dim() == 2 and x.transpose(0, 1).is_contiguous():
+            # the spikes are stored time-major (the fused trial, the step path's stack): the product on that storage,
+            # no transposing copy forward or backward; the filter below takes its time-major path on the result
+            drive = (x.transpose(0, 1) @ w_out.transpose(0, 1)).transpose(0, 1)
+        else:
+            drive = synaptic_input(x, w_out)
         b_out = get("readout.bias")
         if b_out is not None:
             drive = drive + (b_out.unsqueeze(1) if b_out.dim() == 2 else b_out)
