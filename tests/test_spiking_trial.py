@@ -203,8 +203,8 @@ def test_a_failed_build_falls_back_once_with_the_reason(monkeypatch, tmp_path, c
 @pytest.mark.parametrize("per_task,zeta_on", [(False, False), (True, False), (True, True)])
 @pytest.mark.parametrize("cell", ["lif", "alif"])
 def test_fused_trial_at_sizes_where_the_kernel_changes_strategy(monkeypatch, cell, per_task, zeta_on):
-    """B·n² beyond the cache: the C++ backward forms Wᵀδv by a GEMM (shared W) or by dot products where the
-    surrogate is non-zero (per-task W)."""
+    """B·n² beyond the cache: the C++ backward forms Wᵀδv by a GEMM (shared W) or, a task's W (n = 400 in float64:
+    1.25 MiB) beyond 1 MiB, by dot products where the surrogate is non-zero (per-task W)."""
     _kernel(monkeypatch, "cpp")
     params = _params(cell)
     kwargs = {"batch": 4, "steps": 40, "n": 400, "seed": 5}

@@ -256,63 +256,75 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
     T* dvp = delta_v.data_ptr<T>();
     T* tz = want_total_z ? total_z.data_ptr<T>() : nullptr;
     const T* wr = wc.data_ptr<T>();
-    // how Wᵀ δv^{t+1} is formed: for a shared W and 8 tasks or more (or a large W) one (B, n) x (n, n) product for
-    // all tasks (W is read once per step, not once per task: about twice as fast as row updates at B = 32, n = 100;
-    // below 8 tasks the call's own cost outweighs that); for per-task W row updates while
-    // the B matrices fit in cache, else (memory-bound: B·n² numbers read per step) dot products only where the
-    // surrogate is non-zero
+    // how Wᵀ δv^{t+1} is formed. A shared W, 8 tasks or more (or a large W): one (B, n) x (n, n) product for all
+    // tasks per step (W read once per step, not once per task: about twice as fast as row updates at B = 32,
+    // n = 100; below 8 tasks the call's own cost outweighs that), else row updates. Per-task W: the recursion runs
+    // task by task, so a task's W stays in cache over its whole trial: row updates while it fits in 1 MiB (half the
+    // time of dot products where the surrogate is non-zero at B = 100, n = 400, float32), else those dot products
+    // (a W read from memory at every step: only the rows needed)
     const bool large = batch * n * n * static_cast<int64_t>(sizeof(T)) > (4 << 20);
-    const Adjoint strategy = shared && (large || batch >= 8) ? Adjoint::kGemm
-                             : !large ? Adjoint::kRows : Adjoint::kWhereNeeded;
+    const bool task_fits = n * n * static_cast<int64_t>(sizeof(T)) <= (1 << 20);
+    const Adjoint strategy = shared ? (large || batch >= 8 ? Adjoint::kGemm : Adjoint::kRows)
+                                    : (task_fits ? Adjoint::kRows : Adjoint::kWhereNeeded);
     const std::vector<T> zeros(plane, T(0));  // what is absent: no gradient, nothing after the last step
     std::vector<T> rec(plane, T(0));
-    const T* da_next = zeros.data();
-    for (int64_t t = steps - 1; t >= 0; --t) {
+    // One step t of the recursion for the tasks [begin, end): their Wᵀ δv^{t+1} (unless the GEMM formed it for all
+    // tasks), then δv^t, δa^t and the total dE/dz^t.
+    auto run_step = [&](int64_t t, int64_t begin, int64_t end) {
       const bool last = t == steps - 1, with_rec = recurrent && !last;
       const T* dv_next = last ? zeros.data() : dvp + (t + 1) * plane;
       T* da = adaptive ? da_buf[t % 2].data_ptr<T>() : nullptr;
+      const T* da_next = adaptive && !last ? da_buf[(t + 1) % 2].data_ptr<T>() : zeros.data();
       const T* e_t = ec.data_ptr<T>() + t * plane;
       const T* r_t = rc.data_ptr<T>() + t * plane;
       const T* g_z_t = gz ? gz + (t + 1) * plane : zeros.data();
       const T* g_e_t = ge ? ge + t * plane : zeros.data();
       const T* rec_t = with_rec ? rec.data() : zeros.data();
-      if (with_rec && strategy == Adjoint::kGemm) {  // one (B, n) x (n, n) product for all tasks
-        auto out = at::from_blob(rec.data(), {batch, n}, excess.options());
-        at::mm_out(out, delta_v[t + 1], wc);
+      if (with_rec && strategy == Adjoint::kRows) {
+        for (int64_t b = begin; b < end; ++b)
+          recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
+      } else if (with_rec && strategy == Adjoint::kWhereNeeded) {
+        for (int64_t b = begin; b < end; ++b)
+          adjoint_where_needed<T>(n, wt + b * n * n, dv_next + b * n, e_t + b * n, r_t + b * n, T(gamma),
+                                  T(1) / T(v_th), kind, tz != nullptr, rec.data() + b * n);
       }
-      at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-        if (with_rec && strategy == Adjoint::kRows) {
-          for (int64_t b = begin; b < end; ++b)
-            recurrent_adjoint<T>(n, wr + (shared ? 0 : b * n * n), dv_next + b * n, rec.data() + b * n);
-        } else if (with_rec && strategy == Adjoint::kWhereNeeded) {
-          for (int64_t b = begin; b < end; ++b)
-            adjoint_where_needed<T>(n, wt + b * n * n, dv_next + b * n, e_t + b * n, r_t + b * n, T(gamma),
-                                    T(1) / T(v_th), kind, tz != nullptr, rec.data() + b * n);
-        }
-        const int64_t k0 = begin * n, count = (end - begin) * n;
-        T* dv_t = dvp + t * plane + k0;
-        T* da_t = adaptive ? da + k0 : nullptr;
-        const T reset = recurrent ? T(v_th) : T(0);
-        auto step = [&](auto kind_tag, auto adaptive_tag, auto total_tag) {
-          adjoint_update<T, decltype(kind_tag)::value, decltype(adaptive_tag)::value, decltype(total_tag)::value>(
-              count, g_z_t + k0, rec_t + k0, dv_next + k0, da_next + k0, g_e_t + k0, e_t + k0, r_t + k0,
-              adaptive ? bt + k0 : nullptr, tz ? tz + t * plane + k0 : nullptr, dv_t, da_t, T(v_th), reset,
-              T(alpha), T(rho), T(gamma));
-        };
-        with_flag(adaptive, [&](auto adaptive_tag) {
-          with_flag(tz != nullptr, [&](auto total_tag) {
-            if (kind == 0) step(std::integral_constant<int, 0>{}, adaptive_tag, total_tag);
-            else if (kind == 1) step(std::integral_constant<int, 1>{}, adaptive_tag, total_tag);
-            else step(std::integral_constant<int, 2>{}, adaptive_tag, total_tag);
-          });
+      const int64_t k0 = begin * n, count = (end - begin) * n;
+      T* dv_t = dvp + t * plane + k0;
+      T* da_t = adaptive ? da + k0 : nullptr;
+      const T reset = recurrent ? T(v_th) : T(0);
+      auto step = [&](auto kind_tag, auto adaptive_tag, auto total_tag) {
+        adjoint_update<T, decltype(kind_tag)::value, decltype(adaptive_tag)::value, decltype(total_tag)::value>(
+            count, g_z_t + k0, rec_t + k0, dv_next + k0, da_next + k0, g_e_t + k0, e_t + k0, r_t + k0,
+            adaptive ? bt + k0 : nullptr, tz ? tz + t * plane + k0 : nullptr, dv_t, da_t, T(v_th), reset,
+            T(alpha), T(rho), T(gamma));
+      };
+      with_flag(adaptive, [&](auto adaptive_tag) {
+        with_flag(tz != nullptr, [&](auto total_tag) {
+          if (kind == 0) step(std::integral_constant<int, 0>{}, adaptive_tag, total_tag);
+          else if (kind == 1) step(std::integral_constant<int, 1>{}, adaptive_tag, total_tag);
+          else step(std::integral_constant<int, 2>{}, adaptive_tag, total_tag);
         });
-        if (last && (g_zin.defined() || g_v.defined() || g_a.defined())) {
-          auto at_k = [&](const at::Tensor& g) { return g.defined() ? g.data_ptr<T>() + k0 : nullptr; };
-          add_final_state<T>(count, at_k(g_zin), at_k(g_v), at_k(g_a), e_t + k0, r_t + k0,
-                             adaptive ? bt + k0 : nullptr, dv_t, da_t, T(gamma), T(1) / T(v_th), kind);
-        }
       });
-      if (adaptive) da_next = da;
+      if (last && (g_zin.defined() || g_v.defined() || g_a.defined())) {
+        auto at_k = [&](const at::Tensor& g) { return g.defined() ? g.data_ptr<T>() + k0 : nullptr; };
+        add_final_state<T>(count, at_k(g_zin), at_k(g_v), at_k(g_a), e_t + k0, r_t + k0,
+                           adaptive ? bt + k0 : nullptr, dv_t, da_t, T(gamma), T(1) / T(v_th), kind);
+      }
+    };
+    if (shared) {  // step by step, all tasks at once (W is shared: one GEMM, or row updates, per step)
+      for (int64_t t = steps - 1; t >= 0; --t) {
+        if (recurrent && t < steps - 1 && strategy == Adjoint::kGemm) {
+          auto out = at::from_blob(rec.data(), {batch, n}, excess.options());
+          at::mm_out(out, delta_v[t + 1], wc);
+        }
+        at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) { run_step(t, begin, end); });
+      }
+    } else {  // task by task, each over the whole trial: its own W stays in cache for all its steps (the tasks'
+              // recursions are independent; every number is the same as step by step)
+      at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b)
+          for (int64_t t = steps - 1; t >= 0; --t) run_step(t, b, b + 1);
+      });
     }
   });
   auto dv0 = delta_v[0];
