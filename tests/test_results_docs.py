@@ -81,26 +81,98 @@ def test_the_meta_controls_table_recomputes_from_its_data(tmp_path):
     assert {k: v["summary"] for k, v in stored.items()} == {k: v["summary"] for k, v in recomputed.items()}
 
 
+METHOD_LABELS = {"eprop2": "e-prop 2", "maml": "MAML", "maml_first_order": "MAML, first order",
+                 "eprop1_symmetric": "e-prop 1 step, symmetric", "eprop1_random": "e-prop 1 step, random"}
+
+
+def eta_grid_table(grid: dict) -> str:
+    """The validation grid as docs/results.md shows it: one row per method, the error after the update per η0
+    (4 decimals), the chosen one in bold, "–" where that η0 was not run."""
+    etas = sorted({float(e) for rows in grid["grid"].values() for e in rows})
+    lines = ["| method | " + " | ".join(f"η0 {e:g}" for e in etas) + " |", "|" + "---|" * (len(etas) + 1)]
+    for method, label in METHOD_LABELS.items():
+        rows = {float(e): (e, row) for e, row in grid["grid"][method].items()}
+        cells = []
+        for eta in etas:
+            if eta not in rows:
+                cells.append("–")
+                continue
+            key, row = rows[eta]
+            value = f"{row['after']:.4f}"
+            cells.append(f"**{value}**" if key == grid["chosen"][method] else value)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def test_the_chosen_eta_table_recomputes_and_the_choice_is_the_validation_argmin(tmp_path):
     from l2l.outer_loop.reports.meta_controls import report
 
     data = ROOT / "docs" / "data"
     grid = json.loads((data / "meta_controls_eta" / "validation_grid" / "grid.json").read_text())
+    assert set(grid["grid"]) == set(grid["chosen"]) == set(METHOD_LABELS)
     for method, rows in grid["grid"].items():
         assert grid["chosen"][method] == min(rows, key=lambda eta: rows[eta]["after"])
         assert {row["eval_seed"] for row in rows.values()} == {20261205}
+    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    for line in eta_grid_table(grid).splitlines():
+        assert line in docs, line
     runs = lambda folder: [folder / f"seed{s}" for s in (0, 1, 2)]  # noqa: E731
-    chosen = {m: float(e) for m, e in grid["chosen"].items()}
     eta = data / "meta_controls_eta"
-    groups = {"e-prop 2 (η0 1e-3, default)": runs(data / "make_run_seeds"),
-              f"MAML, first order (η0 {chosen['maml_first_order']:g})": runs(eta / "maml_first_order"),
-              f"e-prop 1 step, symmetric (η0 {chosen['eprop1_symmetric']:g})": runs(eta / "eprop1_symmetric"),
-              f"e-prop 1 step, random (η0 {chosen['eprop1_random']:g})": runs(eta / "eprop1_random")}
-    for method, value in chosen.items():     # each control ran at its chosen η0, learned per synapse
+    groups = {"e-prop 2 (η0 1e-3, default)": runs(data / "make_run_seeds")}
+    for method, value in grid["chosen"].items():     # each ran at its chosen η0, learned per synapse
+        groups[f"{METHOD_LABELS[method]} (η0 {float(value):g})"] = runs(eta / method)
         for run in runs(eta / method):
             inner = yaml.safe_load((run / "config.yaml").read_text())["inner"]
-            assert (inner["lr"], inner["lr_mode"], inner["backend"] in method) == (value, "per_synapse", True)
+            assert (inner["lr"], inner["lr_mode"]) == (float(value), "per_synapse"), run
+            assert inner["backend"] == "explicit" if method == "eprop2" else inner["backend"] in method, run
+            assert json.loads((run / "eval.json").read_text())["eval_seed"] == 20261122   # the test tasks
     table = report(groups, tmp_path, "meta_controls_eta")["table"]
-    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
     for line in table.splitlines():
         assert line in docs, line
+
+
+REFERENCE_METHODS = {"eprop2": "e-prop 2", "maml": "MAML", "maml_first_order": "MAML, first order",
+                     "eprop1_symmetric": "e-prop 1 step, symmetric", "eprop1_random": "e-prop 1 step, random"}
+
+
+def sitting_table(timing: Path) -> str:
+    """Seconds per iteration in the one-thread sitting: the published code (median of its ITER lines after the first
+    two) and each method (l2l-bench meta), their ratio to the published code and 3000 iterations in minutes."""
+    published = [float(line.split()[2]) for line in (timing / "published.log").read_text().splitlines()
+                 if line.startswith("ITER ")]
+    seconds = {"published code": statistics.median(published[2:])}
+    for method, label in REFERENCE_METHODS.items():
+        seconds[label] = json.loads((timing / f"l2l_{method}.json").read_text())["seconds_per_iteration"]
+    base = seconds["published code"]
+    lines = ["| one outer iteration | " + " | ".join(seconds) + " |", "|" + "---|" * (len(seconds) + 1),
+             "| seconds | " + " | ".join(f"{v:.3f}" for v in seconds.values()) + " |",
+             "| × the published code | " + " | ".join(f"{v / base:.2f}" for v in seconds.values()) + " |",
+             "| 3000 iterations (minutes) | " + " | ".join(f"{3000 * v / 60:.0f}" for v in seconds.values()) + " |"]
+    return "\n".join(lines)
+
+
+def test_the_reference_protocol_controls_recompute_from_their_data(tmp_path):
+    """docs/results.md "On the reference protocol": both tables from the runs' data, the sitting's timing table from
+    its raw files; every run is the method it is labelled, evaluated on the reference-protocol rows' tasks."""
+    from l2l.outer_loop.reports.meta_controls import report
+
+    data = ROOT / "docs" / "data" / "meta_controls_reference"
+    groups = {label: [data / method / f"seed{s}" for s in (1, 2, 3)] for method, label in REFERENCE_METHODS.items()}
+    for method, runs in zip(REFERENCE_METHODS, groups.values(), strict=True):
+        for run in runs:
+            config = yaml.safe_load((run / "config.yaml").read_text())
+            assert config["name"] == "arm_one_shot_reference" and config["outer"]["iterations"] == 3000, run
+            backend = config["inner"]["backend"]
+            assert backend == "explicit" if method == "eprop2" else backend in method, run
+            for path in (run / "eval.json", run / "eval_at" / "k1" / "eval.json", run / "eval_at" / "k2" / "eval.json"):
+                evaluation = json.loads(path.read_text())
+                assert (evaluation["eval_seed"], evaluation["n_tasks"]) == (20261122, 64), path
+    result = report(groups, tmp_path, "meta_controls_reference")
+    docs = (ROOT / "docs" / "results.md").read_text(encoding="utf-8")
+    for line in (result["table"] + "\n" + result["checkpoint_table"]).splitlines():
+        assert line in docs, line
+    for line in sitting_table(data / "timing").splitlines():
+        assert line in docs, line
+    stored = json.loads((ROOT / "docs" / "data" / "meta_controls_reference.json").read_text())
+    recomputed = json.loads((tmp_path / "data" / "meta_controls_reference.json").read_text())
+    assert {k: v["summary"] for k, v in stored.items()} == {k: v["summary"] for k, v in recomputed.items()}
