@@ -1,8 +1,9 @@
 // The fused LIF/ALIF trial of l2l.spiking_trial on the CPU: the forward loop and its adjoint.
 //
-// Forward: every task's whole trial runs in one loop (tasks in parallel); the recurrent input
+// Forward: step by step over all tasks, or (per-task W beyond the cache) task by task; the recurrent input
 // W z^{t-1} is gathered from the rows of Wᵀ of the neurons that spiked (event-driven: z is mostly 0).
-// Backward: one (B, n) x (n, n) product per step for the recurrent adjoint, the rest elementwise.
+// Backward: for a shared W one (B, n) x (n, n) product per step for the recurrent adjoint; for per-task W
+// task by task like the forward; the rest elementwise.
 // The math is written out in l2l/spiking_trial.py; this file repeats the loops only.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -80,6 +81,26 @@ void forward_kernel(const at::Tensor& current, const at::Tensor& w_t, const at::
   T* ap = a.data_ptr<T>();
   T* zin = z_in.data_ptr<T>();
   const int64_t plane = batch * n;
+  if (!shared && plane * n * static_cast<int64_t>(sizeof(T)) > (4 << 20)) {
+    // per-task W beyond the cache: task by task over the whole trial (the tasks' dynamics are independent), so
+    // that a task's W stays in cache for all its steps (at B 100, n 400: 0.34 -> 0.24 s, 1 thread)
+    at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
+      std::vector<T> drive(n);
+      for (int64_t b = begin; b < end; ++b) {
+        const int64_t k0 = b * n;
+        for (int64_t t = 0; t < steps; ++t) {
+          const T* z_prev = zp + t * plane + k0;
+          std::copy(cur + t * plane + k0, cur + t * plane + k0 + n, drive.data());
+          add_recurrent<T>(n, z_prev, wt + b * n * n, drive.data());
+          neuron_update<T, ADAPTIVE, ZETA>(n, drive.data(), z_prev, rp + t * plane + k0, ADAPTIVE ? bt + k0 : nullptr,
+                                           ZETA ? zt + t * plane + k0 : nullptr, vp + k0, ap + k0, zin + k0,
+                                           ep + t * plane + k0, rp + (t + 1) * plane + k0,
+                                           zp + (t + 1) * plane + k0, T(alpha), T(v_th), T(n_ref), T(rho));
+        }
+      }
+    });
+    return;
+  }
   std::vector<T> drive(plane);
   // time outermost: each step reads and writes one contiguous (B, n) plane; tasks in parallel when the
   // plane is large enough to pay for the threads
