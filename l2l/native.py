@@ -21,7 +21,7 @@ import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "spiking_trial.cpp"
 # this machine's instruction sets; no contraction into FMAs, so each operation rounds as PyTorch's do
-FLAGS = ["-O3", "-march=native", "-ffp-contract=off"]
+FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 _state: dict[str, Any] = {}
 
 
@@ -55,7 +55,8 @@ def _load() -> Any | None:
         name = f"l2l_spiking_{_source_tag()}"
         _announce_build(cpp_extension, name)
         with _build_lock(cpp_extension, name):
-            cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, is_python_module=False,
+            cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+                               is_python_module=False,
                                verbose=False)
         return torch.ops.l2l_spiking
     except Exception as error:  # no compiler, no ninja, a failed build: the PyTorch loop does the same work
@@ -121,4 +122,5 @@ def _source_tag() -> str:
     except (OSError, StopIteration):
         pass
     build_torch = f"{torch.__version__} {Path(torch.__file__).resolve().parent}"
-    return hashlib.sha1(SOURCE.read_bytes() + cpu.encode() + build_torch.encode()).hexdigest()[:10]
+    return hashlib.sha1(SOURCE.read_bytes() + " ".join(FLAGS).encode() + cpu.encode()
+                        + build_torch.encode()).hexdigest()[:10]

@@ -213,6 +213,20 @@ def test_fused_trial_at_sizes_where_the_kernel_changes_strategy(monkeypatch, cel
     assert 0.01 < float(plain[0].z.detach().mean()) < 0.5  # spiking, neither silent nor saturated
 
 
+@pytest.mark.parametrize("per_task", [False, True])
+@pytest.mark.parametrize("cell", ["lif", "alif"])
+def test_fused_trial_with_two_threads_equals_the_step_by_step_path(monkeypatch, cell, per_task):
+    """With several threads the C++ forward runs task by task in parallel (and the per-task backward too): the same
+    numbers as the step-by-step path, float64 (the suite otherwise runs on one thread)."""
+    _kernel(monkeypatch, "cpp")
+    params = _params(cell)
+    kwargs = {"batch": 9, "steps": 50, "n": 20, "seed": 7}
+    plain = _layer_run(cell, per_task, True, False, params, fused=False, **kwargs)
+    torch.set_num_threads(2)        # the autouse fixture restores the suite's setting afterwards
+    _assert_same(plain, _layer_run(cell, per_task, True, False, params, fused=True, **kwargs))
+    assert 0.01 < float(plain[0].z.detach().mean()) < 0.5
+
+
 @pytest.mark.parametrize("batch", [7, 8])
 @pytest.mark.parametrize("cell", ["lif", "alif"])
 def test_fused_trial_on_either_side_of_the_batch_where_a_shared_w_takes_the_gemm(monkeypatch, cell, batch):
