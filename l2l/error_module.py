@@ -61,8 +61,7 @@ class ErrorModule(nn.Module):
         The returned trial's ``inputs`` is therefore None.
         """
         pieces = [code, *(a.z for a in learner_trial.layers), learner_trial.inputs]
-        own = self.network.parameter_dict()
-        w_in = params.get("layers.0.w_in", own["layers.0.w_in"]) if params is not None else own["layers.0.w_in"]
+        w_in = (params or {}).get("layers.0.w_in", self.network.layers[0].w_in)
         if w_in.dim() == 2:
             trial = self.network.run(None, params, input_current=self.input_current(pieces, w_in))
         else:  # one matrix per task: the concatenated input

@@ -124,15 +124,14 @@ def test_the_chosen_eta_table_recomputes_and_the_choice_is_the_validation_argmin
         for run in runs(eta / method):
             inner = yaml.safe_load((run / "config.yaml").read_text())["inner"]
             assert (inner["lr"], inner["lr_mode"]) == (float(value), "per_synapse"), run
-            assert inner["backend"] == "explicit" if method == "eprop2" else inner["backend"] in method, run
+            assert (inner["backend"] == "explicit") if method == "eprop2" else (inner["backend"] in method), run
             assert json.loads((run / "eval.json").read_text())["eval_seed"] == 20261122   # the test tasks
     table = report(groups, tmp_path, "meta_controls_eta")["table"]
     for line in table.splitlines():
         assert line in docs, line
 
 
-REFERENCE_METHODS = {"eprop2": "e-prop 2", "maml": "MAML", "maml_first_order": "MAML, first order",
-                     "eprop1_symmetric": "e-prop 1 step, symmetric", "eprop1_random": "e-prop 1 step, random"}
+REFERENCE_METHODS = METHOD_LABELS    # the same five methods, the same labels, on the reference protocol
 
 
 def sitting_table(timing: Path) -> str:
@@ -163,7 +162,7 @@ def test_the_reference_protocol_controls_recompute_from_their_data(tmp_path):
             config = yaml.safe_load((run / "config.yaml").read_text())
             assert config["name"] == "arm_one_shot_reference" and config["outer"]["iterations"] == 3000, run
             backend = config["inner"]["backend"]
-            assert backend == "explicit" if method == "eprop2" else backend in method, run
+            assert (backend == "explicit") if method == "eprop2" else (backend in method), run
             for path in (run / "eval.json", run / "eval_at" / "k1" / "eval.json", run / "eval_at" / "k2" / "eval.json"):
                 evaluation = json.loads(path.read_text())
                 assert (evaluation["eval_seed"], evaluation["n_tasks"]) == (20261122, 64), path

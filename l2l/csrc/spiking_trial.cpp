@@ -81,44 +81,36 @@ void forward_kernel(const at::Tensor& current, const at::Tensor& w_t, const at::
   T* ap = a.data_ptr<T>();
   T* zin = z_in.data_ptr<T>();
   const int64_t plane = batch * n;
+  std::vector<T> drive(plane);
+  // step t for the tasks [begin, end): drive = I^t + W z^{t-1} (gathered from the neurons that spiked), then the
+  // neurons; the tasks' entries of every buffer are disjoint, so any order of (task, step) blocks that keeps each
+  // task's steps in order gives the same numbers
+  auto advance = [&](int64_t t, int64_t begin, int64_t end) {
+    const int64_t k0 = begin * n, count = (end - begin) * n;
+    const T* z_prev = zp + t * plane;
+    std::copy(cur + t * plane + k0, cur + t * plane + k0 + count, drive.data() + k0);
+    for (int64_t b = begin; b < end; ++b)
+      add_recurrent<T>(n, z_prev + b * n, wt + (shared ? 0 : b * n * n), drive.data() + b * n);
+    neuron_update<T, ADAPTIVE, ZETA>(count, drive.data() + k0, z_prev + k0, rp + t * plane + k0,
+                                     ADAPTIVE ? bt + k0 : nullptr, ZETA ? zt + t * plane + k0 : nullptr, vp + k0,
+                                     ap + k0, zin + k0, ep + t * plane + k0, rp + (t + 1) * plane + k0,
+                                     zp + (t + 1) * plane + k0, T(alpha), T(v_th), T(n_ref), T(rho));
+  };
   if (at::get_num_threads() > 1 || (!shared && plane * n * static_cast<int64_t>(sizeof(T)) > (4 << 20))) {
-    // task by task over the whole trial (the tasks' dynamics are independent): with several threads the tasks run
-    // in parallel with one fork per trial; per-task W beyond the cache stays in cache for all of a task's steps (at
-    // B 100, n 400: 0.34 -> 0.24 s, 1 thread). On one thread and otherwise, step by step (measured faster there)
+    // task by task over the whole trial: with several threads the tasks run in parallel with one fork per trial;
+    // per-task W beyond the cache stays in cache for all of a task's steps (at B 100, n 400: 0.34 -> 0.24 s,
+    // 1 thread)
     at::parallel_for(0, batch, 1, [&](int64_t begin, int64_t end) {
-      std::vector<T> drive(n);
-      for (int64_t b = begin; b < end; ++b) {
-        const int64_t k0 = b * n;
-        for (int64_t t = 0; t < steps; ++t) {
-          const T* z_prev = zp + t * plane + k0;
-          std::copy(cur + t * plane + k0, cur + t * plane + k0 + n, drive.data());
-          add_recurrent<T>(n, z_prev, wt + (shared ? 0 : b * n * n), drive.data());
-          neuron_update<T, ADAPTIVE, ZETA>(n, drive.data(), z_prev, rp + t * plane + k0, ADAPTIVE ? bt + k0 : nullptr,
-                                           ZETA ? zt + t * plane + k0 : nullptr, vp + k0, ap + k0, zin + k0,
-                                           ep + t * plane + k0, rp + (t + 1) * plane + k0,
-                                           zp + (t + 1) * plane + k0, T(alpha), T(v_th), T(n_ref), T(rho));
-        }
-      }
+      for (int64_t b = begin; b < end; ++b)
+        for (int64_t t = 0; t < steps; ++t) advance(t, b, b + 1);
     });
     return;
   }
-  std::vector<T> drive(plane);
-  // time outermost: each step reads and writes one contiguous (B, n) plane; tasks in parallel when the
-  // plane is large enough to pay for the threads
+  // otherwise (measured faster there) time outermost: each step one contiguous (B, n) plane, tasks in parallel
+  // when the plane is large enough to pay for the threads
   const int64_t grain = std::max<int64_t>(1, 16384 / std::max<int64_t>(n, 1));
-  for (int64_t t = 0; t < steps; ++t) {
-    const T* z_prev = zp + t * plane;
-    std::copy(cur + t * plane, cur + (t + 1) * plane, drive.data());
-    at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) {
-      for (int64_t b = begin; b < end; ++b)
-        add_recurrent<T>(n, z_prev + b * n, wt + (shared ? 0 : b * n * n), drive.data() + b * n);
-      const int64_t k0 = begin * n, count = (end - begin) * n;
-      neuron_update<T, ADAPTIVE, ZETA>(count, drive.data() + k0, z_prev + k0, rp + t * plane + k0,
-                                       ADAPTIVE ? bt + k0 : nullptr, ZETA ? zt + t * plane + k0 : nullptr, vp + k0,
-                                       ap + k0, zin + k0, ep + t * plane + k0, rp + (t + 1) * plane + k0,
-                                       zp + (t + 1) * plane + k0, T(alpha), T(v_th), T(n_ref), T(rho));
-    });
-  }
+  for (int64_t t = 0; t < steps; ++t)
+    at::parallel_for(0, batch, grain, [&](int64_t begin, int64_t end) { advance(t, begin, end); });
 }
 
 // current (T, B, n); w_t = W_recᵀ, (n, n) or (B, n, n), contiguous; zeta (T, B, n) or none; state (B, n);

@@ -16,6 +16,7 @@ recurrent paths are cut); its weight gradient Σ_t δv^t ⊗ z^{t-1} is a torch 
 
 from __future__ import annotations
 
+import functools
 import statistics
 import time
 from typing import Any
@@ -43,11 +44,12 @@ def gemm_flops_per_second(size: int = 1024, repeats: int = 10, device: str = "cp
     return 2.0 * size**3 * repeats / (timer.now() - start)
 
 
+@functools.cache
 def _register_fused_trial_flops() -> None:
     """Teach the FLOP counter the C++ fused-trial operators (once; nothing when they are not built)."""
     from l2l.native import spiking_ops
 
-    if spiking_ops() is None or _registered:
+    if spiking_ops() is None:
         return
 
     @register_flop_formula(torch.ops.l2l_spiking.forward)
@@ -60,11 +62,6 @@ def _register_fused_trial_flops() -> None:
                        recurrent: bool, want_total_z: bool, **kwargs: Any) -> int:
         steps, batch, n = excess
         return 2 * (steps - 1) * batch * n * n if recurrent else 0   # no δv after the last step
-
-    _registered.append(True)
-
-
-_registered: list[bool] = []
 
 
 class _FlopPhases(PhaseTimer):

@@ -343,11 +343,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="runs that differ in their synthetic gradient's options (same rule, Δ and seed allowed): "
                              "only the SG-quality table, data/NAME.json and figures/NAME.png")
     args = parser.parse_args(argv)
+    try:
+        runs = [read_run(d) for d in run_dirs(args.run_dirs)]
+    except ValueError as error:
+        parser.exit(2, f"{parser.prog}: error: {error}\n")
     if args.sg_quality_only:
-        try:
-            runs = [read_run(d) for d in run_dirs(args.run_dirs)]
-        except ValueError as error:
-            parser.exit(2, f"{parser.prog}: error: {error}\n")
         if not any(r["sg_quality"] for r in runs):
             parser.exit(2, f"{parser.prog}: error: no run measured its synthetic gradient (rule.sg_quality_every)\n")
         (args.out / "data").mkdir(parents=True, exist_ok=True)
@@ -359,7 +359,6 @@ def main(argv: list[str] | None = None) -> int:
         print(sg_quality_table(runs))
         return 0
     try:
-        runs = [read_run(d) for d in run_dirs(args.run_dirs)]
         rows = write_runs_report(runs, args.out, args.name)
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
