@@ -80,22 +80,52 @@ def test_lif_eprop_never_builds_a_BTnm_tensor():
 
 @pytest.mark.parametrize("cell", CELLS)
 def test_current_signal_is_the_adjoint_of_the_forward_traces(cell):
-    """Σ_t current_signal^t ⊗ u^t (backwards in time) == Σ_t dE_dz^t e^t (forward traces)."""
+    """Σ_t current_signal^t ⊗ u^t (backwards in time) == Σ_t dE_dz^t e^t from the dense forward traces, summed
+    over tasks and per task; eligibility_gradient (which takes the backward form for ALIF and LSTM) agrees too."""
     from l2l.synapses import contract_over_time
     from l2l.traces import current_signal
     from l2l.traces.presynaptic import PresynapticInputs
 
-    case = make_case(cell)
+    case = make_case(cell, steps=15)
     net, x = case.network, case.inputs
     cell_module = net.layers[0]
     activity = net.run(x, record=True).layers[0]
     G = torch.randn_like(activity.z)
-    forward = eligibility_gradient(cell_module, activity, x, G)
+    dense = eligibility_traces(cell_module, activity, x)
+    per_task_oracle = {k: torch.einsum("btr,btr...->br...", G.repeat(1, 1, e.shape[2] // G.shape[2]), e)
+                       for k, e in dense.items()}
     pre = PresynapticInputs(x, activity.z_prev)
-    backward = pre.split(contract_over_time(current_signal(cell_module, activity, G), pre.concatenated(
-        cell_module.model.has_bias), per_task=False), cell_module.model.has_bias)
-    for k in forward:
-        expected = forward[k]
-        got = backward[k] if k != "w_rec" or not getattr(cell_module.params, "no_autapses", False) else \
-            backward[k] * (1 - torch.eye(expected.shape[-1], dtype=expected.dtype))
-        torch.testing.assert_close(got, expected, rtol=1e-10, atol=1e-12)
+    has_bias = cell_module.model.has_bias
+    backward = pre.split(contract_over_time(current_signal(cell_module, activity, G), pre.concatenated(has_bias),
+                                            per_task=True), has_bias)
+    got_per_task = eligibility_gradient(cell_module, activity, x, G, per_task=True)
+    got_summed = eligibility_gradient(cell_module, activity, x, G)
+    for k, expected in per_task_oracle.items():
+        mask = 1 - torch.eye(expected.shape[-1], dtype=expected.dtype) \
+            if k == "w_rec" and getattr(cell_module.params, "no_autapses", False) else 1
+        assert expected.abs().max() > 1e-3
+        torch.testing.assert_close(backward[k] * mask, expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got_per_task[k], expected, rtol=1e-10, atol=1e-12)
+        torch.testing.assert_close(got_summed[k], expected.sum(0), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("cell", ["alif", "lstm"])
+def test_backward_form_misses_the_traces_without_the_within_neuron_recursion(cell):
+    """Negative control: dropping the within-neuron carry (ALIF's adaptation, LSTM's forget gate) in the
+    backward recursion changes the gradient well beyond round-off, so the identity above can fail."""
+    from l2l.traces import trace_module
+
+    case = make_case(cell, steps=15)
+    net, x = case.network, case.inputs
+    activity = net.run(x, record=True).layers[0]
+    G = torch.randn_like(activity.z)
+    module, params, record = trace_module(net.layers[0]), net.layers[0].params, activity.record
+    exact = module.current_signal(params, record, G)
+    if cell == "lstm":
+        broken = module.current_signal(params, {**record, "f": torch.zeros_like(record["f"])}, G)
+    else:
+        class WithoutAdaptationCarry:                # ρ = 0: λ^a forgets the future at once
+            alpha, rho, betas = params.alpha, 0.0, params.betas
+
+        broken = module.current_signal(WithoutAdaptationCarry, record, G)
+    assert (broken - exact).abs().max() > 1e-3 * exact.abs().max()

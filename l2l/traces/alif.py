@@ -2,7 +2,9 @@
 
 Hidden state (v, a); the within-neuron Jacobian includes the adaptation a^t ← z^{t-1}:
 ε^v_t = ū^t,  ε^a_t = ψ^{t-1} ε^v_{t-1} + (ρ − β ψ^{t-1}) ε^a_{t-1},  e^t = ψ^t (ε^v_t − β ε^a_t).
-ε^a does not factorize; it is carried online with O(B·n·m) memory, never (B, T, n, m).
+ε^a does not factorize over time, but the gradient Σ_t L^t e^t taken backwards in time does: it is
+Σ_t λ^t ⊗ u^t with λ = :func:`current_signal` (a recursion over (B, n) pairs (λ^v, λ^a)), one contraction, exact
+up to summation order. The forward traces (O(B·n·m) memory per step) remain as the dense oracle (:func:`traces`).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from collections.abc import Iterator
 import torch
 
 from l2l.filters import exp_filter
+from l2l.synapses import contract_over_time
 from l2l.traces.presynaptic import PresynapticInputs
 
 
@@ -31,9 +34,9 @@ def trace_steps(params, record: dict[str, torch.Tensor], pre: PresynapticInputs)
 
 def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE_dz: torch.Tensor,
              per_task: bool) -> dict[str, torch.Tensor]:
-    """Σ_t dE_dz^t e^t for W_in and W_rec. dE_dz: (B, T, n)."""
-    total = sum(dE_dz[:, t].unsqueeze(-1) * e for t, e in enumerate(trace_steps(params, record, pre)))
-    return pre.split(total if per_task else total.sum(0), with_bias=False)
+    """Σ_t dE_dz^t e^t for W_in and W_rec, as Σ_t λ^t ⊗ u^t (module docstring). dE_dz: (B, T, n)."""
+    signal = current_signal(params, record, dE_dz)
+    return pre.split(contract_over_time(signal, pre.concatenated(with_bias=False), per_task), with_bias=False)
 
 
 def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> torch.Tensor:

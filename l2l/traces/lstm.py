@@ -4,6 +4,10 @@ For the input, forget and candidate gates, ε^t = f^t ε^{t-1} + (∂c^t/∂I^t)
 ∂c/∂I_i = g i(1−i), ∂c/∂I_f = c^{t-1} f(1−f), ∂c/∂I_g = i(1−g²), and
 e^t = o^t (1 − tanh² c^t) ε^t; the output gate has e_o^t = tanh(c^t) o(1−o) u^t.
 u^t = [x^t, m^{t-1}, 1]; recurrent paths through m^{t-1} are left to the learning signal.
+
+The gradient Σ_t L^t e^t never carries ε (B, 4n, n_in + n + 1) forward: the same sum taken backwards in time is
+Σ_t λ^t ⊗ u^t with λ = :func:`current_signal` (one backward recursion over (B, n), then one contraction over
+time), exact up to summation order; the forward traces remain as the dense oracle (:func:`traces`).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from collections.abc import Iterator
 
 import torch
 
+from l2l.synapses import contract_over_time
 from l2l.traces.presynaptic import PresynapticInputs
 
 
@@ -35,9 +40,10 @@ def trace_steps(params, record: dict[str, torch.Tensor], pre: PresynapticInputs)
 
 def gradient(params, record: dict[str, torch.Tensor], pre: PresynapticInputs, dE_dz: torch.Tensor,
              per_task: bool) -> dict[str, torch.Tensor]:
-    """Σ_t dE_dz^t e^t for W_in (4n, n_in), W_rec (4n, n) and bias (4n). dE_dz: (B, T, n)."""
-    total = sum(dE_dz[:, t].repeat(1, 4).unsqueeze(-1) * e for t, e in enumerate(trace_steps(params, record, pre)))
-    return pre.split(total if per_task else total.sum(0), with_bias=True)
+    """Σ_t dE_dz^t e^t for W_in (4n, n_in), W_rec (4n, n) and bias (4n), as Σ_t λ^t ⊗ u^t (module docstring).
+    dE_dz: (B, T, n)."""
+    signal = current_signal(params, record, dE_dz)
+    return pre.split(contract_over_time(signal, pre.concatenated(with_bias=True), per_task), with_bias=True)
 
 
 def traces(params, record: dict[str, torch.Tensor], pre: PresynapticInputs) -> torch.Tensor:
