@@ -34,6 +34,7 @@ passed and of length × repeats, the number of seeds, and the mean wall time per
 
 from __future__ import annotations
 
+import gzip
 import json
 import math
 from collections.abc import Sequence
@@ -48,7 +49,19 @@ from omegaconf import OmegaConf
 from l2l.command_line import CommandParser
 
 RULE_ORDER = ("eprop3", "tbptt_sg", "tbptt", "bptt", "eprop")
-RUN_FILES = ("summary.json", "metrics.jsonl")
+RUN_FILES = ("summary.json", "metrics.jsonl", "metrics.jsonl.gz")
+
+
+def metrics_records(run_dir: Path) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl``, or of ``metrics.jsonl.gz`` (how docs/data keeps long runs' raw logs)."""
+    path = run_dir / "metrics.jsonl"
+    if path.is_file():
+        text = path.read_text()
+    elif path.with_suffix(".jsonl.gz").is_file():
+        text = gzip.decompress(path.with_suffix(".jsonl.gz").read_bytes()).decode()
+    else:
+        raise ValueError(f"{path}: missing (a run without metrics)")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
 
 WINDOWED_RULES = ("eprop3", "tbptt", "tbptt_sg")
 """The rules that read ``rule.window``; for the others it is reported as None."""
@@ -100,10 +113,7 @@ def read_run(run_dir: str | Path) -> dict[str, Any]:
         raise ValueError(f"{config_path}: train.curriculum.stages must list the stages' length and max_repeats, "
                          f"got {stages!r}")
     metrics_path = run_dir / "metrics.jsonl"
-    if not metrics_path.is_file():
-        raise ValueError(f"{metrics_path}: missing (a run without metrics)")
-    records = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    records = [r for r in records if "stage" in r and "iteration" in r]
+    records = [r for r in metrics_records(run_dir) if "stage" in r and "iteration" in r]
     if not records:
         raise ValueError(f"{metrics_path}: no logged iteration with a curriculum stage")
     summary_path = run_dir / "summary.json"
