@@ -22,19 +22,27 @@ point for every λ. Options of the module: ``time_input`` appends the border's t
 (in units of 100 steps) to its input; ``warmup`` trials during which it learns but its predictions are not used
 as learning signals (the rule runs as with SG = 0). :func:`gradient_quality` scores predictions against the true
 border gradients (cosine, R²).
+
+Following a network that learns (the SG's target moves every trial): ``steps`` Adam steps per trial on the mean loss
+of this trial and the ``replay`` trials before it (their inputs and targets kept as they were), and ``calibrate``:
+the predictions are used scaled by c = max(0, Σ⟨p, t⟩ / Σ⟨p, p⟩), the least-squares scale of the module's raw
+predictions p against the targets t of past trials, each sum an exponential average over trials (decay
+``CALIBRATION_DECAY``) of p made before the module saw that trial: out of sample. A module whose direction is
+barely right is then shrunk towards SG = 0 instead of adding a large wrong gradient.
 """
 
 from __future__ import annotations
 
 import copy
 import math
+from collections import deque
 from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from l2l.validation import require_nonnegative_int, require_positive
+from l2l.validation import require_bool, require_nonnegative_int, require_positive, require_size
 
 
 class Predictor(Protocol):
@@ -101,27 +109,41 @@ def synthetic_gradient_loss(predictions: Sequence[torch.Tensor], targets: Sequen
     return total
 
 
+CALIBRATION_DECAY = 0.9
+"""Per-trial decay of the calibration's sums Σ⟨p, t⟩ and Σ⟨p, p⟩ (about the last 10 trials)."""
+
+
 class OnlineSyntheticGradient:
     """A :class:`SyntheticGradient` and its Adam optimizer, built on first use when D is known.
 
-    ``predict(state, border)`` gives SG(state) detached; ``update(states, targets)`` takes one optimizer step on
-    :func:`synthetic_gradient_loss` and returns that loss (before the step). ``learn=False`` freezes the module.
-    ``state_dict``/``load_state_dict`` hold the module, the optimizer and D (plain containers and tensors).
+    ``predict(state, border)`` gives SG(state) detached (times the calibration scale with ``calibrate``);
+    ``update(states, targets)`` takes ``steps`` optimizer steps on :func:`synthetic_gradient_loss` averaged over this
+    trial and the ``replay`` trials before it, and returns this trial's loss before the first step. ``learn=False``
+    freezes the module. ``state_dict``/``load_state_dict`` hold the module, the optimizer, D, the replayed trials
+    and the calibration sums (plain containers and tensors).
     """
 
     def __init__(self, lr: float = 1e-3, hidden: int = 0, seed: int = 0, learn: bool = True,
-                 time_input: bool = False, warmup: int = 0) -> None:
+                 time_input: bool = False, warmup: int = 0, steps: int = 1, replay: int = 0,
+                 calibrate: bool = False) -> None:
         require_positive("sg_lr", lr)
         require_nonnegative_int("sg_hidden", hidden)
         require_nonnegative_int("sg_seed", seed)
         require_nonnegative_int("sg_warmup", warmup)
+        require_size("sg_steps", steps)
+        require_nonnegative_int("sg_replay", replay)
+        require_bool("sg_calibrate", calibrate)
         self.lr, self.hidden, self.seed, self.learn = lr, hidden, seed, learn
         self.time_input, self.warmup = time_input, warmup
+        self.steps, self.calibrate = steps, calibrate
         self.module: SyntheticGradient | None = None
         self.optimizer: torch.optim.Optimizer | None = None
         self.last_loss = float("nan")
         self.trials = 0
         self.trial_shape: tuple[int, int] | None = None   # (T, window) of the current trial, for the time input
+        self.memory: deque[tuple[list[torch.Tensor], list[torch.Tensor]]] = deque(maxlen=replay + 1)
+        self.agreement = 0.0     # Σ⟨p, t⟩ and Σ⟨p, p⟩ of the calibration (exponential averages over trials)
+        self.power = 0.0
 
     def begin_trial(self, steps: int, window: int) -> None:
         """The coming trial's length T and window Δ (the time input's t_m = m·Δ and T − t_m)."""
@@ -154,37 +176,67 @@ class OnlineSyntheticGradient:
         self.optimizer = torch.optim.Adam(self.module.parameters(), lr=self.lr)
         return self.module
 
+    @property
+    def scale(self) -> float:
+        """The calibration scale c = max(0, Σ⟨p, t⟩ / Σ⟨p, p⟩); 1 without ``calibrate`` or before any data."""
+        if not self.calibrate or self.power <= 0.0:
+            return 1.0
+        return max(0.0, self.agreement / self.power)
+
     def predict(self, state: torch.Tensor, border: int) -> torch.Tensor:
         """SG(state): (B, D) -> (B, D), no graph."""
         module = self.build(state.shape[-1], state)
         with torch.no_grad():
-            return module(self.features(state, border).to(module.w_out.dtype)).to(state.dtype)
+            raw = module(self.features(state, border).to(module.w_out.dtype)).to(state.dtype)
+            return raw * self.scale if self.calibrate else raw
 
     def update(self, states: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> float:
-        """One Adam step on the bootstrapped targets of one trial; returns the loss before the step (0 without
-        borders). Does nothing but compute the loss when ``learn`` is False."""
+        """``steps`` Adam steps on the targets of this trial (and the ``replay`` trials before it); returns this
+        trial's loss before the first step (0 without borders). Only computes the loss when ``learn`` is False."""
         self.trials += 1
         if not states:
             self.last_loss = 0.0
             return 0.0
         module = self.build(states[0].shape[-1], states[0])
         dtype = module.w_out.dtype
-        with torch.enable_grad():
-            predictions = [module(self.features(s.detach(), m + 1).to(dtype)) for m, s in enumerate(states)]
-            loss = synthetic_gradient_loss(predictions, [t.detach().to(dtype) for t in targets])
-            if self.learn:
+        inputs = [self.features(s.detach(), m + 1).to(dtype) for m, s in enumerate(states)]
+        goals = [t.detach().to(dtype) for t in targets]
+        self.memory.append((inputs, goals))
+        for step in range(self.steps):
+            with torch.enable_grad():
+                losses = []
+                for trial_inputs, trial_goals in reversed(self.memory):         # this trial first
+                    predictions = [module(x) for x in trial_inputs]
+                    losses.append(synthetic_gradient_loss(predictions, trial_goals))
+                    if step == 0 and len(losses) == 1:
+                        current = predictions
+                loss = losses[0] if len(losses) == 1 else sum(losses) / len(losses)
+                if step == 0:
+                    self.last_loss = float(losses[0].detach())
+                    if self.calibrate:
+                        self.calibrate_on(current, goals)
+                if not self.learn:
+                    break
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 self.optimizer.step()
-        self.last_loss = float(loss.detach())
         return self.last_loss
 
+    def calibrate_on(self, predictions: Sequence[torch.Tensor], targets: Sequence[torch.Tensor]) -> None:
+        """Add one trial's out-of-sample ⟨p, t⟩ and ⟨p, p⟩ (raw predictions before its update) to the decayed sums."""
+        with torch.no_grad():
+            agreement = sum(float((p * t).sum()) for p, t in zip(predictions, targets, strict=True))
+            power = sum(float((p * p).sum()) for p in predictions)
+        self.agreement = CALIBRATION_DECAY * self.agreement + agreement
+        self.power = CALIBRATION_DECAY * self.power + power
+
     def state_dict(self) -> dict[str, Any]:
-        """{"size", "module", "optimizer", "trials"} (empty before first use)."""
+        """{"size", "module", "optimizer", "trials", "memory", "calibration"} (empty before first use)."""
         if self.module is None:
             return {}
         return {"size": self.module.size, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "trials": self.trials}
+                "trials": self.trials, "memory": [[list(x), list(t)] for x, t in self.memory],
+                "calibration": [self.agreement, self.power]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what :meth:`state_dict` returned (builds the module of the stored size)."""
@@ -196,6 +248,10 @@ class OnlineSyntheticGradient:
         self.module.load_state_dict(state["module"])
         self.optimizer.load_state_dict(copy.deepcopy(state["optimizer"]))  # Adam would share the given moments
         self.trials = int(state.get("trials", 0))
+        self.memory.clear()
+        for inputs, goals in state.get("memory", []):
+            self.memory.append((list(inputs), list(goals)))
+        self.agreement, self.power = (float(v) for v in state.get("calibration", (0.0, 0.0)))
 
 
 class FixedPredictions:

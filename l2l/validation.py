@@ -42,6 +42,12 @@ def require_size(name: str, value: int) -> None:
         raise InvalidValueError(name, value, ": it must be an integer >= 1")
 
 
+def require_bool(name: str, value: bool) -> None:
+    """Raise unless ``value`` is True or False."""
+    if not isinstance(value, bool):
+        raise InvalidValueError(name, value, ": it must be true or false")
+
+
 def require_nonnegative(name: str, value: float) -> None:
     """Raise unless ``value`` is a finite number >= 0."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:

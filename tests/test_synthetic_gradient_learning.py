@@ -243,3 +243,104 @@ def test_bad_probe_stages_are_refused_before_training(probes, message):
     with pytest.raises(ValueError) as error:
         preflight(cfg)
     assert message in str(error.value)
+
+
+def _trial(generator, borders=3, batch=4, size=5):
+    states = [torch.randn(batch, size, generator=generator, dtype=torch.float64) for _ in range(borders)]
+    targets = [torch.randn(batch, size, generator=generator, dtype=torch.float64) for _ in range(borders)]
+    return states, targets
+
+
+def test_sg_steps_and_replay_fit_the_mean_loss_of_the_kept_trials_step_by_step():
+    """steps=3, replay=1 equals three hand-made Adam steps on the mean of this trial's and the previous trial's
+    losses; replay keeps only ``replay`` earlier trials."""
+    g = torch.Generator().manual_seed(3)
+    trials = [_trial(g) for _ in range(3)]
+    sg = OnlineSyntheticGradient(lr=0.01, hidden=3, seed=1, steps=3, replay=1)
+    sg.build(5, trials[0][0][0])
+    with torch.no_grad():
+        sg.module.w_out.normal_(generator=torch.Generator().manual_seed(2))
+    import copy as copy_module
+    twin = copy_module.deepcopy(sg.module)
+    adam = torch.optim.Adam(twin.parameters(), lr=0.01)
+    for k, (states, targets) in enumerate(trials):
+        before = float(tb_loss(twin, states, targets).detach())
+        kept = trials[max(0, k - 1):k + 1]
+        for _ in range(3):
+            adam.zero_grad()
+            loss = sum(tb_loss(twin, s, t) for s, t in kept) / len(kept)
+            loss.backward()
+            adam.step()
+        got = sg.update(states, targets)
+        assert got == pytest.approx(before, rel=1e-12)           # this trial's loss before its update
+        for a, b in zip(sg.module.parameters(), twin.parameters(), strict=True):
+            torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-14)
+    assert len(sg.memory) == 2
+
+
+def tb_loss(module, states, targets):
+    from l2l.synthetic_gradient import synthetic_gradient_loss
+    return synthetic_gradient_loss([module(s) for s in states], targets)
+
+
+def test_the_default_sg_update_is_unchanged_by_the_new_options():
+    """steps=1, replay=0, calibrate=False: one Adam step on this trial's loss, predictions unscaled (the rules are
+    unchanged to the last digit)."""
+    g = torch.Generator().manual_seed(4)
+    states, targets = _trial(g)
+    sg = OnlineSyntheticGradient(lr=0.01, hidden=0)
+    sg.build(5, states[0])
+    import copy as copy_module
+    twin = copy_module.deepcopy(sg.module)
+    adam = torch.optim.Adam(twin.parameters(), lr=0.01)
+    loss = tb_loss(twin, states, targets)
+    adam.zero_grad()
+    loss.backward()
+    adam.step()
+    sg.update(states, targets)
+    for a, b in zip(sg.module.parameters(), twin.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert torch.equal(sg.predict(states[0], 1), twin(states[0]).detach()) and sg.scale == 1.0
+
+
+def test_calibration_scales_by_the_out_of_sample_least_squares_fit_and_never_flips_the_sign():
+    g = torch.Generator().manual_seed(5)
+    states, targets = _trial(g, size=4)
+    sg = OnlineSyntheticGradient(lr=1e-9, hidden=0, calibrate=True)          # lr ~0: the module stays put
+    sg.build(4, states[0])
+    with torch.no_grad():                       # raw prediction = 2 · state; the targets are 2 · state / 4
+        sg.module.w_out.copy_(2 * torch.eye(4, dtype=torch.float64))
+    targets = [s / 2 for s in states]
+    assert sg.scale == 1.0                                                # no data yet
+    sg.update(states, targets)
+    assert sg.scale == pytest.approx(0.25, rel=1e-6)
+    torch.testing.assert_close(sg.predict(states[1], 2), targets[1], rtol=1e-5, atol=1e-8)
+    quality = gradient_quality([sg.predict(s, m + 1) for m, s in enumerate(states)], targets)
+    assert quality["r2"] == pytest.approx(1.0, abs=1e-5)
+    # the next trial's targets point the other way: the decayed sums 0.9·(1/4·P) − 1/4·P < 0 -> scale 0 (SG = 0)
+    sg.update(states, [-t for t in targets])
+    assert sg.scale == 0.0 and float(sg.predict(states[0], 1).abs().max()) == 0.0
+    state = sg.state_dict()
+    again = OnlineSyntheticGradient(hidden=0, calibrate=True, replay=0)
+    again.load_state_dict(state)
+    assert (again.agreement, again.power) == (sg.agreement, sg.power) and len(again.memory) == 1
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("sg_steps", 0, "sg_steps=0 is not allowed: it must be an integer >= 1"),
+    ("sg_replay", -1, "sg_replay=-1 is not allowed: it must be an integer >= 0"),
+    ("sg_calibrate", "yes", "sg_calibrate='yes' is not allowed: it must be true or false")])
+def test_bad_sg_options_stop_with_one_line(option, value, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(")):
+        make_rule("eprop3", window=4, **{option: value})
+
+
+def test_the_new_options_through_l2l_train_log_the_scale(tmp_path):
+    cfg = compose_config(["experiment=copy_repeat_tbptt_sg", "train.iterations=3", "train.log_every=1",
+                          "rule.window=1", "network.n_hidden=8", "rule.sg_steps=2", "rule.sg_replay=2",
+                          "rule.sg_calibrate=true", "rule.sg_hidden=4", "train.progress=false", "eval.enabled=false",
+                          "logger=none", f"hydra.run.dir={tmp_path}"])
+    run(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    scales = [r["sg_scale"] for r in rows if "sg_scale" in r]
+    assert len(scales) == 3 and all(s >= 0.0 for s in scales)

@@ -261,7 +261,8 @@ class OraclePredictions:
 
 
 def make_predictor(synthetic_gradient: str | Predictor, sg_lr: float, sg_hidden: int, sg_seed: int,
-                   train_sg: bool, sg_time: bool = False, sg_warmup: int = 0) -> Predictor:
+                   train_sg: bool, sg_time: bool = False, sg_warmup: int = 0, sg_steps: int = 1, sg_replay: int = 0,
+                   sg_calibrate: bool = False) -> Predictor:
     """``learned`` (an :class:`OnlineSyntheticGradient`), ``zero``, ``oracle``, or any object with ``predict``."""
     if isinstance(synthetic_gradient, str):
         require_choice("synthetic_gradient", synthetic_gradient, SG_KINDS)
@@ -270,7 +271,7 @@ def make_predictor(synthetic_gradient: str | Predictor, sg_lr: float, sg_hidden:
         if synthetic_gradient == "oracle":
             return OraclePredictions()
         return OnlineSyntheticGradient(lr=sg_lr, hidden=sg_hidden, seed=sg_seed, learn=train_sg, time_input=sg_time,
-                                       warmup=sg_warmup)
+                                       warmup=sg_warmup, steps=sg_steps, replay=sg_replay, calibrate=sg_calibrate)
     if not callable(getattr(synthetic_gradient, "predict", None)):
         raise InvalidValueError("synthetic_gradient", synthetic_gradient, f": choose one of {list(SG_KINDS)} "
                                 "or pass an object with predict(state, border)")
@@ -332,7 +333,9 @@ class TBPTTSyntheticGradient(TBPTT):
     ``oracle`` (the true border gradients of each trial, from a BPTT pass: the upper bound), or a
     :class:`~l2l.synthetic_gradient.Predictor`. A learned SG's options: ``sg_time`` (the border's time and the time
     left as inputs), ``sg_warmup`` (trials it learns before its predictions are used), ``sg_lambda`` (λ of its
-    λ-mixed targets, 0 = bootstrapped, 1 = the true future gradient). ``sg_quality_every`` N > 0: every N trials
+    λ-mixed targets, 0 = bootstrapped, 1 = the true future gradient), ``sg_steps`` (Adam steps per trial),
+    ``sg_replay`` (earlier trials each step also fits), ``sg_calibrate`` (predictions scaled by their out-of-sample
+    least-squares scale, clipped at 0; :mod:`l2l.synthetic_gradient`). ``sg_quality_every`` N > 0: every N trials
     the predictions are scored against the true border gradients (a BPTT pass on the same batch): ``metrics()``
     gives ``sg_cosine`` and ``sg_r2`` (:func:`~l2l.synthetic_gradient.gradient_quality`). ``state_dict()`` holds
     the learned module and its optimizer.
@@ -342,11 +345,12 @@ class TBPTTSyntheticGradient(TBPTT):
 
     def __init__(self, window: int = 10, synthetic_gradient: str | Predictor = "learned", sg_lr: float = 1e-3,
                  sg_hidden: int = 0, sg_seed: int | None = None, train_sg: bool = True, sg_time: bool = False,
-                 sg_warmup: int = 0, sg_lambda: float = 0.0, sg_quality_every: int = 0,
+                 sg_warmup: int = 0, sg_lambda: float = 0.0, sg_quality_every: int = 0, sg_steps: int = 1,
+                 sg_replay: int = 0, sg_calibrate: bool = False,
                  rate_regularization: RateRegularization | None = None) -> None:
         super().__init__(window, rate_regularization)
         self.predictor = make_predictor(synthetic_gradient, sg_lr, sg_hidden, 0 if sg_seed is None else sg_seed,
-                                        train_sg, sg_time, sg_warmup)
+                                        train_sg, sg_time, sg_warmup, sg_steps, sg_replay, sg_calibrate)
         if not (isinstance(sg_lambda, (int, float)) and 0.0 <= sg_lambda <= 1.0):
             raise InvalidValueError("sg_lambda", sg_lambda, ": it must be a number in [0, 1]")
         require_nonnegative_int("sg_quality_every", sg_quality_every)
@@ -391,8 +395,11 @@ class TBPTTSyntheticGradient(TBPTT):
             self.predictor.load_state_dict(state["synthetic_gradient"])
 
     def metrics(self) -> dict[str, float]:
-        """``sg_loss``: the synthetic gradient's loss on the last trial (before its update); ``sg_cosine``, ``sg_r2``:
+        """``sg_loss``: the synthetic gradient's loss on the last trial (before its update); ``sg_scale``: its
+        calibration scale (with ``sg_calibrate``); ``sg_cosine``, ``sg_r2``:
         the last quality measurement (with ``sg_quality_every``, once measured)."""
         out = {"sg_loss": self.predictor.last_loss} if isinstance(self.predictor, OnlineSyntheticGradient) else {}
+        if isinstance(self.predictor, OnlineSyntheticGradient) and self.predictor.calibrate:
+            out["sg_scale"] = self.predictor.scale
         out.update({f"sg_{k}": v for k, v in self.quality.items()})
         return out
