@@ -135,3 +135,18 @@ def test_a_compressed_raw_log_reads_the_same(tmp_path):
     (path / "metrics.jsonl.gz").unlink()
     with pytest.raises(ValueError, match="metrics.jsonl: missing"):
         read_arm_run(path)
+
+
+def test_the_sg_selection_rows_average_the_measurements():
+    from l2l.outer_loop.reports.eprop3_arms import sg_selection_markdown, sg_selection_rows
+
+    run = {"run_dir": "p", "options": {"sg_hidden": 64, "sg_lr": 3e-4, "sg_steps": 4, "sg_replay": 4,
+                                       "sg_calibrate": True},
+           "sg_quality": {"iteration": [0, 20, 40, 60], "cosine": [0.1, 0.2, 0.3, 0.4], "r2": [-1.0, 0.5, 0.2, -0.1]},
+           "stage_reached": 3, "wall_time_s": 12.4}
+    rows = sg_selection_rows([run, {**run, "sg_quality": None}])
+    assert len(rows) == 1
+    row = rows[0]
+    assert row["cosine"] == pytest.approx(0.25) and row["r2"] == pytest.approx(-0.1)
+    assert row["r2_second_half"] == pytest.approx(0.05) and row["r2_positive"] == 0.5
+    assert sg_selection_markdown(rows)[2] == "| 64 | 0.0003 | 4 | 4 | True | 0.25 | -0.10 | 0.05 | 0.50 | 3 | 12 |"

@@ -239,8 +239,10 @@ def figure(runs: Sequence[dict[str, Any]], window: int = 20) -> Figure:
 def _options_label(run: dict[str, Any]) -> str:
     o = run["options"]
     units = int(o.get("sg_hidden", 0))
+    extra = "".join(f", {k.removeprefix('sg_')} {o[k]}" for k in ("sg_steps", "sg_replay") if o.get(k, 1) not in (0, 1))
     return (f"{'linear' if units == 0 else f'{units} units'}{' + time' if o.get('sg_time') else ''}, "
-            f"λ {o.get('sg_lambda', 0)}, lr {o.get('sg_lr')}, warm-up {o.get('sg_warmup', 0)}")
+            f"λ {o.get('sg_lambda', 0)}, lr {o.get('sg_lr')}, warm-up {o.get('sg_warmup', 0)}{extra}"
+            f"{', calibrated' if o.get('sg_calibrate') else ''}")
 
 
 def sg_quality_figure(runs: Sequence[dict[str, Any]], by_options: bool = False) -> Figure:

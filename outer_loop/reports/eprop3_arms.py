@@ -14,7 +14,9 @@ the highest score (the oracle SG's gradient is BPTT's, so it takes BPTT's). Writ
 grid, the arms table, the per-run finals and probe curves), ``<out>/figures/<name>.png`` (bits wrong on the hardest
 probe stage against iteration and wall time, per Δ), ``<out>/figures/<name>_stages.png`` (the curriculum curves) and
 ``<out>/figures/<name>_sg_quality.png`` (the learned SGs' cosine and R² against the true border gradients); prints
-both tables as Markdown.
+both tables as Markdown. ``--pilots DIR``: runs that differ in their SG options (on the validation seed), summarized
+in a selection table (mean cosine and R², R² in the second half, the share of measurements with R² > 0) and
+``<out>/figures/<name>_sg_selection.png``.
 """
 
 from __future__ import annotations
@@ -152,6 +154,39 @@ def arms_table(runs: Sequence[dict[str, Any]], chosen: dict[str, float] | None =
     return rows
 
 
+SG_SELECTION_OPTIONS = ("sg_hidden", "sg_lr", "sg_steps", "sg_replay", "sg_calibrate")
+"""The synthetic-gradient options the selection table shows (the others are shared by every pilot)."""
+
+
+def sg_selection_rows(runs: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per run that measured its SG: its options, the mean cosine and R² over all measurements and over the second
+    half, the fraction of measurements with R² > 0, the stage reached and the wall time."""
+    rows = []
+    for run in runs:
+        q = run["sg_quality"]
+        if not q:
+            continue
+        half = len(q["r2"]) // 2
+        rows.append({"run_dir": run["run_dir"], "options": {k: run["options"].get(k) for k in SG_SELECTION_OPTIONS},
+                     "measurements": len(q["r2"]), "cosine": float(np.mean(q["cosine"])), "r2": float(np.mean(q["r2"])),
+                     "r2_second_half": float(np.mean(q["r2"][half:])),
+                     "r2_positive": float(np.mean([v > 0 for v in q["r2"]])), "stage_reached": run["stage_reached"],
+                     "wall_time_s": run["wall_time_s"]})
+    return rows
+
+
+def sg_selection_markdown(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """The SG pilots as Markdown: one row per run."""
+    heads = " | ".join(SG_SELECTION_OPTIONS)
+    lines = [f"| {heads} | cosine (mean) | R² (mean) | R² (mean, 2nd half) | share of R² > 0 | stage reached | "
+             "wall time (s) |", "|---|" + "---|" * (len(SG_SELECTION_OPTIONS) + 5)]
+    for r in rows:
+        values = " | ".join(str(r["options"][k]) for k in SG_SELECTION_OPTIONS)
+        lines.append(f"| {values} | {r['cosine']:.2f} | {r['r2']:.2f} | {r['r2_second_half']:.2f} | "
+                     f"{r['r2_positive']:.2f} | {r['stage_reached']} | {r['wall_time_s']:.0f} |")
+    return lines
+
+
 def _pm(stat: dict[str, float | None] | None, digits: int = 1) -> str:
     if stat is None:
         return "–"
@@ -221,8 +256,10 @@ def probe_figure(runs: Sequence[dict[str, Any]], stage: str) -> Figure:
     return fig
 
 
-def write_report(grid_root: Path, test_root: Path, out: Path, name: str) -> dict[str, Any]:
-    """Read both roots, write the data and figures (module docstring); returns the data."""
+def write_report(grid_root: Path, test_root: Path, out: Path, name: str,
+                 pilots_root: Path | None = None) -> dict[str, Any]:
+    """Read the roots, write the data and figures (module docstring); returns the data."""
+    pilots = [read_run(d) for d in find_runs(pilots_root)] if pilots_root is not None else []
     grid_runs = [read_arm_run(d) for d in find_runs(grid_root)]
     test_runs = [read_arm_run(d) for d in find_runs(test_root)]
     grid = grid_table(grid_runs)
@@ -231,7 +268,8 @@ def write_report(grid_root: Path, test_root: Path, out: Path, name: str) -> dict
     hardest = max(test_runs[0]["probes"], key=int)
     keep = ("run_dir", "arm", "rule", "window", "seed", "lr", "finished", "stage_reached", "stages_passed",
             "length_x_repeats", "wall_time_s", "iterations", "sg_quality", "probes")
-    data = {"last_evaluations": LAST_EVALUATIONS, "stages": stages, "grid": grid, "table": rows,
+    data = {"last_evaluations": LAST_EVALUATIONS, "stages": stages, "sg_selection": sg_selection_rows(pilots),
+            "grid": grid, "table": rows,
             "runs": {"grid": [{k: r[k] for k in keep} for r in grid_runs],
                      "test": [{k: r[k] for k in keep} for r in test_runs]}}
     (out / "data").mkdir(parents=True, exist_ok=True)
@@ -242,6 +280,10 @@ def write_report(grid_root: Path, test_root: Path, out: Path, name: str) -> dict
     figure(by_arm).savefig(out / "figures" / f"{name}_stages.png", dpi=110)
     if any(r["sg_quality"] for r in test_runs):
         sg_quality_figure(by_arm).savefig(out / "figures" / f"{name}_sg_quality.png", dpi=110)
+    if pilots:
+        sg_quality_figure(pilots, by_options=True).savefig(out / "figures" / f"{name}_sg_selection.png", dpi=110)
+    data["runs"]["pilots"] = [{k: r[k] for k in ("run_dir", "options", "stage_reached", "wall_time_s", "sg_quality")}
+                              for r in pilots]
     return data
 
 
@@ -250,13 +292,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = CommandParser(prog="python -m l2l.outer_loop.reports.eprop3_arms", description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=Path, required=True, help="the learning-rate grid's runs (validation seed)")
     parser.add_argument("--test", type=Path, required=True, help="the test seeds' runs")
+    parser.add_argument("--pilots", type=Path, help="runs that measured their SG, to choose its options (optional)")
     parser.add_argument("--out", type=Path, default=Path("docs"))
     parser.add_argument("--name", default="eprop3_arms", help="data/NAME.json, figures/NAME*.png")
     args = parser.parse_args(argv)
     try:
-        data = write_report(args.grid, args.test, args.out, args.name)
+        data = write_report(args.grid, args.test, args.out, args.name, args.pilots)
     except ValueError as error:
         parser.exit(2, f"{parser.prog}: error: {error}\n")
+    if data["sg_selection"]:
+        print("\n".join(sg_selection_markdown(data["sg_selection"])))
+        print()
     print("\n".join(grid_markdown(data["grid"])))
     print()
     print("\n".join(arms_markdown(data["table"], data["stages"])))
