@@ -231,11 +231,13 @@ class OnlineSyntheticGradient:
         self.power = CALIBRATION_DECAY * self.power + power
 
     def state_dict(self) -> dict[str, Any]:
-        """{"size", "module", "optimizer", "trials", "memory", "calibration"} (empty before first use)."""
+        """{"size", "module", "optimizer", "trials", "memory" (the replayed trials; none without replay),
+        "calibration"} (empty before first use)."""
         if self.module is None:
             return {}
         return {"size": self.module.size, "module": self.module.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "trials": self.trials, "memory": [[list(x), list(t)] for x, t in self.memory],
+                "trials": self.trials,
+                "memory": [[list(x), list(t)] for x, t in self.memory] if self.memory.maxlen > 1 else [],
                 "calibration": [self.agreement, self.power]}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
