@@ -110,7 +110,7 @@ def test_the_command_writes_data_figures_and_tables(tmp_path, capsys):
     assert main(["--grid", str(grid), "--test", str(test), "--out", str(out), "--name", "arms"]) == 0
     data = json.loads((out / "data" / "arms.json").read_text())
     assert [r["arm"] for r in data["table"]] == ["bptt", "eprop3 (oracle)", "eprop3 (learned)"]
-    for suffix in ("", "_stages", "_sg_quality"):
+    for suffix in ("", "_probe1", "_probe2", "_sg_quality"):
         assert (out / "figures" / f"arms{suffix}.png").stat().st_size > 10_000
     printed = capsys.readouterr().out
     assert "| `bptt` | – | **0.003** | 2 | 1: 2.0, 2: 2.0 |" in printed

@@ -11,8 +11,9 @@ scored at every evaluation whatever stage the run is at (``train.curriculum.prob
 the mean over its last ``LAST_EVALUATIONS`` evaluations. A grid run's validation score is (stage reached, −(final
 bits wrong summed over the probe stages)), compared lexicographically; an arm's chosen learning rate is the one with
 the highest score (the oracle SG's gradient is BPTT's, so it takes BPTT's). Writes ``<out>/data/<name>.json`` (the
-grid, the arms table, the per-run finals and probe curves), ``<out>/figures/<name>.png`` (bits wrong on the hardest
-probe stage against iteration and wall time, per Δ), ``<out>/figures/<name>_stages.png`` (the curriculum curves) and
+grid, the arms table, the per-run finals and probe curves), ``<out>/figures/<name>.png`` (the curriculum stage and
+the training bit error against iteration and wall time), ``<out>/figures/<name>_probe<k>.png`` (bits wrong at probe
+stage k against iteration and wall time, per Δ) and
 ``<out>/figures/<name>_sg_quality.png`` (the learned SGs' cosine and R² against the true border gradients); prints
 both tables as Markdown. ``--pilots DIR``: runs that differ in their SG options (on the validation seed), summarized
 in a selection table (mean cosine and R², R² in the second half, the share of measurements with R² > 0) and
@@ -265,7 +266,6 @@ def write_report(grid_root: Path, test_root: Path, out: Path, name: str,
     grid = grid_table(grid_runs)
     rows = arms_table(test_runs, chosen_learning_rates(grid))
     stages = test_runs[0]["stages"]
-    hardest = max(test_runs[0]["probes"], key=int)
     keep = ("run_dir", "arm", "rule", "window", "seed", "lr", "finished", "stage_reached", "stages_passed",
             "length_x_repeats", "wall_time_s", "iterations", "sg_quality", "probes")
     data = {"last_evaluations": LAST_EVALUATIONS, "stages": stages, "sg_selection": sg_selection_rows(pilots),
@@ -275,9 +275,10 @@ def write_report(grid_root: Path, test_root: Path, out: Path, name: str,
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "data" / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
-    probe_figure(test_runs, hardest).savefig(out / "figures" / f"{name}.png", dpi=110)
+    for stage in sorted(test_runs[0]["probes"], key=int):
+        probe_figure(test_runs, stage).savefig(out / "figures" / f"{name}_probe{stage}.png", dpi=110)
     by_arm = [{**r, "rule": r["arm"]} for r in test_runs]           # a color per arm, not per rule
-    figure(by_arm).savefig(out / "figures" / f"{name}_stages.png", dpi=110)
+    figure(by_arm).savefig(out / "figures" / f"{name}.png", dpi=110)
     if any(r["sg_quality"] for r in test_runs):
         sg_quality_figure(by_arm).savefig(out / "figures" / f"{name}_sg_quality.png", dpi=110)
     if pilots:
