@@ -271,7 +271,11 @@ def sg_quality_figure(runs: Sequence[dict[str, Any]], by_options: bool = False) 
     r2_ax.set(xlabel="iteration", ylabel="R² of SG against the true border gradient", ylim=(-2.0, 1.0))
     for ax in (cosine_ax, r2_ax):
         ax.grid(alpha=0.3)
-    cosine_ax.legend(fontsize=7)
+    if by_options:                                   # long labels: below the panels
+        fig.set_size_inches(11.0, 4.0 + 0.18 * len(measured))
+        fig.legend(*cosine_ax.get_legend_handles_labels(), fontsize=7, loc="outside lower center", ncol=2)
+    else:
+        cosine_ax.legend(fontsize=7)
     fig.suptitle("synthetic gradient quality on the training batches (a BPTT pass on the same batch)", fontsize=9)
     return fig
 
