@@ -205,7 +205,7 @@ def figure(runs: Sequence[dict[str, Any]], window: int = 20) -> Figure:
     FigureCanvasAgg(fig)
     (by_iteration, by_time), (error_by_iteration, error_by_time) = fig.subplots(2, 2, sharey="row")
     keys = sorted({(r["rule"], r["window"]) for r in runs}, key=_order)
-    colors = {key: f"C{k % 10}" for k, key in enumerate(keys)}
+    colors = distinct_colors(keys)
     labelled: set[tuple[str, int | None]] = set()
     for run in sorted(runs, key=lambda r: _order((r["rule"], r["window"]))):
         key = (run["rule"], run["window"])
@@ -236,6 +236,16 @@ def figure(runs: Sequence[dict[str, Any]], window: int = 20) -> Figure:
     return fig
 
 
+def distinct_colors(keys: Sequence[Any]) -> dict[Any, Any]:
+    """A color per key: the default cycle for up to 10 keys, else tab20 (no two keys share a color up to 20)."""
+    if len(keys) <= 10:
+        return {key: f"C{k}" for k, key in enumerate(keys)}
+    from matplotlib import colormaps
+
+    palette = colormaps["tab20"]
+    return {key: palette(k % 20) for k, key in enumerate(keys)}
+
+
 def _options_label(run: dict[str, Any]) -> str:
     o = run["options"]
     units = int(o.get("sg_hidden", 0))
@@ -254,7 +264,7 @@ def sg_quality_figure(runs: Sequence[dict[str, Any]], by_options: bool = False) 
     cosine_ax, r2_ax = fig.subplots(1, 2)
     measured = [r for r in runs if r["sg_quality"]]
     keys = sorted({(r["rule"], r["window"]) for r in measured}, key=_order)
-    colors = {key: f"C{k % 10}" for k, key in enumerate(keys)}
+    colors = distinct_colors(keys)
     labelled: set[tuple[str, int | None]] = set()
     for index, run in enumerate(measured):
         key = (run["rule"], run["window"])

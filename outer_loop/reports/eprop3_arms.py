@@ -34,7 +34,14 @@ from matplotlib.figure import Figure
 from omegaconf import OmegaConf
 
 from l2l.command_line import CommandParser
-from l2l.outer_loop.reports.copy_repeat import RUN_FILES, figure, metrics_records, read_run, sg_quality_figure
+from l2l.outer_loop.reports.copy_repeat import (
+    RUN_FILES,
+    distinct_colors,
+    figure,
+    metrics_records,
+    read_run,
+    sg_quality_figure,
+)
 
 LAST_EVALUATIONS = 5
 ARM_ORDER = ("bptt", "eprop3 (oracle)", "eprop3 (learned)", "eprop3 (zero)", "tbptt_sg (learned)", "tbptt", "eprop")
@@ -231,7 +238,7 @@ def probe_figure(runs: Sequence[dict[str, Any]], stage: str) -> Figure:
     FigureCanvasAgg(fig)
     axes = np.atleast_2d(fig.subplots(len(windows), 2, sharey=True, squeeze=False))
     arms = sorted({r["arm"] for r in runs}, key=_order)
-    colors = {arm: f"C{k % 10}" for k, arm in enumerate(arms)}
+    colors = distinct_colors(arms)
     for (by_iteration, by_time), window in zip(axes, windows, strict=True):
         shown = [r for r in runs if r["window"] in (window, None)]
         for arm in arms:
