@@ -11,13 +11,12 @@ scored at every evaluation whatever stage the run is at (``train.curriculum.prob
 the mean over its last ``LAST_EVALUATIONS`` evaluations. A grid run's validation score is (stage reached, −(final
 bits wrong summed over the probe stages)), compared lexicographically; an arm's chosen learning rate is the one with
 the highest score (the oracle SG's gradient is BPTT's, so it takes BPTT's). Writes ``<out>/data/<name>.json`` (the
-grid, the arms table, the per-run finals and probe curves), ``<out>/figures/<name>.png`` (the curriculum stage and
-the training bit error against iteration and wall time), ``<out>/figures/<name>_probe<k>.png`` (bits wrong at probe
-stage k against iteration and wall time, per Δ) and
-``<out>/figures/<name>_sg_quality.png`` (the learned SGs' cosine and R² against the true border gradients); prints
-both tables as Markdown. ``--pilots DIR``: runs that differ in their SG options (on the validation seed), summarized
-in a selection table (mean cosine and R², R² in the second half, the share of measurements with R² > 0) and
-``<out>/figures/<name>_sg_selection.png``.
+grid, the arms table, each run's finals; the curves stay in the runs' logs), ``<out>/figures/<name>.png`` (the
+curriculum stage and the training bit error against iteration and wall time), ``<out>/figures/<name>_probe<k>.png``
+(bits wrong at probe stage k against iteration and wall time, per Δ) and ``<out>/figures/<name>_sg_quality.png``
+(the learned SGs' cosine and R² against the true border gradients); prints both tables as Markdown. ``--pilots
+DIR``: runs that differ in their SG options (on the validation seed), summarized in a selection table (mean cosine
+and R², R² in the second half, the share of measurements with R² > 0) and ``<out>/figures/<name>_sg_selection.png``.
 """
 
 from __future__ import annotations
@@ -274,11 +273,14 @@ def write_report(grid_root: Path, test_root: Path, out: Path, name: str,
     rows = arms_table(test_runs, chosen_learning_rates(grid))
     stages = test_runs[0]["stages"]
     keep = ("run_dir", "arm", "rule", "window", "seed", "lr", "finished", "stage_reached", "stages_passed",
-            "length_x_repeats", "wall_time_s", "iterations", "sg_quality", "probes")
+            "length_x_repeats", "wall_time_s", "iterations")
+
+    def final(run: dict[str, Any]) -> dict[str, Any]:          # the curves stay in the runs' raw logs
+        return {**{k: run[k] for k in keep}, "bits_wrong": {k: final_bits_wrong(run, k) for k in run["probes"]}}
+
     data = {"last_evaluations": LAST_EVALUATIONS, "stages": stages, "sg_selection": sg_selection_rows(pilots),
             "grid": grid, "table": rows,
-            "runs": {"grid": [{k: r[k] for k in keep} for r in grid_runs],
-                     "test": [{k: r[k] for k in keep} for r in test_runs]}}
+            "runs": {"grid": [final(r) for r in grid_runs], "test": [final(r) for r in test_runs]}}
     (out / "data").mkdir(parents=True, exist_ok=True)
     (out / "figures").mkdir(parents=True, exist_ok=True)
     (out / "data" / f"{name}.json").write_text(json.dumps(data, indent=1) + "\n")
@@ -290,8 +292,6 @@ def write_report(grid_root: Path, test_root: Path, out: Path, name: str,
         sg_quality_figure(by_arm).savefig(out / "figures" / f"{name}_sg_quality.png", dpi=110)
     if pilots:
         sg_quality_figure(pilots, by_options=True).savefig(out / "figures" / f"{name}_sg_selection.png", dpi=110)
-    data["runs"]["pilots"] = [{k: r[k] for k in ("run_dir", "options", "stage_reached", "wall_time_s", "sg_quality")}
-                              for r in pilots]
     return data
 
 
