@@ -202,19 +202,16 @@ class OnlineSyntheticGradient:
         inputs = [self.features(s.detach(), m + 1).to(dtype) for m, s in enumerate(states)]
         goals = [t.detach().to(dtype) for t in targets]
         self.memory.append((inputs, goals))
+        kept = list(reversed(self.memory))                                      # this trial first
         for step in range(self.steps):
             with torch.enable_grad():
-                losses = []
-                for trial_inputs, trial_goals in reversed(self.memory):         # this trial first
-                    predictions = [module(x) for x in trial_inputs]
-                    losses.append(synthetic_gradient_loss(predictions, trial_goals))
-                    if step == 0 and len(losses) == 1:
-                        current = predictions
-                loss = losses[0] if len(losses) == 1 else sum(losses) / len(losses)
+                predictions = [[module(x) for x in trial_inputs] for trial_inputs, _ in kept]
+                losses = [synthetic_gradient_loss(p, g) for p, (_, g) in zip(predictions, kept, strict=True)]
+                loss = sum(losses) / len(losses)
                 if step == 0:
                     self.last_loss = float(losses[0].detach())
                     if self.calibrate:
-                        self.calibrate_on(current, goals)
+                        self.calibrate_on(predictions[0], goals)
                 if not self.learn:
                     break
                 self.optimizer.zero_grad(set_to_none=True)

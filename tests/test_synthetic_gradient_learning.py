@@ -167,13 +167,18 @@ def test_quality_is_measured_every_n_trials_and_a_fresh_sg_scores_no_better_than
     assert "sg_cosine" in rule.metrics()
 
 
-def test_l2l_train_logs_the_sg_quality(tmp_path):
-    cfg = compose_config(["experiment=copy_repeat_eprop3", "train.iterations=4", "train.log_every=1",
-                          "rule.sg_quality_every=2", "rule.sg_time=true", "rule.sg_hidden=8", "rule.sg_lambda=0.5",
-                          "rule.sg_warmup=1", "rule.window=1", "train.progress=false", "eval.enabled=false",
+def logged_rows(tmp_path, overrides):
+    """Train a tiny run with ``overrides`` (plus a quiet, eval-free set-up); its metrics.jsonl rows."""
+    cfg = compose_config([*overrides, "train.log_every=1", "train.progress=false", "eval.enabled=false",
                           "logger=none", f"hydra.run.dir={tmp_path}"])
     run(cfg, tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    return [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_l2l_train_logs_the_sg_quality(tmp_path):
+    rows = logged_rows(tmp_path, ["experiment=copy_repeat_eprop3", "train.iterations=4", "rule.sg_quality_every=2",
+                                  "rule.sg_time=true", "rule.sg_hidden=8", "rule.sg_lambda=0.5", "rule.sg_warmup=1",
+                                  "rule.window=1"])
     measured = [r for r in rows if "sg_r2" in r]
     assert measured and all(-1.0 <= r["sg_cosine"] <= 1.0 for r in measured)
 
@@ -343,11 +348,8 @@ def test_bad_sg_options_stop_with_one_line(option, value, message):
 
 
 def test_the_new_options_through_l2l_train_log_the_scale(tmp_path):
-    cfg = compose_config(["experiment=copy_repeat_tbptt_sg", "train.iterations=3", "train.log_every=1",
-                          "rule.window=1", "network.n_hidden=8", "rule.sg_steps=2", "rule.sg_replay=2",
-                          "rule.sg_calibrate=true", "rule.sg_hidden=4", "train.progress=false", "eval.enabled=false",
-                          "logger=none", f"hydra.run.dir={tmp_path}"])
-    run(cfg, tmp_path)
-    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rows = logged_rows(tmp_path, ["experiment=copy_repeat_tbptt_sg", "train.iterations=3", "rule.window=1",
+                                  "network.n_hidden=8", "rule.sg_steps=2", "rule.sg_replay=2", "rule.sg_calibrate=true",
+                                  "rule.sg_hidden=4"])
     scales = [r["sg_scale"] for r in rows if "sg_scale" in r]
     assert len(scales) == 3 and all(s >= 0.0 for s in scales)
