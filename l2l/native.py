@@ -2,8 +2,10 @@
 
 ``spiking_ops()`` returns ``torch.ops.l2l_spiking`` (the fused LIF/ALIF trial, :mod:`l2l.spiking_trial`) or
 None when they cannot be had: ``L2L_NATIVE=0`` in the environment, no C++ compiler or ninja, or a failed
-build. Then the PyTorch loop of the same trial is used, and the reason is printed once. The first build
-takes about 15 s; later processes load the cached library (``TORCH_EXTENSIONS_DIR``, by default
+build. Then the PyTorch loop of the same trial is used, and the reason is printed once. ``random_ops()``
+returns ``torch.ops.l2l_random`` (Bernoulli draws bit-identical to ``torch.rand(...) < p`` from the same
+generator, :func:`l2l.tasks.encoders.poisson_spikes`), built into the same library, or None (then torch.rand).
+The first build takes about 15 s; later processes load the cached library (``TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``).
 """
 
@@ -20,6 +22,7 @@ from typing import Any
 import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "spiking_trial.cpp"
+RANDOM_SOURCE = Path(__file__).parent / "csrc" / "bernoulli.cpp"
 # this machine's instruction sets; no contraction into FMAs, so each operation rounds as PyTorch's do
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 _state: dict[str, Any] = {}
@@ -30,6 +33,37 @@ def spiking_ops() -> Any | None:
     if "ops" not in _state:
         _state["ops"] = _load()
     return _state["ops"]
+
+
+def sources() -> list[Path]:
+    """The C++ files built into the one library."""
+    return [SOURCE, RANDOM_SOURCE]
+
+
+def random_ops() -> Any | None:
+    """The compiled Bernoulli kernel, or None: the library is not built (see :func:`spiking_ops`), or its draws
+    differ from torch.rand's on this torch (checked once per process; the reason is printed once)."""
+    if "random" not in _state:
+        ops = spiking_ops()
+        _state["random"] = ops if ops is None else checked_random_ops(torch.ops.l2l_random)
+    return _state["random"]
+
+
+def checked_random_ops(ops: Any) -> Any | None:
+    """``ops`` if its ``bernoulli_below_`` draws ``torch.rand(...) < p`` exactly (float32 and float64, across several
+    regenerations of the generator's state) and leaves the generator where torch.rand does, else None."""
+    for dtype in (torch.float32, torch.float64):
+        ours, theirs = torch.Generator().manual_seed(20261205), torch.Generator().manual_seed(20261205)
+        torch.rand(1001, generator=ours)
+        torch.rand(1001, generator=theirs)
+        p = torch.linspace(0.0, 1.0, 2500, dtype=dtype)
+        expected = (torch.rand(p.shape, generator=theirs, dtype=dtype) < p).to(dtype)
+        drawn = ops.bernoulli_below_(torch.empty_like(p), p, ours)
+        if not (torch.equal(drawn, expected) and torch.equal(ours.get_state(), theirs.get_state())):
+            print(f"l2l: the C++ Bernoulli kernel does not reproduce torch.rand on torch {torch.__version__} "
+                  f"({dtype}); using torch.rand", file=sys.stderr)
+            return None
+    return ops
 
 
 def native_status() -> str:
@@ -45,8 +79,9 @@ def _load() -> Any | None:
     try:
         from torch.utils import cpp_extension
 
-        if not SOURCE.exists():
-            raise FileNotFoundError(f"{SOURCE} is missing")
+        for source in sources():
+            if not source.exists():
+                raise FileNotFoundError(f"{source} is missing")
         compiler = os.environ.get("CXX", "c++")
         if shutil.which(compiler) is None:
             raise FileNotFoundError(f"no C++ compiler: {compiler!r} is not on PATH (set CXX to one)")
@@ -55,7 +90,8 @@ def _load() -> Any | None:
         name = f"l2l_spiking_{_source_tag()}"
         _announce_build(cpp_extension, name)
         with _build_lock(cpp_extension, name):
-            cpp_extension.load(name=name, sources=[str(SOURCE)], extra_cflags=FLAGS, extra_ldflags=["-fopenmp"],
+            cpp_extension.load(name=name, sources=[str(source) for source in sources()], extra_cflags=FLAGS,
+                               extra_ldflags=["-fopenmp"],
                                is_python_module=False,
                                verbose=False)
         return torch.ops.l2l_spiking
@@ -122,5 +158,5 @@ def _source_tag() -> str:
     except (OSError, StopIteration):
         pass
     build_torch = f"{torch.__version__} {Path(torch.__file__).resolve().parent}"
-    return hashlib.sha1(SOURCE.read_bytes() + " ".join(FLAGS).encode() + cpu.encode()
+    return hashlib.sha1(b"".join(source.read_bytes() for source in sources()) + " ".join(FLAGS).encode() + cpu.encode()
                         + build_torch.encode()).hexdigest()[:10]

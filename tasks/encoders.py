@@ -7,9 +7,11 @@ probability r·dt/1000 (Bernoulli spikes, at most one per step).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
+from l2l.native import random_ops
 from l2l.validation import InvalidValueError, require_positive, require_size
 
 
@@ -56,11 +58,27 @@ def poisson_spikes(rates_hz: torch.Tensor, dt: float = 1.0, generator: torch.Gen
 
 def _bernoulli(p: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None = None) -> torch.Tensor:
     """1 with probability p, else 0 (p already checked), one uniform draw per entry; written into ``out`` (p's
-    shape, the draws' dtype) when given."""
+    shape, the draws' dtype) when given. The numbers are those of ``torch.rand(p.shape, generator) < p``; on the
+    CPU, for float32 and float64, the C++ kernel draws the same ones about 7x faster (when it is built)."""
+    kernel = _bernoulli_kernel(p, generator, out)
+    if kernel is not None:
+        return kernel.bernoulli_below_(out if out is not None else torch.empty_like(p), p.detach(), generator)
     u = torch.rand(p.shape, generator=generator, dtype=p.dtype if p.is_floating_point() else torch.float32)
     if out is None:
         return (u < p).to(u.dtype)
     return torch.lt(u, p, out=out)
+
+
+def _bernoulli_kernel(p: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None) -> Any | None:
+    """The C++ Bernoulli operators when they apply here (CPU float32/float64 p and generator, a contiguous ``out``
+    of p's shape and dtype), else None."""
+    if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
+        return None
+    if generator is not None and generator.device.type != "cpu":
+        return None
+    if out is not None and (out.dtype != p.dtype or out.shape != p.shape or not out.is_contiguous()):
+        return None
+    return random_ops()
 
 
 class PopulationCode:

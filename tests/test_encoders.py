@@ -138,3 +138,69 @@ def test_population_code_rates_and_draws_are_the_plain_formula_and_calls():
     one_by_one = torch.stack([code.encode(values, generator) for _ in range(3)])
     assert together.shape == (3, 4, 50, 60) and torch.equal(together, one_by_one)
     assert 0 < float(together.mean()) < 0.2 and not torch.equal(together[0], together[1])
+
+
+def _torch_rand_spikes(p, generator):
+    """The plain draws: one torch.rand number per entry, spike where it is below p."""
+    return (torch.rand(p.shape, generator=generator, dtype=p.dtype) < p).to(p.dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("size", [1, 311, 623, 624, 625, 1248, 4097, 40_000])
+@pytest.mark.parametrize("offset", [0, 1, 622, 999])
+def test_the_cpp_bernoulli_kernel_draws_what_torch_rand_draws(dtype, size, offset):
+    """Bit for bit the spikes of torch.rand(...) < p, and the generator left where torch.rand leaves it (its state
+    equal, the next numbers equal), from states part-way through the MT19937 block (offset draws before) and for
+    sizes across the 624-word regenerations and the kernel's 4096-entry blocks."""
+    from l2l.native import random_ops
+    from l2l.tasks.encoders import _bernoulli
+
+    if random_ops() is None:
+        pytest.skip("no C++ kernels here")
+    p = torch.rand(size, generator=torch.Generator().manual_seed(size), dtype=dtype)
+    ours, theirs = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    torch.rand(offset, generator=ours)
+    torch.rand(offset, generator=theirs)
+    drawn = _bernoulli(p, ours)
+    assert torch.equal(drawn, _torch_rand_spikes(p, theirs))
+    assert torch.equal(ours.get_state(), theirs.get_state())
+    assert torch.equal(torch.rand(5, generator=ours), torch.rand(5, generator=theirs))
+    if size >= 311:   # negative control: one draw further along the stream gives other spikes
+        shifted = torch.Generator().manual_seed(3)
+        torch.rand(offset + 1, generator=shifted)
+        assert not torch.equal(drawn, _torch_rand_spikes(p, shifted))
+
+
+def test_the_population_code_is_the_same_with_and_without_the_cpp_kernel(monkeypatch):
+    """encode (K draws into one buffer, the kernel when built) equals the torch.rand path; the default generator
+    (generator=None) too."""
+    import l2l.tasks.encoders as encoders
+
+    code = PopulationCode(n_neurons=40)
+    values = torch.rand(3, 70, 2, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    fast = code.encode(values, torch.Generator().manual_seed(5), draws=2)
+    torch.manual_seed(11)
+    fast_default = poisson_spikes(torch.full((900,), 300.0))
+    monkeypatch.setattr(encoders, "random_ops", lambda: None)
+    assert torch.equal(fast, code.encode(values, torch.Generator().manual_seed(5), draws=2))
+    torch.manual_seed(11)
+    assert torch.equal(fast_default, poisson_spikes(torch.full((900,), 300.0)))
+
+
+def test_a_bernoulli_kernel_that_differs_from_torch_rand_is_not_used(capsys):
+    """The once-per-process check refuses a kernel whose numbers are off (here: one draw late) and says so."""
+    from types import SimpleNamespace
+
+    from l2l.native import checked_random_ops
+
+    def one_late(out, p, generator):
+        torch.rand(1, generator=generator)
+        return torch.lt(torch.rand(p.shape, generator=generator, dtype=p.dtype), p, out=out)
+
+    def exact(out, p, generator):
+        return torch.lt(torch.rand(p.shape, generator=generator, dtype=p.dtype), p, out=out)
+
+    assert checked_random_ops(SimpleNamespace(bernoulli_below_=one_late)) is None
+    assert "does not reproduce torch.rand" in capsys.readouterr().err
+    right = SimpleNamespace(bernoulli_below_=exact)
+    assert checked_random_ops(right) is right

@@ -282,7 +282,7 @@ def test_a_build_lock_left_by_a_killed_process_does_not_hang_the_next_one(tmp_pa
     (cache / built.name / "lock").write_text("")
     env = {**os.environ, "TORCH_EXTENSIONS_DIR": str(cache)}
     torch_alone = ("from torch.utils import cpp_extension; import l2l.native as n; "
-                   f"cpp_extension.load(name={name!r}, sources=[str(n.SOURCE)], extra_cflags=n.FLAGS, "
+                   f"cpp_extension.load(name={name!r}, sources=[str(s) for s in n.sources()], extra_cflags=n.FLAGS, "
                    "is_python_module=False)")
     with pytest.raises(subprocess.TimeoutExpired):
         subprocess.run([sys.executable, "-c", torch_alone], env=env, capture_output=True, timeout=15)
