@@ -9,11 +9,18 @@ The filter is evaluated in blocks of ``BLOCK`` steps: inside a block it is one m
 product with the lower-triangular matrix D_ts = a^{t−s} (s ≤ t), and the value carried into
 the block enters as a^{t+1}·F^{t0−1}. This is the same linear recurrence (equal to float
 rounding) with T/BLOCK sequential steps instead of T, and it differentiates like any matmul.
+On the CPU (float32/float64, a decay that is a number or a 0-dim tensor without gradient) the C++
+kernel of ``l2l/csrc/exp_filter.cpp`` runs the recurrence itself, step by step in one pass over
+memory (the same numbers as the PyTorch loop ``a * out + u``); its gradient is the opposite filter.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+
+from l2l.native import filter_ops
 
 BLOCK = 32
 
@@ -36,6 +43,9 @@ def exp_filter(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.Tens
     """
     if isinstance(decay, torch.Tensor) and decay.dim() > 0:
         return _exp_filter_loop(u, decay, initial)
+    native = _native_filter(u, decay, initial, reverse=False)
+    if native is not None:
+        return native
     steps = u.shape[1]
     time_major = u.transpose(0, 1)
     if time_major.is_contiguous():  # e.g. a layer's z^{t-1}: filter the (T, B·…) storage, K GEMMs with a wide N
@@ -92,4 +102,53 @@ def _exp_filter_loop(u: torch.Tensor, decay: torch.Tensor, initial: torch.Tensor
 
 def reverse_exp_filter(u: torch.Tensor, decay: float | torch.Tensor) -> torch.Tensor:
     """Anti-causal filter along dim 1: out^t = u^t + decay * out^{t+1}. u: (B, T, ...)."""
+    if not (isinstance(decay, torch.Tensor) and decay.dim() > 0):
+        native = _native_filter(u, decay, None, reverse=True)
+        if native is not None:
+            return native
     return exp_filter(u.flip(1), decay).flip(1)
+
+
+def _native_filter(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.Tensor | None,
+                   reverse: bool) -> torch.Tensor | None:
+    """The filter through the C++ kernel when it applies (see the module's docstring), else None. Time-major
+    storage (``u.transpose(0, 1)`` contiguous, a layer's recorded spikes) is filtered as (1, T, B·…), any other
+    u as (B, T, …) after ``contiguous()``; the result has u's shape."""
+    if u.device.type != "cpu" or u.dtype not in (torch.float32, torch.float64) or u.dim() < 2:
+        return None
+    if isinstance(decay, torch.Tensor):
+        if decay.requires_grad:
+            return None
+        decay = float(decay)
+    elif not isinstance(decay, (int, float)):
+        return None
+    if initial is not None and (initial.dtype != u.dtype or initial.device != u.device):
+        return None
+    ops = filter_ops()
+    if ops is None:
+        return None
+    steps, time_major = u.shape[1], u.transpose(0, 1)
+    if time_major.is_contiguous():
+        flat = time_major.reshape(1, steps, -1)
+        start = None if initial is None else initial.reshape(1, -1)
+        return _NativeExpFilter.apply(flat, float(decay), start, reverse).reshape(time_major.shape).transpose(0, 1)
+    flat = u.reshape(u.shape[0], steps, -1)
+    start = None if initial is None else initial.reshape(u.shape[0], -1)
+    return _NativeExpFilter.apply(flat, float(decay), start, reverse).reshape(u.shape)
+
+
+class _NativeExpFilter(torch.autograd.Function):
+    """The C++ filter of u (O, T, I) along dim 1, causal or anti-causal; its gradient is the other one (itself
+    this Function, so differentiable again), and the initial value's is decay · (that gradient at t = 0)."""
+
+    @staticmethod
+    def forward(ctx: Any, u: torch.Tensor, decay: float, initial: torch.Tensor | None,
+                reverse: bool) -> torch.Tensor:
+        ctx.decay, ctx.reverse = decay, reverse
+        return filter_ops().exp_filter(u, decay, initial, reverse)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, torch.Tensor | None, None]:
+        g_u = _NativeExpFilter.apply(grad, ctx.decay, None, not ctx.reverse)
+        g_initial = g_u[:, 0] * ctx.decay if ctx.needs_input_grad[2] else None
+        return g_u, None, g_initial, None

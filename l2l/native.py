@@ -4,7 +4,8 @@
 None when they cannot be had: ``L2L_NATIVE=0`` in the environment, no C++ compiler or ninja, or a failed
 build. Then the PyTorch loop of the same trial is used, and the reason is printed once. ``random_ops()``
 returns ``torch.ops.l2l_random`` (Bernoulli draws bit-identical to ``torch.rand(...) < p`` from the same
-generator, :func:`l2l.tasks.encoders.poisson_spikes`), built into the same library, or None (then torch.rand).
+generator, :func:`l2l.tasks.encoders.poisson_spikes`), built into the same library, or None (then torch.rand);
+``filter_ops()`` the exponential filter of :mod:`l2l.filters` step by step (or None: the blocked products).
 The first build takes about 15 s; later processes load the cached library (``TORCH_EXTENSIONS_DIR``, by default
 ``~/.cache/torch_extensions``).
 """
@@ -23,6 +24,7 @@ import torch
 
 SOURCE = Path(__file__).parent / "csrc" / "spiking_trial.cpp"
 RANDOM_SOURCE = Path(__file__).parent / "csrc" / "bernoulli.cpp"
+FILTER_SOURCE = Path(__file__).parent / "csrc" / "exp_filter.cpp"
 # this machine's instruction sets; no contraction into FMAs, so each operation rounds as PyTorch's do
 FLAGS = ["-O3", "-march=native", "-ffp-contract=off", "-fopenmp"]
 _state: dict[str, Any] = {}
@@ -37,7 +39,12 @@ def spiking_ops() -> Any | None:
 
 def sources() -> list[Path]:
     """The C++ files built into the one library."""
-    return [SOURCE, RANDOM_SOURCE]
+    return [SOURCE, RANDOM_SOURCE, FILTER_SOURCE]
+
+
+def filter_ops() -> Any | None:
+    """The compiled exponential filter (``torch.ops.l2l_filter``), or None when the library is not built."""
+    return None if spiking_ops() is None else torch.ops.l2l_filter
 
 
 def random_ops() -> Any | None:

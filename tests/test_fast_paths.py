@@ -8,10 +8,22 @@ from l2l.network import RecurrentNetwork
 from l2l.recurrent_input import RecurrentInput
 
 
+@pytest.fixture(params=["native", "blocked"])
+def filter_path(request, monkeypatch):
+    """Run a test through the C++ filter (skipped where it is not built) and through the blocked products."""
+    import l2l.filters as filters
+
+    if request.param == "native" and filters.filter_ops() is None:
+        pytest.skip("no C++ kernels here")
+    if request.param == "blocked":
+        monkeypatch.setattr(filters, "filter_ops", lambda: None)
+    return request.param
+
+
 @pytest.mark.parametrize("steps", [1, 7, 31, 32, 33, 64, 100, 257])
 @pytest.mark.parametrize("with_initial", [False, True])
 @pytest.mark.parametrize("time_major", [False, True])
-def test_block_exp_filter_equals_the_recurrence(steps, with_initial, time_major):
+def test_block_exp_filter_equals_the_recurrence(steps, with_initial, time_major, filter_path):
     g = torch.Generator().manual_seed(steps)
     u = torch.randn(3, steps, 4, 2, generator=g, dtype=torch.float64)
     if time_major:  # (B, T, ...) view of (T, B, ...) storage, as a layer's z^{t-1}
@@ -22,7 +34,7 @@ def test_block_exp_filter_equals_the_recurrence(steps, with_initial, time_major)
     torch.testing.assert_close(exp_filter(u, 0.93, initial), expected, rtol=1e-12, atol=1e-12)
 
 
-def test_block_exp_filter_differentiates_like_the_recurrence():
+def test_block_exp_filter_differentiates_like_the_recurrence(filter_path):
     g = torch.Generator().manual_seed(0)
     u = torch.randn(2, 45, 3, generator=g, dtype=torch.float64, requires_grad=True)
     decay = torch.tensor(0.8, dtype=torch.float64, requires_grad=True)
@@ -33,7 +45,7 @@ def test_block_exp_filter_differentiates_like_the_recurrence():
         torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-11)
 
 
-def test_per_channel_decay_takes_the_loop_and_reverse_filter_is_the_adjoint():
+def test_per_channel_decay_takes_the_loop_and_reverse_filter_is_the_adjoint(filter_path):
     g = torch.Generator().manual_seed(1)
     u = torch.randn(2, 20, 3, generator=g, dtype=torch.float64)
     v = torch.randn(2, 20, 3, generator=g, dtype=torch.float64)
@@ -41,6 +53,53 @@ def test_per_channel_decay_takes_the_loop_and_reverse_filter_is_the_adjoint():
     torch.testing.assert_close(exp_filter(u, decay), _exp_filter_loop(u, decay, None))
     # <F(u), v> = <u, F^←(v)>
     torch.testing.assert_close((exp_filter(u, 0.9) * v).sum(), (u * reverse_exp_filter(v, 0.9)).sum())
+
+
+def _reverse_loop(u, decay):
+    """out^t = decay·out^{t+1} + u^t, one step at a time, as PyTorch operations (float decay)."""
+    out, acc = [], None
+    for step in reversed(u.unbind(1)):
+        acc = step if acc is None else decay * acc + step
+        out.append(acc)
+    return torch.stack(out[::-1], dim=1)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("time_major", [False, True])
+@pytest.mark.parametrize("with_initial", [False, True])
+def test_the_cpp_filter_is_the_pytorch_loop_bit_for_bit(dtype, time_major, with_initial, filter_path):
+    """The C++ recurrence computes ``decay * out + u`` in PyTorch's order: equal to the PyTorch loop bit for bit
+    (causal and anti-causal, float32 and float64, over several column blocks and threads). The blocked products
+    are the same recurrence to rounding only: the negative control that this equality is not vacuous."""
+    g = torch.Generator().manual_seed(5)
+    u = torch.randn(5, 130, 7, 90, generator=g, dtype=dtype)   # 630 columns: three blocks of the kernel
+    if time_major:
+        u = u.transpose(0, 1).contiguous().transpose(0, 1)
+    initial = torch.randn(5, 7, 90, generator=g, dtype=dtype) if with_initial else None
+    causal = _exp_filter_loop(u, torch.tensor(0.93, dtype=dtype), initial)
+    anti = _reverse_loop(u, 0.93)
+    if filter_path == "native":
+        assert torch.equal(exp_filter(u, 0.93, initial), causal)
+        assert torch.equal(reverse_exp_filter(u, 0.93), anti)
+    else:
+        torch.testing.assert_close(exp_filter(u, 0.93, initial), causal)
+        torch.testing.assert_close(reverse_exp_filter(u, 0.93), anti)
+        assert not torch.equal(exp_filter(u, 0.93, initial), causal)
+
+
+def test_the_cpp_filter_gradients_check_twice(filter_path):
+    """Finite differences of first and second order (float64) through the filter, its initial value and the
+    anti-causal one; a 0-dim decay with a gradient takes the blocked products and is checked the same way."""
+    g = torch.Generator().manual_seed(6)
+    u = torch.randn(2, 11, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    initial = torch.randn(2, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    decay = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+    for fn, inputs in ((lambda x, x0: exp_filter(x, 0.8, x0), (u, initial)),
+                       (lambda x: reverse_exp_filter(x, 0.8), (u,)),
+                       (lambda x, a: exp_filter(x, a), (u, decay)),
+                       (lambda x: exp_filter(x.transpose(0, 1).contiguous().transpose(0, 1), 0.6), (u,))):
+        assert torch.autograd.gradcheck(fn, inputs)
+        assert torch.autograd.gradgradcheck(fn, inputs)
 
 
 def _plain_weight_grad(w, z_seq, current_seq, weights_out):
