@@ -9,9 +9,10 @@ The filter is evaluated in blocks of ``BLOCK`` steps: inside a block it is one m
 product with the lower-triangular matrix D_ts = a^{t−s} (s ≤ t), and the value carried into
 the block enters as a^{t+1}·F^{t0−1}. This is the same linear recurrence (equal to float
 rounding) with T/BLOCK sequential steps instead of T, and it differentiates like any matmul.
-On the CPU (float32/float64, a decay that is a number or a 0-dim tensor without gradient) the C++
-kernel of ``l2l/csrc/exp_filter.cpp`` runs the recurrence itself, step by step in one pass over
-memory (the same numbers as the PyTorch loop ``a * out + u``); its gradient is the opposite filter.
+On the CPU (float32/float64, a decay that is a number or a 0-dim tensor without gradient, outside
+torch.func transforms and forward-mode AD) the C++ kernel of ``l2l/csrc/exp_filter.cpp`` runs the
+recurrence itself, step by step in one pass over memory (the same numbers as the PyTorch loop
+``a * out + u``); its gradient is the opposite filter.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.autograd import forward_ad
 
 from l2l.native import filter_ops
 
@@ -124,6 +126,8 @@ def _native_filter(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.
         return None
     if initial is not None and (initial.dtype != u.dtype or initial.device != u.device):
         return None
+    if torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0:
+        return None   # torch.func transforms and forward-mode AD: the blocked products (no rule for the kernel)
     ops = filter_ops()
     if ops is None:
         return None
