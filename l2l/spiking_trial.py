@@ -220,7 +220,9 @@ class _FusedSpikingTrial(torch.autograd.Function):
                 _beta(c, excess.shape[-1], excess), not ctx.detach_recurrent, ctx.has_zeta)
         n = excess.shape[-1]
         z_prev = z[:-1]
-        if w_rec.dim() == 2:
+        if ops is not None and not ctx.has_zeta:   # z^{t-1} is spikes (mostly 0): summed over its events
+            g_w = ops.weight_gradient(delta_v, z_prev, w_rec.dim() == 3)
+        elif w_rec.dim() == 2:
             g_w = delta_v.reshape(-1, n).transpose(0, 1) @ z_prev.reshape(-1, n)
         else:
             g_w = delta_v.permute(1, 2, 0) @ z_prev.transpose(0, 1)

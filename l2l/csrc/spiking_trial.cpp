@@ -355,6 +355,70 @@ std::vector<at::Tensor> spiking_backward(const at::Tensor& w, const at::Tensor& 
           adaptive ? g_a0 : at::empty({0}, excess.options()), g_z0};
 }
 
+// out (n) += a · x (n)
+template <typename T>
+inline void scaled_add(int64_t n, T a, const T* __restrict x, T* __restrict out) {
+  for (int64_t i = 0; i < n; ++i) out[i] += a * x[i];
+}
+
+// row j of g_rows (m, n) += z_j · δv for every input j with z_j ≠ 0 (their indices gathered first, without
+// branches: a branch per input mispredicts at spike densities of a few percent). idx: m entries of scratch.
+template <typename T>
+inline void add_events(int64_t m, int64_t n, const T* __restrict z, const T* __restrict dv, T* __restrict g_rows,
+                       int64_t* __restrict idx) {
+  int64_t count = 0;
+  for (int64_t j = 0; j < m; ++j) {
+    idx[count] = j;
+    count += z[j] != T(0);
+  }
+  for (int64_t c = 0; c < count; ++c) scaled_add<T>(n, z[idx[c]], dv, g_rows + idx[c] * n);
+}
+
+constexpr int64_t kEventChunks = 8;   // shared W: the steps' rows are cut into this many parts, summed in order
+
+// dE/dW = Σ_t δv^t ⊗ z^{t-1}, over all tasks (shared W: (n, m)) or per task (B, n, m), as the sum over the entries
+// of z^{t-1} that are not 0 (spikes: most are 0) of z_j · δv^t. Built transposed: row j collects input j's events.
+// Per-task W: task by task, in step order. Shared W: the (t, b) rows are cut into kEventChunks consecutive parts,
+// each summed into its own accumulator and the accumulators added in order, so each thread reads its part of δv
+// and z once and the numbers do not depend on the thread count. Above one non-zero entry in eight (estimated on
+// every eighth step; dense z: ζ added to the spikes, high rates) one matrix product instead.
+// delta_v (T, B, n), z_prev (T, B, m).
+at::Tensor weight_gradient(const at::Tensor& delta_v, const at::Tensor& z_prev, bool per_task) {
+  const int64_t steps = delta_v.size(0), batch = delta_v.size(1), n = delta_v.size(2), m = z_prev.size(2);
+  const at::Tensor dv = delta_v.contiguous(), zp = z_prev.contiguous();
+  const at::Tensor sample = zp.slice(0, 0, steps, 8);
+  if (at::count_nonzero(sample).item<int64_t>() * 8 > sample.numel()) {
+    return per_task ? at::bmm(dv.permute({1, 2, 0}), zp.transpose(0, 1))
+                    : at::mm(dv.reshape({-1, n}).t(), zp.reshape({-1, m}));
+  }
+  const int64_t rows = steps * batch;
+  const int64_t parts = per_task ? batch : std::min(kEventChunks, std::max<int64_t>(rows, 1));
+  at::Tensor acc = at::zeros({parts, m, n}, dv.options());
+  AT_DISPATCH_FLOATING_TYPES(dv.scalar_type(), "weight_gradient", [&] {
+    using T = scalar_t;
+    const T* d = dv.data_ptr<T>();
+    const T* z = zp.data_ptr<T>();
+    T* g = acc.data_ptr<T>();
+    at::parallel_for(0, parts, 1, [&](int64_t p0, int64_t p1) {
+      std::vector<int64_t> idx(m);
+      for (int64_t p = p0; p < p1; ++p) {
+        T* g_p = g + p * m * n;
+        if (per_task) {
+          for (int64_t t = 0; t < steps; ++t) {
+            const int64_t row = t * batch + p;
+            add_events<T>(m, n, z + row * m, d + row * n, g_p, idx.data());
+          }
+        } else {
+          for (int64_t row = rows * p / parts; row < rows * (p + 1) / parts; ++row)
+            add_events<T>(m, n, z + row * m, d + row * n, g_p, idx.data());
+        }
+      }
+    });
+  });
+  const at::Tensor g_t = per_task ? acc : acc.sum(0);
+  return g_t.transpose(-1, -2).contiguous();
+}
+
 }  // namespace
 
 TORCH_LIBRARY(l2l_spiking, m) {
@@ -363,9 +427,11 @@ TORCH_LIBRARY(l2l_spiking, m) {
   m.def("backward(Tensor w, Tensor z, Tensor excess, Tensor refractory, Tensor? g_z, Tensor? g_e, Tensor? g_v, "
         "Tensor? g_a, Tensor? g_zin, float alpha, float v_th, float gamma, int kind, float rho, Tensor? beta, "
         "bool recurrent, bool want_total_z) -> Tensor[]");
+  m.def("weight_gradient(Tensor delta_v, Tensor z_prev, bool per_task) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(l2l_spiking, CPU, m) {
   m.impl("forward", &spiking_forward);
   m.impl("backward", &spiking_backward);
+  m.impl("weight_gradient", &weight_gradient);
 }
