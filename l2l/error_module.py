@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from l2l.network import RecurrentNetwork, Trial
+from l2l.spike_input import input_projection
 from l2l.validation import require_choice, require_size
 
 
@@ -78,6 +79,6 @@ class ErrorModule(nn.Module):
         blocks = w_in.split([x.shape[-1] for x in pieces], dim=-1)
         current = None
         for x, w in zip(pieces, blocks, strict=True):
-            part = x.transpose(0, 1) @ w.transpose(0, 1)
+            part = input_projection(x, w)
             current = part if current is None else current.add_(part)
         return current

@@ -19,6 +19,7 @@ from l2l.cells import RecurrentCell, get_cell
 from l2l.cells.base import recurrent_weight
 from l2l.filters import exp_filter
 from l2l.recurrent_input import RecurrentInput
+from l2l.spike_input import input_projection
 from l2l.spiking_trial import fusable, run_spiking_trial
 from l2l.synapses import synaptic_input
 from l2l.validation import require_positive, require_size
@@ -146,7 +147,7 @@ def _simulate_fused(cell: RecurrentCell, inputs: torch.Tensor | None, w_in: torc
     if input_current is not None:
         current = input_current
     elif w_in.dim() == 2:  # time-major (T, B, n) directly
-        current = inputs.transpose(0, 1) @ w_in.transpose(0, 1)
+        current = input_projection(inputs, w_in)
     else:
         current = synaptic_input(inputs, w_in).transpose(0, 1).contiguous()
     if bias is not None:

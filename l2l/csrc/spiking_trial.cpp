@@ -374,6 +374,41 @@ inline void add_events(int64_t m, int64_t n, const T* __restrict z, const T* __r
   for (int64_t c = 0; c < count; ++c) scaled_add<T>(n, z[idx[c]], dv, g_rows + idx[c] * n);
 }
 
+// current (T, B, n) = x Wᵀ for inputs x (T, B, m) that are mostly 0 (spikes; any strides, the last one 1): each
+// row sums z_j · (row j of Wᵀ) over its non-zero inputs, in input order; rows are independent (spread over the
+// threads). Above one non-zero entry in eight (estimated on every eighth step) one matrix product instead.
+// w_t (m, n) = Wᵀ.
+at::Tensor spike_current(const at::Tensor& x, const at::Tensor& w_t) {
+  TORCH_CHECK(x.dim() == 3 && w_t.dim() == 2 && x.size(2) == w_t.size(0), "spike_current: x (T, B, m), w_t (m, n)");
+  const int64_t steps = x.size(0), batch = x.size(1), m = x.size(2), n = w_t.size(1);
+  const at::Tensor xs = x.stride(2) == 1 ? x : x.contiguous();
+  const at::Tensor wt = w_t.contiguous();
+  const at::Tensor sample = xs.slice(0, 0, steps, 8);
+  if (at::count_nonzero(sample).item<int64_t>() * 8 > sample.numel()) return at::matmul(xs, wt);
+  at::Tensor out = at::zeros({steps, batch, n}, wt.options());
+  AT_DISPATCH_FLOATING_TYPES(wt.scalar_type(), "spike_current", [&] {
+    using T = scalar_t;
+    const T* xp = xs.data_ptr<T>();
+    const T* w = wt.data_ptr<T>();
+    T* op = out.data_ptr<T>();
+    const int64_t st = xs.stride(0), sb = xs.stride(1);
+    at::parallel_for(0, steps * batch, 64, [&](int64_t r0, int64_t r1) {
+      std::vector<int64_t> idx(m);
+      for (int64_t r = r0; r < r1; ++r) {
+        const T* xr = xp + (r / batch) * st + (r % batch) * sb;
+        T* __restrict row = op + r * n;
+        int64_t count = 0;
+        for (int64_t j = 0; j < m; ++j) {
+          idx[count] = j;
+          count += xr[j] != T(0);
+        }
+        for (int64_t c = 0; c < count; ++c) scaled_add<T>(n, xr[idx[c]], w + idx[c] * n, row);
+      }
+    });
+  });
+  return out;
+}
+
 constexpr int64_t kEventChunks = 8;   // shared W: the steps' rows are cut into this many parts, summed in order
 
 // dE/dW = Σ_t δv^t ⊗ z^{t-1}, over all tasks (shared W: (n, m)) or per task (B, n, m), as the sum over the entries
@@ -428,10 +463,12 @@ TORCH_LIBRARY(l2l_spiking, m) {
         "Tensor? g_a, Tensor? g_zin, float alpha, float v_th, float gamma, int kind, float rho, Tensor? beta, "
         "bool recurrent, bool want_total_z) -> Tensor[]");
   m.def("weight_gradient(Tensor delta_v, Tensor z_prev, bool per_task) -> Tensor");
+  m.def("spike_current(Tensor x, Tensor w_t) -> Tensor");
 }
 
 TORCH_LIBRARY_IMPL(l2l_spiking, CPU, m) {
   m.impl("forward", &spiking_forward);
   m.impl("backward", &spiking_backward);
   m.impl("weight_gradient", &weight_gradient);
+  m.impl("spike_current", &spike_current);
 }

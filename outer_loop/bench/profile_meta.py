@@ -12,7 +12,8 @@ multiple of its bound. The fused spiking trial's recurrent products (C++ kernels
 products they replace: forward 2·T·B·n² (W z^{t-1} at every step; the kernel gathers only the columns of the
 neurons that spiked, so it may beat its bound), backward 2·(T−1)·B·n² for the adjoint Wᵀ δv^{t+1} (0 when the
 recurrent paths are cut) and the weight gradient Σ_t δv^t ⊗ z^{t-1} 2·T·B·n² (summed over the spikes only, so it
-beats its bound).
+beats its bound); likewise a layer's input current from spikes (:mod:`l2l.spike_input`) 2·T·B·m·n forward and
+its weight gradient 2·T·B·m·n.
 """
 
 from __future__ import annotations
@@ -63,6 +64,11 @@ def _register_fused_trial_flops() -> None:
                        recurrent: bool, want_total_z: bool, **kwargs: Any) -> int:
         steps, batch, n = excess
         return 2 * (steps - 1) * batch * n * n if recurrent else 0   # no δv after the last step
+
+    @register_flop_formula(torch.ops.l2l_spiking.spike_current)
+    def spike_current_flops(x, w_t, **kwargs: Any) -> int:
+        steps, batch, m = x
+        return 2 * steps * batch * m * w_t[1]
 
     @register_flop_formula(torch.ops.l2l_spiking.weight_gradient)
     def weight_gradient_flops(delta_v, z_prev, per_task: bool, **kwargs: Any) -> int:
