@@ -70,15 +70,21 @@ def _bernoulli(p: torch.Tensor, generator: torch.Generator | None, out: torch.Te
 
 
 def _bernoulli_kernel(p: torch.Tensor, generator: torch.Generator | None, out: torch.Tensor | None) -> Any | None:
-    """The C++ Bernoulli operators when they apply here (CPU float32/float64 p and generator, a contiguous ``out``
-    of p's shape and dtype), else None."""
+    """The C++ Bernoulli operators when they apply here (CPU float32/float64 p and generator, an ``out`` of p's
+    shape and dtype, any dense layout), else None."""
     if p.device.type != "cpu" or p.dtype not in (torch.float32, torch.float64):
         return None
     if generator is not None and generator.device.type != "cpu":
         return None
-    if out is not None and (out.dtype != p.dtype or out.shape != p.shape or not out.is_contiguous()):
+    if out is not None and (out.dtype != p.dtype or out.shape != p.shape or not _dense(out)):
         return None
     return random_ops()
+
+
+def _dense(t: torch.Tensor) -> bool:
+    """Whether t's entries tile its memory without gaps or overlap (contiguous after some permutation of its dims)."""
+    order = sorted(range(t.dim()), key=lambda dim: -t.stride(dim))
+    return t.permute(order).is_contiguous()
 
 
 class PopulationCode:
@@ -135,15 +141,22 @@ class PopulationCode:
         # peak · exp(−(x − c)² / (2σ²)), the same operations in the same order, in place (one buffer)
         return (x - centres).pow_(2).neg_().div_(2.0 * self.sigma**2).exp_().mul_(self.peak_rate_hz)
 
-    def encode(self, values: torch.Tensor, generator: torch.Generator | None = None, draws: int | None = None
-               ) -> torch.Tensor:
+    def encode(self, values: torch.Tensor, generator: torch.Generator | None = None, draws: int | None = None,
+               time_major: bool = False) -> torch.Tensor:
         """Poisson spikes coding ``values`` (..., d) -> (..., d·n_neurons), coordinate-major; with ``draws=K``,
-        K independent draws (K, ..., d·n_neurons), the same numbers as K calls one after another."""
+        K independent draws (K, ..., d·n_neurons), the same numbers as K calls one after another. With
+        ``time_major``, values are (B, T, ..., d) and the spikes are stored time-major: the same numbers, as
+        (B, T, ...) views of (T, B, ...) storage, which a layer's input current reads without a transposing copy."""
         if not torch.isfinite(values).all():
             raise ValueError("values has non-finite entries: a population code needs finite values")
+        if time_major and values.dim() < 3:
+            raise ValueError(f"values has shape {tuple(values.shape)}: time_major=True needs (B, T, ..., d)")
         # the rates are finite and at most peak_rate_hz (checked to give a probability <= 1 per step)
         p = self.rates(values).mul_(self.dt).div_(1000.0)
-        spikes = p.new_empty((draws or 1, *p.shape))   # each draw written in place (no stacking copy)
+        if time_major:   # each draw written in place (no stacking copy), into time-major storage
+            spikes = p.new_empty((draws or 1, p.shape[1], p.shape[0], *p.shape[2:])).transpose(1, 2)
+        else:
+            spikes = p.new_empty((draws or 1, *p.shape))
         for k in range(draws or 1):
             _bernoulli(p, generator, out=spikes[k])
         spikes = spikes.flatten(-2)

@@ -204,3 +204,37 @@ def test_a_bernoulli_kernel_that_differs_from_torch_rand_is_not_used(capsys):
     assert "does not reproduce torch.rand" in capsys.readouterr().err
     right = SimpleNamespace(bernoulli_below_=exact)
     assert checked_random_ops(right) is right
+
+
+@pytest.mark.parametrize("order", [(1, 0, 2, 3), (0, 2, 1, 3), (3, 2, 1, 0), (1, 0, 3, 2)])
+def test_the_cpp_kernel_draws_in_p_order_into_any_layout(order, monkeypatch):
+    """out as a permuted view of a buffer (time-major storage behind (B, T, ...) views, and less friendly ones):
+    the spikes at each (b, t, ...) are those torch.rand draws for that position, and the generator ends where
+    torch.rand leaves it."""
+    import l2l.tasks.encoders as encoders
+    from l2l.native import random_ops
+
+    if random_ops() is None:
+        pytest.skip("no C++ kernels here")
+    shape = (5, 37, 2, 30)
+    p = torch.rand(shape, generator=torch.Generator().manual_seed(9)) * 0.3
+    storage = torch.empty([shape[i] for i in order])
+    out = storage.permute([order.index(i) for i in range(4)])
+    assert out.shape == shape and not out.is_contiguous()
+    ours, theirs = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    encoders._bernoulli(p, ours, out=out)
+    assert torch.equal(out, _torch_rand_spikes(p, theirs))
+    assert torch.equal(ours.get_state(), theirs.get_state())
+
+
+def test_time_major_codes_are_the_same_spikes_in_time_major_storage():
+    code = PopulationCode(n_neurons=20)
+    values = torch.rand(4, 60, 2, generator=torch.Generator().manual_seed(8)) * 2 - 1
+    plain = code.encode(values, torch.Generator().manual_seed(1), draws=3)
+    time_major = code.encode(values, torch.Generator().manual_seed(1), draws=3, time_major=True)
+    assert torch.equal(plain, time_major) and time_major.shape == (3, 4, 60, 40)
+    assert time_major.transpose(1, 2).is_contiguous() and not time_major.is_contiguous()
+    single = code.encode(values, torch.Generator().manual_seed(1), time_major=True)
+    assert torch.equal(single, plain[0]) and single.transpose(0, 1).is_contiguous()
+    with pytest.raises(ValueError, match=r"time_major=True needs \(B, T, \.\.\., d\)"):
+        code.encode(values[0], time_major=True)

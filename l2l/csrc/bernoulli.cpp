@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <mutex>
+#include <vector>
 
 namespace {
 
@@ -88,22 +89,38 @@ void below_double(at::mt19937_data_pod& d, const double* p, double* out, int64_t
   }
 }
 
-// out (p's shape and dtype, contiguous) = 1 where the generator's uniform number is below p, else 0.
+// out (p's shape and dtype, any strides without overlap) = 1 where the generator's uniform number is below p, else
+// 0; the numbers are drawn in p's row-major order whatever out's layout (e.g. a time-major buffer behind (B, T, ...)
+// views), one row of the trailing dimensions over which out is contiguous at a time.
 at::Tensor bernoulli_below_(at::Tensor out, const at::Tensor& p, std::optional<at::Generator> generator) {
   TORCH_CHECK(p.device().is_cpu() && out.device().is_cpu(), "bernoulli_below_: CPU tensors only");
   TORCH_CHECK(p.scalar_type() == at::kFloat || p.scalar_type() == at::kDouble,
               "bernoulli_below_: p must be float32 or float64");
-  TORCH_CHECK(out.scalar_type() == p.scalar_type() && out.sizes() == p.sizes() && out.is_contiguous(),
-              "bernoulli_below_: out must be a contiguous tensor of p's shape and dtype");
+  TORCH_CHECK(out.scalar_type() == p.scalar_type() && out.sizes() == p.sizes(),
+              "bernoulli_below_: out must have p's shape and dtype");
   const at::Tensor pc = p.contiguous();
+  const int64_t dims = out.dim();
+  int64_t inner = 1, lead = dims;   // out is contiguous over its dimensions [lead, dims): rows of `inner` entries
+  while (lead > 0 && (out.size(lead - 1) == 1 || out.stride(lead - 1) == inner)) inner *= out.size(--lead);
+  const int64_t rows = inner == 0 ? 0 : pc.numel() / inner;
   auto* gen = at::get_generator_or_default<at::CPUGeneratorImpl>(generator, at::detail::getDefaultCPUGenerator());
   std::lock_guard<std::mutex> lock(gen->mutex_);
   at::mt19937 engine = gen->engine();
   at::mt19937_data_pod d = engine.data();
-  if (p.scalar_type() == at::kFloat) {
-    below_float(d, pc.data_ptr<float>(), out.data_ptr<float>(), pc.numel());
-  } else {
-    below_double(d, pc.data_ptr<double>(), out.data_ptr<double>(), pc.numel());
+  std::vector<int64_t> index(static_cast<size_t>(lead), 0);   // the row's position in out's leading dimensions
+  int64_t offset = 0;                                          // and its element offset in out
+  for (int64_t row = 0; row < rows; ++row) {
+    if (p.scalar_type() == at::kFloat) {
+      below_float(d, pc.data_ptr<float>() + row * inner, out.data_ptr<float>() + offset, inner);
+    } else {
+      below_double(d, pc.data_ptr<double>() + row * inner, out.data_ptr<double>() + offset, inner);
+    }
+    for (int64_t k = lead - 1; k >= 0; --k) {   // next row, row-major
+      offset += out.stride(k);
+      if (++index[k] < out.size(k)) break;
+      offset -= out.stride(k) * out.size(k);
+      index[k] = 0;
+    }
   }
   engine.set_data(d);
   gen->set_engine(engine);

@@ -89,9 +89,10 @@ class MetaLearner(nn.Module):
 
     def encode(self, episode: Episode, generator: torch.Generator | None = None) -> torch.Tensor:
         """The target population-coded for the error module, drawn afresh for each trial it sees:
-        (K, B, T, n_out·target_code.n_neurons) spikes, K = :attr:`code_trials` (demonstrations first)."""
+        (K, B, T, n_out·target_code.n_neurons) spikes, K = :attr:`code_trials` (demonstrations first), stored
+        time-major ((K, T, B, ...) storage: the error module's input current reads it without a copy)."""
         target = episode.target.to("cpu", torch.float32)   # drawn on the CPU, from a CPU generator
-        return self.target_code.encode(target, generator, draws=self.code_trials)
+        return self.target_code.encode(target, generator, draws=self.code_trials, time_major=True)
 
     def trial_codes(self, code: torch.Tensor) -> list[torch.Tensor]:
         """``code`` (K, B, T, n_code) from :meth:`encode` split per trial, or one (B, T, n_code) for every trial."""
