@@ -20,7 +20,7 @@ from l2l.cells.base import recurrent_weight
 from l2l.filters import exp_filter
 from l2l.recurrent_input import RecurrentInput
 from l2l.spike_input import input_projection
-from l2l.spiking_trial import fusable, run_spiking_trial
+from l2l.spiking_trial import fusable, run_spiking_trial, shifted_spikes
 from l2l.synapses import synaptic_input
 from l2l.validation import require_positive, require_size
 
@@ -161,12 +161,15 @@ def _simulate_fused(cell: RecurrentCell, inputs: torch.Tensor | None, w_in: torc
         zeta.transpose(0, 1) if zeta is not None else None, detach_recurrent)
     final = {"v": trial.v, "a": trial.a, "z": trial.z_in, "refractory": trial.r}
     both = trial.z
-    z_prev = torch.cat([both[:1], both[1:-1].detach()]) if detach_recurrent else both[:-1]
+    if detach_recurrent:
+        z, z_prev = both[1:], torch.cat([both[:1], both[1:-1].detach()])
+    else:
+        z, z_prev = shifted_spikes(both)
     recorded = {}
     if record:
         finished = model.finish_record({"excess": trial.excess, "refractory": trial.refractory}, p)
         recorded = {k: v.transpose(0, 1) for k, v in finished.items()}
-    return LayerActivity(both[1:].transpose(0, 1), z_prev.transpose(0, 1), recorded,
+    return LayerActivity(z.transpose(0, 1), z_prev.transpose(0, 1), recorded,
                          model.state(**{k: final[k] for k in model.state._fields}))
 
 

@@ -102,6 +102,40 @@ def run_spiking_trial(
     return SpikingTrial(z, excess, refractory[:-1], v, a if constants.rho is not None else None, z_in, r)
 
 
+def shifted_spikes(both: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """z^1..z^T and z^0..z^{T-1} (T, B, n), views of the trial's (T+1, B, n) spike buffer ``both``. Their gradients
+    meet in one pass; two slices would each zero-fill a (T+1, B, n) gradient, copy into it and add the two."""
+    if torch.is_grad_enabled() and both.requires_grad:
+        return _ShiftedSpikes.apply(both)
+    return both[1:], both[:-1]
+
+
+class _ShiftedSpikes(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, both):
+        ctx.set_materialize_grads(False)
+        ctx.shape = both.shape
+        return both[1:], both[:-1]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, g_z, g_prev):
+        if g_z is None and g_prev is None:
+            return None
+        out = (g_z if g_z is not None else g_prev).new_empty(ctx.shape)
+        if g_z is not None and g_prev is not None:
+            out[0] = g_prev[0]
+            torch.add(g_prev[1:], g_z[:-1], out=out[1:-1])
+            out[-1] = g_z[-1]
+        elif g_z is not None:
+            out[0] = 0
+            out[1:] = g_z
+        else:
+            out[:-1] = g_prev
+            out[-1] = 0
+        return out
+
+
 SURROGATE_KINDS = {"piecewise_linear": 0, "fast_sigmoid": 1, "gaussian": 2}  # as numbered in l2l/csrc
 
 

@@ -326,3 +326,22 @@ def test_the_event_driven_weight_gradient_is_the_dense_product(per_task, density
     skipped[0] = 0
     without_first = ops.weight_gradient(delta_v, skipped, per_task)
     assert (without_first - dense).abs().max() > 1e-3
+
+
+@pytest.mark.parametrize("used", ["both", "z", "z_prev"])
+def test_shifted_spike_views_pass_the_gradients_slicing_would(used):
+    """z = both[1:] and z_prev = both[:-1] through one node: values are the views, and the gradient reaching the
+    buffer equals the two slices' bit for bit (one of them unused too)."""
+    g = torch.Generator().manual_seed(1)
+    both = torch.randn(7, 3, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    w_z, w_prev = torch.randn(2, 6, 3, 4, generator=g, dtype=torch.float64)
+
+    def loss(z, z_prev):   # an unused view gets no gradient at all (None in the node's backward)
+        terms = [(z * w_z).sum()] if used != "z_prev" else []
+        return sum(terms + ([(z_prev * w_prev).sum()] if used != "z" else []))
+
+    z, z_prev = spiking_trial.shifted_spikes(both)
+    assert torch.equal(z, both[1:]) and torch.equal(z_prev, both[:-1])
+    (fast,) = torch.autograd.grad(loss(z, z_prev), both)
+    (plain,) = torch.autograd.grad(loss(both[1:], both[:-1]), both)
+    assert torch.equal(fast, plain)
