@@ -111,6 +111,8 @@ def shifted_spikes(both: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _ShiftedSpikes(torch.autograd.Function):
+    """both (T+1, B, n) -> (both[1:], both[:-1]); the gradient of both from either or both views' gradients."""
+
     @staticmethod
     def forward(ctx, both):
         ctx.set_materialize_grads(False)

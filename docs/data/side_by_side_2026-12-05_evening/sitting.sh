@@ -2,7 +2,7 @@
 # Issue 34, this session: one sitting on the otherwise idle machine: the published code, l2l at the start of this
 # session (1d6e3a7, snap_before) and l2l now (snap_now), small reference protocol and paper sizes, 2 threads (and 1).
 set -u
-OUT=/work/runs/timing35/out; mkdir -p $OUT
+OUT=/work/runs/timing35/out_final; mkdir -p $OUT
 P=/work/main/.venv/bin/python
 lscpu | grep -E "Model name|^CPU\(s\)|Flags" | cut -c1-200 > $OUT/cpu.txt
 uptime > $OUT/uptime_before.txt
