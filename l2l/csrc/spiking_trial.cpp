@@ -450,7 +450,15 @@ at::Tensor weight_gradient(const at::Tensor& delta_v, const at::Tensor& z_prev, 
       }
     });
   });
-  const at::Tensor g_t = per_task ? acc : acc.sum(0);
+  if (!per_task) {   // the parts' sums added in part order (whatever the threads did)
+    AT_DISPATCH_FLOATING_TYPES(dv.scalar_type(), "weight_gradient_parts", [&] {
+      using T = scalar_t;
+      T* g = acc.data_ptr<T>();
+      for (int64_t p = 1; p < parts; ++p)
+        for (int64_t k = 0; k < m * n; ++k) g[k] += g[p * m * n + k];
+    });
+  }
+  const at::Tensor g_t = per_task ? acc : acc[0];
   return g_t.transpose(-1, -2).contiguous();
 }
 
