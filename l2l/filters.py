@@ -20,9 +20,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd import forward_ad
 
 from l2l.native import filter_ops
+from l2l.twice_differentiable import transforms_active
 
 BLOCK = 32
 
@@ -126,7 +126,7 @@ def _native_filter(u: torch.Tensor, decay: float | torch.Tensor, initial: torch.
         return None
     if initial is not None and (initial.dtype != u.dtype or initial.device != u.device):
         return None
-    if torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0:
+    if transforms_active():
         return None   # torch.func transforms and forward-mode AD: the blocked products (no rule for the kernel)
     ops = filter_ops()
     if ops is None:

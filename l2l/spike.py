@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 
+from l2l.twice_differentiable import transforms_active
 from l2l.validation import require_choice, require_positive
 
 
@@ -76,8 +76,7 @@ def needs_derivative(x: torch.Tensor) -> bool:
     a ``torch.func`` transform, or forward-mode AD. False in plain simulation."""
     return (
         (x.requires_grad and torch.is_grad_enabled())
-        or torch._C._are_functorch_transforms_active()
-        or forward_ad._current_level >= 0
+        or transforms_active()
     )
 
 

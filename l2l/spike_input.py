@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from torch.autograd import forward_ad
 
 from l2l.native import spiking_ops
-from l2l.twice_differentiable import twice_differentiable_required
+from l2l.twice_differentiable import transforms_active, twice_differentiable_required
 
 
 def input_projection(x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
@@ -32,9 +31,9 @@ def _applies(x: torch.Tensor, w: torch.Tensor) -> bool:
         return False
     if x.dim() != 3 or w.dim() != 2 or w.device != x.device:
         return False
-    if twice_differentiable_required() or torch._C._are_functorch_transforms_active():
+    if twice_differentiable_required() or transforms_active():
         return False
-    return forward_ad._current_level < 0 and spiking_ops() is not None
+    return spiking_ops() is not None
 
 
 class _SpikeProjection(torch.autograd.Function):

@@ -32,12 +32,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.autograd.forward_ad as forward_ad
 from torch.autograd.function import once_differentiable
 
 from l2l.native import spiking_ops
 from l2l.spike import surrogate_derivative
-from l2l.twice_differentiable import twice_differentiable_required
+from l2l.twice_differentiable import transforms_active, twice_differentiable_required
 
 FUSED = True  # False: every trial takes the step-by-step path (the oracle in the tests)
 NATIVE = True  # False: the fused trial runs its PyTorch loop instead of the C++ one (l2l.native)
@@ -75,8 +74,7 @@ class SpikingTrial:
 def fusable() -> bool:
     """Whether the fused trial may run: switched on (``FUSED``), not inside
     :func:`l2l.twice_differentiable.twice_differentiable`, no ``torch.func`` transform, no forward-mode AD."""
-    return (FUSED and not twice_differentiable_required() and not torch._C._are_functorch_transforms_active()
-            and forward_ad._current_level < 0)
+    return FUSED and not twice_differentiable_required() and not transforms_active()
 
 
 def run_spiking_trial(

@@ -12,7 +12,16 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import torch
+from torch.autograd import forward_ad
+
 _STATE = threading.local()
+
+
+def transforms_active() -> bool:
+    """Whether a ``torch.func`` transform or forward-mode AD is active: then the hand-written autograd Functions
+    (which have no rules for them) step aside for plain PyTorch operations."""
+    return torch._C._are_functorch_transforms_active() or forward_ad._current_level >= 0
 
 
 def twice_differentiable_required() -> bool:

@@ -361,16 +361,23 @@ inline void scaled_add(int64_t n, T a, const T* __restrict x, T* __restrict out)
   for (int64_t i = 0; i < n; ++i) out[i] += a * x[i];
 }
 
-// row j of g_rows (m, n) += z_j · δv for every input j with z_j ≠ 0 (their indices gathered first, without
-// branches: a branch per input mispredicts at spike densities of a few percent). idx: m entries of scratch.
+// The indices j < m with z_j ≠ 0 into idx (m entries of scratch), in order; returns how many. Without branches:
+// a branch per input mispredicts at spike densities of a few percent.
 template <typename T>
-inline void add_events(int64_t m, int64_t n, const T* __restrict z, const T* __restrict dv, T* __restrict g_rows,
-                       int64_t* __restrict idx) {
+inline int64_t nonzero_indices(int64_t m, const T* __restrict z, int64_t* __restrict idx) {
   int64_t count = 0;
   for (int64_t j = 0; j < m; ++j) {
     idx[count] = j;
     count += z[j] != T(0);
   }
+  return count;
+}
+
+// row j of g_rows (m, n) += z_j · δv for every input j with z_j ≠ 0. idx: m entries of scratch.
+template <typename T>
+inline void add_events(int64_t m, int64_t n, const T* __restrict z, const T* __restrict dv, T* __restrict g_rows,
+                       int64_t* __restrict idx) {
+  const int64_t count = nonzero_indices<T>(m, z, idx);
   for (int64_t c = 0; c < count; ++c) scaled_add<T>(n, z[idx[c]], dv, g_rows + idx[c] * n);
 }
 
@@ -397,11 +404,7 @@ at::Tensor spike_current(const at::Tensor& x, const at::Tensor& w_t) {
       for (int64_t r = r0; r < r1; ++r) {
         const T* xr = xp + (r / batch) * st + (r % batch) * sb;
         T* __restrict row = op + r * n;
-        int64_t count = 0;
-        for (int64_t j = 0; j < m; ++j) {
-          idx[count] = j;
-          count += xr[j] != T(0);
-        }
+        const int64_t count = nonzero_indices<T>(m, xr, idx.data());
         for (int64_t c = 0; c < count; ++c) scaled_add<T>(n, xr[idx[c]], w + idx[c] * n, row);
       }
     });
